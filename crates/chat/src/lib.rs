@@ -1,0 +1,1 @@
+//! iomodels chat (being written).

@@ -1,0 +1,1 @@
+//! iomodels compare (being written).

@@ -1,0 +1,185 @@
+//! Server configuration and the list of models.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A socket I/O model: one driver each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Model {
+    /// Blocking sockets, a thread per connection.
+    Blocking,
+    /// Non-blocking sockets swept by one thread.
+    Polling,
+    /// select(2).
+    Select,
+    /// poll(2).
+    Poll,
+    /// Signal-driven I/O (O_ASYNC, F_SETSIG, a real-time signal per event).
+    Signal,
+    /// epoll(7), one instance per worker.
+    Epoll,
+    /// io_uring completions, one ring per worker.
+    Uring,
+}
+
+impl Model {
+    /// Every model, from the simplest to the most scalable.
+    pub const ALL: [Model; 7] = [
+        Model::Blocking,
+        Model::Polling,
+        Model::Select,
+        Model::Poll,
+        Model::Signal,
+        Model::Epoll,
+        Model::Uring,
+    ];
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Model::Blocking => "blocking",
+            Model::Polling => "polling",
+            Model::Select => "select",
+            Model::Poll => "poll",
+            Model::Signal => "signal",
+            Model::Epoll => "epoll",
+            Model::Uring => "uring",
+        }
+    }
+
+    /// One line on how the model works.
+    pub fn description(self) -> &'static str {
+        match self {
+            Model::Blocking => "blocking sockets, one reader and one writer thread per connection",
+            Model::Polling => "non-blocking sockets swept by one thread; sleeps 1 ms after an idle sweep",
+            Model::Select => "select(2) over fd_sets; descriptors at or above FD_SETSIZE (1024) are refused",
+            Model::Poll => "poll(2) over an array of pollfd, rebuilt only when interest changes",
+            Model::Signal => "O_ASYNC + F_SETSIG: the kernel queues a real-time signal per event, read from a signalfd",
+            Model::Epoll => "edge-triggered epoll, one instance and one SO_REUSEPORT listener per worker",
+            Model::Uring => "io_uring: multishot accept and receive, provided-buffer ring, owned sends, one ring per worker",
+        }
+    }
+
+    /// The Windows model of the book it corresponds to.
+    pub fn windows_original(self) -> &'static str {
+        match self {
+            Model::Blocking => "blocking sockets",
+            Model::Polling => "ioctlsocket(FIONBIO) loop",
+            Model::Select => "select",
+            Model::Poll => "WSAPoll",
+            Model::Signal => "WSAAsyncSelect",
+            Model::Epoll => "WSAEventSelect",
+            Model::Uring => "overlapped I/O and IOCP",
+        }
+    }
+
+    /// Whether `--workers` means anything for this model.
+    pub fn has_workers(self) -> bool {
+        !matches!(self, Model::Blocking)
+    }
+
+    /// The worker count used when none is given.
+    ///
+    /// The single-threaded loops of the book (polling, select, poll, signal) keep one
+    /// thread. epoll and io_uring default to one worker per core: every worker runs its own
+    /// event loop and never blocks, so a second thread per core (the book's "2x cores" for
+    /// IOCP, whose workers may block inside handlers) only adds context switches.
+    pub fn default_workers(self) -> usize {
+        match self {
+            Model::Epoll | Model::Uring => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            _ => 1,
+        }
+    }
+}
+
+impl fmt::Display for Model {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The name given was not a model.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("unknown model '{name}'; the models are: {}", Model::ALL.map(|m| m.name()).join(", "))]
+pub struct UnknownModel {
+    /// What was asked for.
+    pub name: String,
+}
+
+impl FromStr for Model {
+    type Err = UnknownModel;
+    fn from_str(s: &str) -> Result<Model, UnknownModel> {
+        Model::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| UnknownModel { name: s.to_owned() })
+    }
+}
+
+/// How a server runs. Start from [`Config::new`] and change what differs.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Config {
+    /// The driver.
+    pub model: Model,
+    /// Where to listen. Port 0 picks a free port (see [`crate::Server::local_addr`]).
+    pub addr: SocketAddr,
+    /// Worker threads; `None` for [`Model::default_workers`].
+    pub workers: Option<usize>,
+    /// Sessions open at once; connections past it are refused.
+    pub max_connections: usize,
+    /// Close sessions that receive nothing for this long. Off when `None`.
+    pub idle_timeout: Option<Duration>,
+    /// Bytes a session may have queued for sending before it is closed with
+    /// [`crate::CloseReason::SendQueueFull`].
+    pub send_queue_limit: usize,
+    /// Unconsumed input a session may keep before it is closed with
+    /// [`crate::CloseReason::InputOverflow`].
+    pub input_limit: usize,
+    /// How long a graceful shutdown waits for queued output before closing anyway.
+    pub shutdown_timeout: Duration,
+    /// The listen backlog.
+    pub backlog: i32,
+    /// Stack size of the blocking model's per-connection threads.
+    pub thread_stack: usize,
+}
+
+impl Config {
+    /// Defaults for `model` listening on `addr`.
+    pub fn new(model: Model, addr: SocketAddr) -> Config {
+        Config {
+            model,
+            addr,
+            workers: None,
+            max_connections: 100_000,
+            idle_timeout: None,
+            send_queue_limit: 1024 * 1024,
+            input_limit: 1024 * 1024,
+            shutdown_timeout: Duration::from_secs(5),
+            backlog: 4096,
+            thread_stack: 128 * 1024,
+        }
+    }
+
+    /// The worker count in force.
+    pub fn worker_count(&self) -> usize {
+        self.workers
+            .unwrap_or_else(|| self.model.default_workers())
+            .max(1)
+    }
+
+    /// Output above this stops reading from the same connection until it drains below
+    /// [`Config::low_water`]: an echo never outgrows the send queue on its own.
+    pub fn high_water(&self) -> usize {
+        self.send_queue_limit / 4
+    }
+
+    /// Output below this lets a paused connection read again.
+    pub fn low_water(&self) -> usize {
+        self.send_queue_limit / 16
+    }
+}

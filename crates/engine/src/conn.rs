@@ -1,0 +1,84 @@
+//! The part of a connection every driver shares: the handler's state, unconsumed input, and
+//! the calls into the handler. Drivers own the socket and decide when to read and write;
+//! everything between the bytes and the application happens here, once.
+
+use crate::handler::{CloseReason, Handler};
+use crate::server::Core;
+use crate::session::{CallbackScope, Session};
+
+/// One session's application-facing half.
+pub(crate) struct Conn<S> {
+    session: Session,
+    state: Option<S>,
+    /// Bytes received and not consumed by the handler yet.
+    input: Vec<u8>,
+}
+
+/// Unconsumed input beyond this capacity is given back once consumed.
+const KEEP_INPUT: usize = 16 * 1024;
+
+impl<S: Send + 'static> Conn<S> {
+    /// Tell the handler about a new session.
+    pub(crate) fn open<H: Handler<State = S>>(core: &Core<H>, session: Session) -> Conn<S> {
+        let state = {
+            let _scope = CallbackScope::enter(&session);
+            core.handler.opened(&session)
+        };
+        Conn {
+            session,
+            state: Some(state),
+            input: Vec::new(),
+        }
+    }
+
+    /// The session.
+    pub(crate) fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// Hand freshly received bytes to the handler, after whatever it left unconsumed.
+    /// Fails when the unconsumed input passes the configured limit.
+    pub(crate) fn deliver<H: Handler<State = S>>(
+        &mut self,
+        core: &Core<H>,
+        data: &[u8],
+    ) -> Result<(), CloseReason> {
+        let Some(state) = self.state.as_mut() else {
+            return Ok(());
+        };
+        let _scope = CallbackScope::enter(&self.session);
+        if self.input.is_empty() {
+            // The common case: no copy, the handler reads the driver's buffer.
+            let used = core.handler.data(state, &self.session, data).min(data.len());
+            if used < data.len() {
+                self.input.extend_from_slice(&data[used..]);
+            }
+        } else {
+            self.input.extend_from_slice(data);
+            let used = core
+                .handler
+                .data(state, &self.session, &self.input)
+                .min(self.input.len());
+            self.input.drain(..used);
+            if self.input.is_empty() && self.input.capacity() > KEEP_INPUT {
+                self.input = Vec::new();
+            }
+        }
+        if self.input.len() > core.config.input_limit {
+            return Err(CloseReason::InputOverflow);
+        }
+        Ok(())
+    }
+
+    /// End the session: refuse further sends, tell the handler, release the slot.
+    pub(crate) fn close<H: Handler<State = S>>(mut self, core: &Core<H>, reason: CloseReason) {
+        self.session.outbox().mark_closed();
+        if let Some(state) = self.state.take() {
+            let _scope = CallbackScope::enter(&self.session);
+            core.handler.closed(state, &self.session, reason);
+        }
+        self.session.counters().closed(reason);
+        tracing::debug!(session = %self.session.id(), peer = %self.session.peer(), %reason, "closed");
+        core.release();
+    }
+}

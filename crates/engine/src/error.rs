@@ -1,0 +1,60 @@
+//! Errors of starting and running a server.
+
+use std::io;
+use std::net::SocketAddr;
+
+/// A server could not start, or a driver failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Another socket holds the address.
+    #[error("address {addr} is already in use")]
+    AddrInUse {
+        /// The address asked for.
+        addr: SocketAddr,
+    },
+    /// Binding or listening failed for another reason.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the kernel said.
+        source: io::Error,
+    },
+    /// The kernel lacks something a model needs.
+    #[error("the {model} model cannot run on this kernel: {what}")]
+    Unsupported {
+        /// The model's name.
+        model: &'static str,
+        /// What is missing.
+        what: String,
+    },
+    /// Setting up a driver failed.
+    #[error("{model}: {context}: {source}")]
+    Setup {
+        /// The model's name.
+        model: &'static str,
+        /// What was being done.
+        context: &'static str,
+        /// What the kernel said.
+        source: io::Error,
+    },
+    /// A worker thread stopped with an error or a panic.
+    #[error("a {model} worker failed: {message}")]
+    Worker {
+        /// The model's name.
+        model: &'static str,
+        /// What happened.
+        message: String,
+    },
+}
+
+impl Error {
+    pub(crate) fn setup(model: &'static str, context: &'static str) -> impl FnOnce(io::Error) -> Error {
+        move |source| Error::Setup {
+            model,
+            context,
+            source,
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! The one application interface: every driver calls these three methods and nothing else.
+
+use crate::session::Session;
+use std::fmt;
+
+/// Application logic, written once and run unchanged on every I/O model.
+///
+/// One `Handler` value is shared by every worker thread of a server, so it is `Sync`; what
+/// belongs to one connection lives in [`Handler::State`], which the driver keeps beside the
+/// socket and hands back by `&mut` on every call, so per-session state needs no lock.
+///
+/// Callbacks run on the driver's I/O threads: they must not block. To talk to another
+/// session, keep its [`Session`] handle (it is `Clone + Send + Sync`) and call
+/// [`Session::send`] from anywhere.
+pub trait Handler: Send + Sync + 'static {
+    /// What the application keeps per session.
+    type State: Send + 'static;
+
+    /// A connection was accepted and became `session`.
+    fn opened(&self, session: &Session) -> Self::State;
+
+    /// Bytes arrived. `data` holds everything received and not yet consumed, oldest first.
+    ///
+    /// Return how many bytes were consumed from the front; the rest stays buffered and is
+    /// passed again, with whatever arrives next, on the following call. A framing layer can
+    /// therefore decode in place and leave a partial packet where it is, with no copy.
+    fn data(&self, state: &mut Self::State, session: &Session, data: &[u8]) -> usize;
+
+    /// The session ended for `reason`. Sends to it fail from now on.
+    fn closed(&self, state: Self::State, session: &Session, reason: CloseReason) {
+        let _ = (state, session, reason);
+    }
+}
+
+/// Why a session ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The peer closed its side (FIN) and everything queued for it was sent.
+    PeerClosed,
+    /// The peer reset the connection (RST).
+    Reset,
+    /// A socket error other than a reset.
+    Error,
+    /// Nothing arrived within the configured idle timeout.
+    IdleTimeout,
+    /// The session's send queue passed its byte limit: the peer does not read fast enough.
+    SendQueueFull,
+    /// The application kept more unconsumed input than the configured limit.
+    InputOverflow,
+    /// The application rejected the peer's input as malformed.
+    ProtocolError,
+    /// The application closed the session (gracefully or not).
+    Local,
+    /// The connection was accepted but could not be served (connection limit, a descriptor
+    /// the model cannot watch, no descriptors left). Such a connection never becomes a
+    /// session: the handler is never told of it; it is only counted.
+    Refused,
+    /// The server shut down.
+    ServerShutdown,
+}
+
+impl CloseReason {
+    /// Every reason, in the order of [`CloseReason::index`].
+    pub const ALL: [CloseReason; 10] = [
+        CloseReason::PeerClosed,
+        CloseReason::Reset,
+        CloseReason::Error,
+        CloseReason::IdleTimeout,
+        CloseReason::SendQueueFull,
+        CloseReason::InputOverflow,
+        CloseReason::ProtocolError,
+        CloseReason::Local,
+        CloseReason::Refused,
+        CloseReason::ServerShutdown,
+    ];
+
+    /// A dense index, for counters.
+    pub fn index(self) -> usize {
+        match self {
+            CloseReason::PeerClosed => 0,
+            CloseReason::Reset => 1,
+            CloseReason::Error => 2,
+            CloseReason::IdleTimeout => 3,
+            CloseReason::SendQueueFull => 4,
+            CloseReason::InputOverflow => 5,
+            CloseReason::ProtocolError => 6,
+            CloseReason::Local => 7,
+            CloseReason::Refused => 8,
+            CloseReason::ServerShutdown => 9,
+        }
+    }
+
+    /// A short stable name, as used in logs and counters.
+    pub fn name(self) -> &'static str {
+        match self {
+            CloseReason::PeerClosed => "peer closed",
+            CloseReason::Reset => "reset",
+            CloseReason::Error => "error",
+            CloseReason::IdleTimeout => "idle timeout",
+            CloseReason::SendQueueFull => "send queue full",
+            CloseReason::InputOverflow => "input overflow",
+            CloseReason::ProtocolError => "protocol error",
+            CloseReason::Local => "closed locally",
+            CloseReason::Refused => "refused",
+            CloseReason::ServerShutdown => "server shutdown",
+        }
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}

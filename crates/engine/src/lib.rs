@@ -1,0 +1,47 @@
+//! # iomodels-engine
+//!
+//! One handler API over every socket I/O model of the book *TCP/IP Windows socket
+//! programming for game-server developers*, ported to Linux: blocking threads,
+//! non-blocking polling, select, poll, signal-driven I/O, epoll and io_uring.
+//!
+//! Write a [`Handler`] once; start it on any [`Model`] with [`Server::start`].
+//!
+//! ```no_run
+//! use iomodels_engine::{Config, Handler, Model, Server, Session};
+//!
+//! struct Echo;
+//! impl Handler for Echo {
+//!     type State = ();
+//!     fn opened(&self, _: &Session) {}
+//!     fn data(&self, _: &mut (), session: &Session, data: &[u8]) -> usize {
+//!         let _ = session.send(data);
+//!         data.len()
+//!     }
+//! }
+//!
+//! let config = Config::new(Model::Epoll, "127.0.0.1:7000".parse().unwrap());
+//! let server = Server::start(config, Echo).unwrap();
+//! server.stop().unwrap();
+//! ```
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+mod config;
+mod conn;
+mod error;
+mod handler;
+mod model;
+mod reactor;
+mod server;
+mod session;
+mod stats;
+mod sys;
+
+pub mod echo;
+
+pub use config::{Config, Model, UnknownModel};
+pub use error::Error;
+pub use handler::{CloseReason, Handler};
+pub use model::uring_probe;
+pub use server::{Server, ServerHandle};
+pub use session::{SendError, Session, SessionId};
+pub use stats::Stats;

@@ -1,0 +1,57 @@
+//! How other threads hand a worker the sessions that need it.
+
+use crate::server::Wake;
+use crate::session::{Owner, Session};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+thread_local! {
+    /// The mailbox of the worker running on this thread (0 on other threads).
+    static WORKER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// A worker's queue of sessions with new output or a close request, and the waker that
+/// interrupts its wait. A session is queued at most once until the worker takes it (the
+/// outbox's `scheduled` flag), and the worker is woken only when the queue goes from empty
+/// to non-empty, so a broadcast to a thousand sessions costs one wake-up.
+pub(crate) struct Mailbox {
+    id: usize,
+    queue: Mutex<Vec<Session>>,
+    waker: Arc<dyn Wake>,
+}
+
+impl Mailbox {
+    /// A mailbox for the worker on the calling thread.
+    pub(crate) fn new(waker: Arc<dyn Wake>) -> Mailbox {
+        static NEXT: AtomicUsize = AtomicUsize::new(1);
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        WORKER.with(|w| w.set(id));
+        Mailbox {
+            id,
+            queue: Mutex::new(Vec::new()),
+            waker,
+        }
+    }
+
+    /// Everything queued so far.
+    pub(crate) fn take(&self) -> Vec<Session> {
+        std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl Owner for Mailbox {
+    fn schedule(&self, session: &Session) -> bool {
+        let was_empty = {
+            let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            queue.push(session.clone());
+            queue.len() == 1
+        };
+        // The worker drains its mailbox every round, so a send from its own thread needs
+        // no wake-up.
+        if was_empty && WORKER.with(|w| w.get()) != self.id {
+            self.waker.wake();
+        }
+        true
+    }
+}

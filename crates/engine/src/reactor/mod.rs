@@ -1,0 +1,634 @@
+//! The event loop every readiness model shares.
+//!
+//! polling, select, poll, signal-driven I/O and epoll all answer one question, "which
+//! sockets can I read or write without blocking?", in different ways. Each answers it in a
+//! [`Selector`]; everything else (accepting, reading into one scratch buffer, calling the
+//! handler, writing the outbox, back-pressure, idle timeouts, shutdown) is written once here.
+//!
+//! The loop keeps two hints per connection, `readable` and `writable`, set by events and
+//! cleared only when a call returns EAGAIN. That makes it correct for edge-triggered
+//! selectors (epoll with EPOLLET, real-time signals), which report a change once, and for
+//! level-triggered ones (select, poll), which keep reporting it.
+
+pub(crate) mod mailbox;
+
+use crate::conn::Conn;
+use crate::error::Error;
+use crate::handler::{CloseReason, Handler};
+use crate::server::{Core, Wake};
+use crate::session::{CloseRequest, Session};
+use crate::stats::Counters;
+use crate::sys;
+use mailbox::Mailbox;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What a connection wants to hear about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub(crate) struct Interest {
+    /// Tell when reading would not block.
+    pub(crate) read: bool,
+    /// Tell when writing would not block.
+    pub(crate) write: bool,
+}
+
+impl Interest {
+    /// Readable only.
+    pub(crate) const READ: Interest = Interest {
+        read: true,
+        write: false,
+    };
+    /// Readable and writable.
+    pub(crate) const BOTH: Interest = Interest {
+        read: true,
+        write: true,
+    };
+    /// Nothing (a paused listener).
+    pub(crate) const NONE: Interest = Interest {
+        read: false,
+        write: false,
+    };
+}
+
+/// One readiness report.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Event {
+    /// The token the descriptor was registered with.
+    pub(crate) token: usize,
+    /// Reading would not block (data, end of stream, an error, or a pending connection).
+    pub(crate) readable: bool,
+    /// Writing would not block (or would fail at once).
+    pub(crate) writable: bool,
+}
+
+/// The token of a worker's listening socket.
+pub(crate) const LISTENER: usize = usize::MAX;
+
+/// How one readiness model waits. A selector belongs to one worker thread and is created
+/// on it.
+pub(crate) trait Selector: Sized + 'static {
+    /// The model's name, for errors and logs.
+    const NAME: &'static str;
+
+    /// `true` if readiness is reported once per change (the loop then registers read and
+    /// write interest once and never changes it), `false` if it is reported for as long as
+    /// it lasts (the loop then keeps interest exact, or the wait would return at once).
+    const EDGE_TRIGGERED: bool;
+
+    /// Create the selector on the worker thread that will use it.
+    fn new() -> io::Result<Self>;
+
+    /// A handle other threads use to interrupt [`Selector::select`].
+    fn waker(&self) -> Arc<dyn Wake>;
+
+    /// Start watching `fd`. An error refuses the connection (select's FD_SETSIZE).
+    fn register(&mut self, fd: RawFd, token: usize, interest: Interest) -> io::Result<()>;
+
+    /// Change what `fd` is watched for.
+    fn reregister(&mut self, fd: RawFd, token: usize, interest: Interest) -> io::Result<()>;
+
+    /// Stop watching `fd` (called before it is closed).
+    fn deregister(&mut self, fd: RawFd, token: usize) -> io::Result<()>;
+
+    /// Wait until something is ready, the waker fires, or `timeout` passes; append what is
+    /// ready to `events`. EINTR may be returned; the loop just goes round again.
+    fn select(&mut self, events: &mut Vec<Event>, timeout: Option<Duration>) -> io::Result<()>;
+
+    /// Told after each round whether it moved any byte or connection (the polling model
+    /// sleeps after a round that did not).
+    fn round_done(&mut self, progressed: bool) {
+        let _ = progressed;
+    }
+}
+
+/// Spawn `workers` threads, each running the loop with its own selector and listener.
+pub(crate) fn start<S: Selector, H: Handler>(
+    core: &Arc<Core<H>>,
+) -> Result<(Vec<std::thread::JoinHandle<Result<(), Error>>>, std::net::SocketAddr), Error> {
+    let workers = core.config.worker_count();
+    let (listeners, local_addr) = sys::listeners(core.config.addr, workers, core.config.backlog, true)?;
+    let mut threads = Vec::with_capacity(workers);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), Error>>();
+    for (index, listener) in listeners.into_iter().enumerate() {
+        let core = core.clone();
+        let ready_tx = ready_tx.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("{}-{index}", S::NAME))
+            .spawn(move || {
+                let mut worker = match Worker::<S, H>::new(core, listener) {
+                    Ok(worker) => worker,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return Ok(());
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                drop(ready_tx);
+                worker.run()
+            })
+            .map_err(Error::setup(S::NAME, "spawning a worker"))?;
+        threads.push(thread);
+    }
+    drop(ready_tx);
+    for _ in 0..workers {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                crate::server::abort_start(core, threads);
+                return Err(e);
+            }
+            Err(_) => {
+                crate::server::abort_start(core, threads);
+                return Err(Error::Worker {
+                    model: S::NAME,
+                    message: "a worker died while starting".into(),
+                });
+            }
+        }
+    }
+    Ok((threads, local_addr))
+}
+
+/// One connection as the loop sees it.
+struct Entry<St> {
+    fd: OwnedFd,
+    conn: Conn<St>,
+    /// The last event said readable and no read has returned EAGAIN since.
+    readable: bool,
+    /// Likewise for writing.
+    writable: bool,
+    /// The peer sent FIN: read no more, finish sending, then close.
+    read_closed: bool,
+    /// Output passed the high-water mark: stop reading until it drains.
+    paused: bool,
+    /// Interest registered with a level-triggered selector.
+    interest: Interest,
+    /// When data last arrived, for the idle timeout.
+    last_active: Instant,
+}
+
+/// What servicing a connection decided.
+enum Step {
+    /// Keep it open; `write` tells whether output waits for the socket to drain.
+    Keep { write: bool },
+    /// Close it now.
+    Close(CloseReason, Closing),
+}
+
+/// How to close.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Closing {
+    /// Everything was sent: FIN.
+    Orderly,
+    /// Drop what is queued: RST.
+    Abortive,
+}
+
+/// Reads per service call before other connections get a turn.
+const READ_BUDGET: usize = 16;
+/// Accepts per round before connections get a turn.
+const ACCEPT_BUDGET: usize = 128;
+/// The read buffer shared by every connection of a worker.
+const SCRATCH: usize = 64 * 1024;
+/// How long accepting pauses when descriptors run out and the reserve did not help.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+struct Worker<S: Selector, H: Handler> {
+    core: Arc<Core<H>>,
+    selector: S,
+    listener: Option<OwnedFd>,
+    entries: Vec<Option<Entry<H::State>>>,
+    free: Vec<usize>,
+    live: usize,
+    mailbox: Arc<Mailbox>,
+    counters: Arc<Counters>,
+    scratch: Box<[u8]>,
+    events: Vec<Event>,
+    /// Connections to service without waiting for an event (new, or out of budget).
+    ready: Vec<usize>,
+    accept_ready: bool,
+    accept_paused_until: Option<Instant>,
+    reserve: sys::Reserve,
+    now: Instant,
+    next_idle_check: Option<Instant>,
+    shutdown_deadline: Option<Instant>,
+    progressed: bool,
+}
+
+impl<S: Selector, H: Handler> Worker<S, H> {
+    fn new(core: Arc<Core<H>>, listener: OwnedFd) -> Result<Self, Error> {
+        let mut selector = S::new().map_err(Error::setup(S::NAME, "creating the selector"))?;
+        selector
+            .register(listener.as_raw_fd(), LISTENER, Interest::READ)
+            .map_err(Error::setup(S::NAME, "watching the listener"))?;
+        let waker = selector.waker();
+        let mailbox = Arc::new(Mailbox::new(waker.clone()));
+        core.add_waker(waker);
+        let counters = core.counters.add_worker();
+        let now = Instant::now();
+        let next_idle_check = core.config.idle_timeout.map(|t| now + idle_period(t));
+        Ok(Worker {
+            selector,
+            listener: Some(listener),
+            entries: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            mailbox,
+            counters,
+            scratch: vec![0; SCRATCH].into_boxed_slice(),
+            events: Vec::with_capacity(1024),
+            ready: Vec::new(),
+            accept_ready: true,
+            accept_paused_until: None,
+            reserve: sys::Reserve::new(),
+            now,
+            next_idle_check,
+            shutdown_deadline: None,
+            progressed: false,
+            core,
+        })
+    }
+
+    fn run(&mut self) -> Result<(), Error> {
+        loop {
+            let timeout = self.timeout();
+            self.events.clear();
+            match self.selector.select(&mut self.events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.abort_all(CloseReason::Error);
+                    return Err(Error::Setup {
+                        model: S::NAME,
+                        context: "waiting for events",
+                        source: e,
+                    });
+                }
+            }
+            self.now = Instant::now();
+            self.progressed = false;
+
+            let mut events = std::mem::take(&mut self.events);
+            for event in &events {
+                if event.token == LISTENER {
+                    self.accept_ready = true;
+                    continue;
+                }
+                if let Some(Some(entry)) = self.entries.get_mut(event.token) {
+                    entry.readable |= event.readable;
+                    entry.writable |= event.writable;
+                    self.service(event.token);
+                }
+            }
+            events.clear();
+            self.events = events;
+
+            if self.accept_ready && self.listener.is_some() && self.accept_paused_until.is_none() {
+                self.accept_some();
+            }
+            let ready = std::mem::take(&mut self.ready);
+            for &token in &ready {
+                self.service(token);
+            }
+            self.drain_mailbox();
+            self.selector.round_done(self.progressed);
+
+            if self.core.is_shutting_down() && self.shutdown_deadline.is_none() {
+                self.begin_shutdown();
+            }
+            self.timers();
+            if let Some(deadline) = self.shutdown_deadline {
+                if self.live == 0 {
+                    return Ok(());
+                }
+                if self.now >= deadline {
+                    tracing::warn!(
+                        model = S::NAME,
+                        sessions = self.live,
+                        "shutdown deadline passed; closing sessions with output still queued"
+                    );
+                    self.abort_all(CloseReason::ServerShutdown);
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// How long the next wait may last.
+    fn timeout(&self) -> Option<Duration> {
+        if !self.ready.is_empty()
+            || (self.accept_ready && self.listener.is_some() && self.accept_paused_until.is_none())
+        {
+            return Some(Duration::ZERO);
+        }
+        [self.next_idle_check, self.shutdown_deadline, self.accept_paused_until]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|at| at.saturating_duration_since(Instant::now()))
+    }
+
+    fn accept_some(&mut self) {
+        let Some(listener) = self.listener.as_ref().map(|l| l.as_raw_fd()) else {
+            return;
+        };
+        for _ in 0..ACCEPT_BUDGET {
+            match sys::accept(listener, true) {
+                Ok((fd, peer)) => {
+                    self.progressed = true;
+                    self.open(fd, peer);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accept_ready = false;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if sys::is_fd_exhaustion(&e) => {
+                    if self.reserve.shed(listener) {
+                        self.counters.refused();
+                        tracing::warn!(model = S::NAME, "out of descriptors ({e}); refused a connection");
+                        continue;
+                    }
+                    tracing::warn!(model = S::NAME, "out of descriptors ({e}); pausing accept");
+                    self.accept_paused_until = Some(self.now + ACCEPT_BACKOFF);
+                    if !S::EDGE_TRIGGERED {
+                        let _ = self.selector.reregister(listener, LISTENER, Interest::NONE);
+                    }
+                    return;
+                }
+                // ECONNABORTED and friends: that connection is gone, others may wait.
+                Err(e) => tracing::debug!(model = S::NAME, "accept: {e}"),
+            }
+        }
+    }
+
+    fn open(&mut self, fd: OwnedFd, peer: std::net::SocketAddr) {
+        if !self.core.admit() {
+            self.counters.refused();
+            tracing::debug!(model = S::NAME, %peer, "refused: connection limit reached");
+            return;
+        }
+        let token = self.free.pop().unwrap_or_else(|| {
+            self.entries.push(None);
+            self.entries.len() - 1
+        });
+        let interest = if S::EDGE_TRIGGERED {
+            Interest::BOTH
+        } else {
+            Interest::READ
+        };
+        if let Err(e) = self.selector.register(fd.as_raw_fd(), token, interest) {
+            self.core.release();
+            self.free.push(token);
+            self.counters.refused();
+            tracing::warn!(model = S::NAME, %peer, "refused: {e}");
+            return;
+        }
+        sys::tune_accepted(&fd);
+        self.counters.accepted();
+        let session = Session::new(
+            peer,
+            token,
+            self.mailbox.clone(),
+            self.counters.clone(),
+            self.core.config.send_queue_limit,
+        );
+        let conn = Conn::open(&self.core, session);
+        self.entries[token] = Some(Entry {
+            fd,
+            conn,
+            readable: true,
+            writable: true,
+            read_closed: false,
+            paused: false,
+            interest,
+            last_active: self.now,
+        });
+        self.live += 1;
+        // Data may already wait (edge-triggered selectors and signals report only changes),
+        // and `opened` may have queued output.
+        self.ready.push(token);
+    }
+
+    /// Read, call the handler, write, and decide the connection's fate.
+    fn service(&mut self, token: usize) {
+        let Some(Some(entry)) = self.entries.get_mut(token) else {
+            return;
+        };
+        let step = drive(
+            entry,
+            &self.core,
+            &mut self.scratch,
+            &self.counters,
+            self.now,
+            &mut self.progressed,
+            &mut self.ready,
+            token,
+        );
+        match step {
+            Step::Close(reason, how) => self.close(token, reason, how),
+            Step::Keep { write } => {
+                if S::EDGE_TRIGGERED {
+                    return;
+                }
+                let want = Interest {
+                    read: !entry.read_closed && !entry.paused && !is_closing(entry),
+                    write,
+                };
+                if want != entry.interest {
+                    match self.selector.reregister(entry.fd.as_raw_fd(), token, want) {
+                        Ok(()) => entry.interest = want,
+                        Err(e) => {
+                            tracing::warn!(model = S::NAME, "changing interest: {e}");
+                            self.close(token, CloseReason::Error, Closing::Abortive);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn close(&mut self, token: usize, reason: CloseReason, how: Closing) {
+        let Some(entry) = self.entries.get_mut(token).and_then(Option::take) else {
+            return;
+        };
+        self.free.push(token);
+        self.live -= 1;
+        let fd = entry.fd.as_raw_fd();
+        let _ = self.selector.deregister(fd, token);
+        match how {
+            Closing::Orderly => sys::shutdown_write(fd),
+            Closing::Abortive => {
+                let _ = socket2::SockRef::from(&entry.fd).set_linger(Some(Duration::ZERO));
+            }
+        }
+        drop(entry.fd);
+        entry.conn.close(&self.core, reason);
+    }
+
+    fn drain_mailbox(&mut self) {
+        for session in self.mailbox.take() {
+            let token = session.slot();
+            let owned = matches!(
+                self.entries.get(token),
+                Some(Some(entry)) if entry.conn.session().same(&session)
+            );
+            if owned {
+                self.service(token);
+            }
+        }
+    }
+
+    fn begin_shutdown(&mut self) {
+        tracing::debug!(model = S::NAME, sessions = self.live, "shutting down");
+        if let Some(listener) = self.listener.take() {
+            let _ = self.selector.deregister(listener.as_raw_fd(), LISTENER);
+        }
+        self.shutdown_deadline = Some(self.now + self.core.config.shutdown_timeout);
+        for token in 0..self.entries.len() {
+            if let Some(entry) = &self.entries[token] {
+                entry
+                    .conn
+                    .session()
+                    .outbox()
+                    .request_close(CloseRequest::Graceful(CloseReason::ServerShutdown));
+                self.service(token);
+            }
+        }
+    }
+
+    fn timers(&mut self) {
+        if let Some(until) = self.accept_paused_until {
+            if self.now >= until {
+                self.accept_paused_until = None;
+                self.accept_ready = true;
+                if let (false, Some(listener)) = (S::EDGE_TRIGGERED, &self.listener) {
+                    let _ = self.selector.reregister(listener.as_raw_fd(), LISTENER, Interest::READ);
+                }
+            }
+        }
+        let (Some(check), Some(idle)) = (self.next_idle_check, self.core.config.idle_timeout) else {
+            return;
+        };
+        if self.now < check {
+            return;
+        }
+        self.next_idle_check = Some(self.now + idle_period(idle));
+        for token in 0..self.entries.len() {
+            if let Some(entry) = &self.entries[token] {
+                if self.now.duration_since(entry.last_active) >= idle {
+                    self.close(token, CloseReason::IdleTimeout, Closing::Abortive);
+                }
+            }
+        }
+    }
+
+    fn abort_all(&mut self, reason: CloseReason) {
+        for token in 0..self.entries.len() {
+            self.close(token, reason, Closing::Abortive);
+        }
+    }
+}
+
+/// How often idle sessions are looked for: a quarter of the timeout, at most a second.
+fn idle_period(idle: Duration) -> Duration {
+    (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+fn is_closing<St: Send + 'static>(entry: &Entry<St>) -> bool {
+    entry.conn.session().outbox().close_request().is_some()
+}
+
+/// The per-connection state machine: read what the socket has (within a budget), let the
+/// handler consume it, write what it queued, apply back-pressure, and close when done.
+#[allow(clippy::too_many_arguments)]
+fn drive<H: Handler>(
+    entry: &mut Entry<H::State>,
+    core: &Core<H>,
+    scratch: &mut [u8],
+    counters: &Counters,
+    now: Instant,
+    progressed: &mut bool,
+    ready: &mut Vec<usize>,
+    token: usize,
+) -> Step {
+    let fd = entry.fd.as_raw_fd();
+    let mut reads = 0;
+    loop {
+        // Read once, if reading is allowed and may succeed.
+        let mut more = false;
+        let closing = is_closing(entry);
+        if entry.readable && !entry.read_closed && !entry.paused && !closing {
+            if reads == READ_BUDGET {
+                // Let the others have a turn; come back without waiting for an event.
+                ready.push(token);
+            } else {
+                reads += 1;
+                match sys::recv(fd, scratch) {
+                    Ok(0) => {
+                        entry.read_closed = true;
+                        *progressed = true;
+                    }
+                    Ok(n) => {
+                        *progressed = true;
+                        counters.received(n);
+                        entry.last_active = now;
+                        // A short read emptied the socket's queue.
+                        entry.readable = n == scratch.len();
+                        more = entry.readable;
+                        if let Err(reason) = entry.conn.deliver(core, &scratch[..n]) {
+                            return Step::Close(reason, Closing::Abortive);
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => entry.readable = false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => more = true,
+                    Err(e) => return Step::Close(sys::close_reason(&e), Closing::Abortive),
+                }
+            }
+        }
+
+        // Write what is queued, as far as the socket takes it.
+        let session = entry.conn.session();
+        let mut outbox = session.outbox();
+        outbox.unschedule();
+        if let Some(CloseRequest::Abort(reason)) = outbox.close_request() {
+            return Step::Close(reason, Closing::Abortive);
+        }
+        while entry.writable && !outbox.pending().is_empty() {
+            match sys::send(fd, outbox.pending()) {
+                Ok(n) => {
+                    *progressed = true;
+                    counters.sent(n);
+                    outbox.consume(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => entry.writable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Step::Close(sys::close_reason(&e), Closing::Abortive),
+            }
+        }
+        let queued = outbox.len();
+        let graceful = outbox.close_request().map(CloseRequest::reason);
+        drop(outbox);
+
+        if queued == 0 {
+            if let Some(reason) = graceful {
+                return Step::Close(reason, Closing::Orderly);
+            }
+            if entry.read_closed {
+                return Step::Close(CloseReason::PeerClosed, Closing::Orderly);
+            }
+        }
+        // Back-pressure: a peer that does not read its echo stops being read.
+        if !entry.paused && queued > core.config.high_water() {
+            entry.paused = true;
+        } else if entry.paused && queued <= core.config.low_water() {
+            entry.paused = false;
+            more = entry.readable;
+        }
+        if !more {
+            return Step::Keep { write: queued > 0 };
+        }
+    }
+}

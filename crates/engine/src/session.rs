@@ -1,0 +1,380 @@
+//! Sessions, their send queues (outboxes) and the handle that sends to them from any thread.
+//!
+//! A [`Session`] is a cheap clone of an `Arc`. Its outbox is one `Vec<u8>` behind a mutex:
+//! a whole message is appended under the lock, so messages from different threads never
+//! interleave and messages from one thread stay in order. The driver that owns the socket
+//! drains the outbox; a sender on another thread wakes it through the session's [`Owner`].
+
+use crate::handler::CloseReason;
+use crate::stats::Counters;
+use std::cell::Cell;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Identifies a session for the life of the process.
+///
+/// Ids come from one 64-bit counter and are never reused, which is stronger than a slot
+/// index with a generation: a stale id can never name a newer session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(u64);
+
+impl SessionId {
+    /// The next unused id.
+    pub(crate) fn next() -> SessionId {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        SessionId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The raw number.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// Why a send was not queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The session is closed or closing; nothing more is accepted.
+    #[error("session is closed")]
+    Closed,
+    /// The send queue would pass its byte limit. The session is being closed with
+    /// [`CloseReason::SendQueueFull`].
+    #[error("send queue is full; the session is being closed")]
+    QueueFull,
+}
+
+/// How a close was asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CloseRequest {
+    /// Send what is queued, then close.
+    Graceful(CloseReason),
+    /// Close now, dropping what is queued.
+    Abort(CloseReason),
+}
+
+impl CloseRequest {
+    pub(crate) fn reason(self) -> CloseReason {
+        match self {
+            CloseRequest::Graceful(r) | CloseRequest::Abort(r) => r,
+        }
+    }
+}
+
+/// The driver side of a session: told when the session needs its attention.
+pub(crate) trait Owner: Send + Sync {
+    /// The session has new output or a close request. Return `true` if the session was
+    /// queued for the owner (the outbox then marks itself scheduled until the owner takes
+    /// it), `false` if the owner will look without being told.
+    fn schedule(&self, session: &Session) -> bool;
+}
+
+/// A session's queued output. Drivers lock it through [`Session::outbox`].
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    /// Queued bytes are `buf[head..]`.
+    buf: Vec<u8>,
+    head: usize,
+    /// Bytes the driver took out (an io_uring send in flight, a blocking write under way).
+    in_flight: usize,
+    limit: usize,
+    /// The session sits in its owner's queue already.
+    scheduled: bool,
+    close: Option<CloseRequest>,
+    closed: bool,
+}
+
+/// Outboxes that grew past this are given back to the allocator once drained, so an idle
+/// session costs no buffer.
+const KEEP_CAPACITY: usize = 16 * 1024;
+
+impl Outbox {
+    fn new(limit: usize) -> Outbox {
+        Outbox {
+            buf: Vec::new(),
+            head: 0,
+            in_flight: 0,
+            limit,
+            scheduled: false,
+            close: None,
+            closed: false,
+        }
+    }
+
+    /// Bytes waiting to be written, oldest first.
+    pub(crate) fn pending(&self) -> &[u8] {
+        &self.buf[self.head..]
+    }
+
+    /// Bytes queued or in flight: what counts against the limit.
+    pub(crate) fn len(&self) -> usize {
+        self.buf.len() - self.head + self.in_flight
+    }
+
+    /// Nothing queued and nothing in flight.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `n` bytes of [`Outbox::pending`] were written.
+    pub(crate) fn consume(&mut self, n: usize) {
+        self.head += n;
+        debug_assert!(self.head <= self.buf.len());
+        if self.head == self.buf.len() {
+            self.head = 0;
+            self.buf.clear();
+            if self.buf.capacity() > KEEP_CAPACITY {
+                self.buf = Vec::new();
+            }
+        }
+    }
+
+    /// Move every pending byte out, for a driver that writes outside the lock (an owned
+    /// io_uring send buffer, a blocking write). `spare` is a drained buffer to reuse as the
+    /// new queue. The bytes count against the limit until [`Outbox::finish`].
+    pub(crate) fn take(&mut self, mut spare: Vec<u8>) -> Vec<u8> {
+        spare.clear();
+        if self.head > 0 {
+            // Rare: a readiness-style partial write left a head. Compact first.
+            self.buf.drain(..self.head);
+            self.head = 0;
+        }
+        let out = std::mem::replace(&mut self.buf, spare);
+        self.in_flight += out.len();
+        out
+    }
+
+    /// `n` bytes taken by [`Outbox::take`] are done with (written, or dropped on close).
+    pub(crate) fn finish(&mut self, n: usize) {
+        debug_assert!(n <= self.in_flight);
+        self.in_flight -= n;
+    }
+
+    /// Put back the unsent tail of a taken buffer, ahead of anything queued since.
+    pub(crate) fn unsend(&mut self, tail: &[u8]) {
+        self.in_flight -= tail.len();
+        self.buf.splice(self.head..self.head, tail.iter().copied());
+    }
+
+    /// The close asked for, if any.
+    pub(crate) fn close_request(&self) -> Option<CloseRequest> {
+        self.close
+    }
+
+    /// Ask for a close from inside the driver (idle timeout, shutdown). An abort overrides
+    /// a graceful request; the first reason of each kind is kept.
+    pub(crate) fn request_close(&mut self, request: CloseRequest) {
+        match (self.close, request) {
+            (None, r) => self.close = Some(r),
+            (Some(CloseRequest::Graceful(_)), r @ CloseRequest::Abort(_)) => self.close = Some(r),
+            _ => {}
+        }
+    }
+
+    /// The owner took the session from its queue.
+    pub(crate) fn unschedule(&mut self) {
+        self.scheduled = false;
+    }
+
+    /// The session is gone: refuse every later send and free the queue.
+    pub(crate) fn mark_closed(&mut self) {
+        self.closed = true;
+        self.buf = Vec::new();
+        self.head = 0;
+    }
+
+    /// The session was closed by its driver.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed
+    }
+}
+
+struct Shared {
+    id: SessionId,
+    peer: SocketAddr,
+    /// Driver-private: where the owner keeps the connection (a slab index, a ring slot).
+    slot: usize,
+    owner: Arc<dyn Owner>,
+    counters: Arc<Counters>,
+    outbox: Mutex<Outbox>,
+}
+
+/// A connection, as the application sees it: an id, a peer address, and a send queue that
+/// any thread may write to. Cloning is one atomic increment.
+#[derive(Clone)]
+pub struct Session {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.shared.id)
+            .field("peer", &self.shared.peer)
+            .finish()
+    }
+}
+
+thread_local! {
+    /// The session whose callback runs on this thread right now, if any. Its driver
+    /// services it when the callback returns, so sends to it need no wake-up.
+    static IN_CALLBACK: Cell<*const ()> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Marks the session whose callback is running; unmarks on drop.
+pub(crate) struct CallbackScope {
+    previous: *const (),
+}
+
+impl CallbackScope {
+    pub(crate) fn enter(session: &Session) -> CallbackScope {
+        let ptr = Arc::as_ptr(&session.shared) as *const ();
+        CallbackScope {
+            previous: IN_CALLBACK.with(|c| c.replace(ptr)),
+        }
+    }
+}
+
+impl Drop for CallbackScope {
+    fn drop(&mut self) {
+        IN_CALLBACK.with(|c| c.set(self.previous));
+    }
+}
+
+impl Session {
+    pub(crate) fn new(
+        peer: SocketAddr,
+        slot: usize,
+        owner: Arc<dyn Owner>,
+        counters: Arc<Counters>,
+        send_queue_limit: usize,
+    ) -> Session {
+        Session {
+            shared: Arc::new(Shared {
+                id: SessionId::next(),
+                peer,
+                slot,
+                owner,
+                counters,
+                outbox: Mutex::new(Outbox::new(send_queue_limit)),
+            }),
+        }
+    }
+
+    /// This session's id.
+    pub fn id(&self) -> SessionId {
+        self.shared.id
+    }
+
+    /// The peer's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.shared.peer
+    }
+
+    /// Queue `message` for sending. Bytes of one call are sent contiguously, after
+    /// everything this thread queued before.
+    pub fn send(&self, message: &[u8]) -> Result<(), SendError> {
+        self.send_vectored(&[message])
+    }
+
+    /// Queue the concatenation of `parts` as one message (a header and a body, say).
+    pub fn send_vectored(&self, parts: &[&[u8]]) -> Result<(), SendError> {
+        let size: usize = parts.iter().map(|p| p.len()).sum();
+        let mut outbox = self.outbox();
+        if outbox.closed || outbox.close.is_some() {
+            return Err(SendError::Closed);
+        }
+        if outbox.len() + size > outbox.limit {
+            outbox.close = Some(CloseRequest::Abort(CloseReason::SendQueueFull));
+            self.schedule(&mut outbox);
+            return Err(SendError::QueueFull);
+        }
+        for part in parts {
+            outbox.buf.extend_from_slice(part);
+        }
+        self.shared.counters.message_out();
+        self.schedule(&mut outbox);
+        Ok(())
+    }
+
+    /// Close after everything queued so far is sent. Later sends fail.
+    pub fn close(&self) {
+        self.request(CloseRequest::Graceful(CloseReason::Local));
+    }
+
+    /// Close now, dropping whatever is queued.
+    pub fn abort(&self) {
+        self.request(CloseRequest::Abort(CloseReason::Local));
+    }
+
+    /// Close now because the peer sent something malformed ([`CloseReason::ProtocolError`]).
+    pub fn reject(&self) {
+        self.request(CloseRequest::Abort(CloseReason::ProtocolError));
+    }
+
+    /// Whether the session was closed or is closing.
+    pub fn is_closed(&self) -> bool {
+        let outbox = self.outbox();
+        outbox.closed || outbox.close.is_some()
+    }
+
+    /// Bytes queued and not yet handed to the kernel.
+    pub fn queued(&self) -> usize {
+        self.outbox().len()
+    }
+
+    fn request(&self, request: CloseRequest) {
+        let mut outbox = self.outbox();
+        if outbox.closed {
+            return;
+        }
+        outbox.request_close(request);
+        self.schedule(&mut outbox);
+    }
+
+    fn schedule(&self, outbox: &mut Outbox) {
+        if outbox.scheduled {
+            return;
+        }
+        let current = IN_CALLBACK.with(|c| c.get());
+        if current == Arc::as_ptr(&self.shared) as *const () {
+            return;
+        }
+        if self.shared.owner.schedule(self) {
+            outbox.scheduled = true;
+        }
+    }
+
+    /// Lock the send queue (drivers only).
+    pub(crate) fn outbox(&self) -> MutexGuard<'_, Outbox> {
+        // A panic while holding this lock cannot leave the outbox half-written (every
+        // mutation is a single call), so a poisoned lock is still consistent.
+        self.shared
+            .outbox
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The counters of the worker that owns this session.
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.shared.counters
+    }
+
+    /// The driver's slot for this session.
+    pub(crate) fn slot(&self) -> usize {
+        self.shared.slot
+    }
+
+    /// Whether `self` and `other` are the same session.
+    pub fn same(&self, other: &Session) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+}

@@ -1,0 +1,200 @@
+//! Thin wrappers over the system calls every driver shares.
+//!
+//! Each call goes through [`syscall!`], which turns the C convention (-1 and `errno`) into
+//! `io::Result`. Model-specific calls (select, poll, epoll, signals, io_uring) live in their
+//! drivers; what is here is what more than one of them needs.
+
+use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
+use std::io;
+use std::mem::MaybeUninit;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// Call a libc function that returns -1 on error and sets `errno`.
+macro_rules! syscall {
+    ($fn:ident ( $($arg:expr),* $(,)? )) => {{
+        #[allow(unused_unsafe)]
+        // SAFETY: the caller of the macro upholds the libc function's contract; the macro
+        // only reads its return value and errno.
+        let res = unsafe { libc::$fn($($arg),*) };
+        if res == -1 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(res)
+        }
+    }};
+}
+pub(crate) use syscall;
+
+/// Read from a socket into `buf`. `Ok(0)` is end of stream.
+pub(crate) fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the whole call.
+    let n = syscall!(recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0))?;
+    Ok(n as usize)
+}
+
+/// Write `buf` to a socket without raising SIGPIPE on a closed peer.
+pub(crate) fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the whole call.
+    let n = syscall!(send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL))?;
+    Ok(n as usize)
+}
+
+/// Accept one connection; the new socket is close-on-exec, and non-blocking if asked.
+pub(crate) fn accept(listener: RawFd, nonblocking: bool) -> io::Result<(OwnedFd, SocketAddr)> {
+    let mut storage = MaybeUninit::<libc::sockaddr_storage>::zeroed();
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    let flags = libc::SOCK_CLOEXEC | if nonblocking { libc::SOCK_NONBLOCK } else { 0 };
+    // SAFETY: `storage` and `len` are valid for writes and `len` holds the storage's size.
+    let fd = syscall!(accept4(listener, storage.as_mut_ptr().cast(), &mut len, flags))?;
+    // SAFETY: accept4 returned a new descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: the kernel initialised `len` bytes of `storage` with the peer's address.
+    let addr = unsafe { SockAddr::new(storage.assume_init(), len) };
+    let peer = addr
+        .as_socket()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "peer is not an IP address"))?;
+    Ok((fd, peer))
+}
+
+/// Low-latency options every accepted connection gets: no Nagle delay.
+pub(crate) fn tune_accepted(fd: &OwnedFd) {
+    // Failing to set it only costs latency; never worth refusing the connection.
+    let _ = SockRef::from(fd).set_nodelay(true);
+}
+
+/// Half-close the sending side: the peer reads everything sent so far, then EOF.
+pub(crate) fn shutdown_write(fd: RawFd) {
+    // ENOTCONN after a reset is expected and harmless.
+    let _ = syscall!(shutdown(fd, libc::SHUT_WR));
+}
+
+/// Stop reads on a socket (wakes a thread blocked in accept or recv on it).
+pub(crate) fn shutdown_read(fd: RawFd) {
+    let _ = syscall!(shutdown(fd, libc::SHUT_RD));
+}
+
+/// Bind `count` listeners on `addr`. With more than one they share the port through
+/// SO_REUSEPORT and the kernel spreads connections over them. The first one resolves port 0.
+pub(crate) fn listeners(
+    addr: SocketAddr,
+    count: usize,
+    backlog: i32,
+    nonblocking: bool,
+) -> Result<(Vec<OwnedFd>, SocketAddr), crate::Error> {
+    let asked = addr;
+    let listen_err = |source: io::Error| {
+        let addr = asked;
+        if source.kind() == io::ErrorKind::AddrInUse {
+            crate::Error::AddrInUse { addr }
+        } else {
+            crate::Error::Listen { addr, source }
+        }
+    };
+    if count > 1 && addr.port() != 0 {
+        // SO_REUSEPORT would let us share the port with another process of this user;
+        // a plain bind first makes a busy port an error, as it is with one listener.
+        drop(bind_one(addr, backlog, false, nonblocking).map_err(listen_err)?);
+    }
+    let mut addr = addr;
+    let mut fds = Vec::with_capacity(count);
+    for _ in 0..count {
+        let socket = bind_one(addr, backlog, count > 1, nonblocking).map_err(listen_err)?;
+        addr = socket
+            .local_addr()
+            .map_err(listen_err)?
+            .as_socket()
+            .unwrap_or(addr);
+        fds.push(OwnedFd::from(socket));
+    }
+    Ok((fds, addr))
+}
+
+fn bind_one(addr: SocketAddr, backlog: i32, reuse_port: bool, nonblocking: bool) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.set_nonblocking(nonblocking)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    Ok(socket)
+}
+
+/// A descriptor kept open so that, when accept fails with EMFILE, one can be freed to accept
+/// the pending connection and close it, instead of leaving it to spin the loop.
+pub(crate) struct Reserve(Option<OwnedFd>);
+
+impl Reserve {
+    pub(crate) fn new() -> Reserve {
+        Reserve(open_null().ok())
+    }
+
+    /// Free the reserve, accept and drop one pending connection, take the reserve back.
+    /// Returns whether a connection was shed.
+    pub(crate) fn shed(&mut self, listener: RawFd) -> bool {
+        self.0 = None;
+        let shed = accept(listener, true).is_ok();
+        self.0 = open_null().ok();
+        shed
+    }
+}
+
+fn open_null() -> io::Result<OwnedFd> {
+    // SAFETY: the path is a NUL-terminated literal.
+    let fd = syscall!(open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC))?;
+    // SAFETY: open returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// An eventfd: a counter other threads bump to wake a thread waiting on it.
+#[derive(Debug)]
+pub(crate) struct EventFd(OwnedFd);
+
+impl EventFd {
+    pub(crate) fn new() -> io::Result<EventFd> {
+        let fd = syscall!(eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK))?;
+        // SAFETY: eventfd returned a new descriptor that nothing else owns.
+        Ok(EventFd(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Make the descriptor readable.
+    pub(crate) fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: `one` is 8 readable bytes. EAGAIN (counter saturated) still leaves it
+        // readable, which is all a wake needs.
+        let _ = syscall!(write(self.0.as_raw_fd(), (&one as *const u64).cast(), 8));
+    }
+
+    /// Clear it after a wake.
+    pub(crate) fn reset(&self) {
+        let mut value: u64 = 0;
+        // SAFETY: `value` is 8 writable bytes. EAGAIN means it was already clear.
+        let _ = syscall!(read(self.0.as_raw_fd(), (&mut value as *mut u64).cast(), 8));
+    }
+}
+
+impl AsRawFd for EventFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+/// Classify a socket error for [`crate::CloseReason`].
+pub(crate) fn close_reason(err: &io::Error) -> crate::CloseReason {
+    match err.raw_os_error() {
+        Some(libc::ECONNRESET) | Some(libc::EPIPE) | Some(libc::ECONNABORTED) => {
+            crate::CloseReason::Reset
+        }
+        _ => crate::CloseReason::Error,
+    }
+}
+
+/// Whether an accept error means "out of descriptors".
+pub(crate) fn is_fd_exhaustion(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
+    )
+}

@@ -1,0 +1,1 @@
+//! iomodels load (being written).

@@ -1,0 +1,2 @@
+//! Peer echo servers (being written).
+fn main() {}

@@ -1,0 +1,1 @@
+//! iomodels proto (being written).
