@@ -1,0 +1,445 @@
+//! Every scenario of the engine, run against every model by one macro.
+//!
+//! `cargo test -p iomodels-engine --test scenarios epoll` runs one model's scenarios;
+//! `... -- half_close` one scenario on every model.
+
+mod util;
+
+use iomodels_engine::{echo::Echo, CloseReason, Handler, Model, SendError, Session};
+use rand::{Rng, SeedableRng};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use util::{config, connect, pattern, read_to_end, start, wait_until};
+
+macro_rules! model_tests {
+    ($module:ident, $model:ident: $($scenario:ident),*) => {
+        mod $module {
+            $(
+                #[test]
+                fn $scenario() {
+                    crate::$scenario(iomodels_engine::Model::$model);
+                }
+            )*
+        }
+    };
+}
+
+macro_rules! scenarios {
+    ($($scenario:ident),* $(,)?) => {
+        model_tests!(blocking, Blocking: $($scenario),*);
+        model_tests!(polling, Polling: $($scenario),*);
+        model_tests!(select, Select: $($scenario),*);
+        model_tests!(poll, Poll: $($scenario),*);
+        model_tests!(signal, Signal: $($scenario),*);
+        model_tests!(epoll, Epoll: $($scenario),*);
+        model_tests!(uring, Uring: $($scenario),*);
+    };
+}
+
+scenarios!(
+    many_clients,
+    slow_reader,
+    half_close,
+    reset_mid_traffic,
+    max_connections,
+    many_connections,
+    cross_thread_broadcast,
+    graceful_shutdown,
+    slow_consumer,
+    idle_timeout,
+);
+
+/// 1. 50 concurrent clients x 1,000 messages of random sizes from 1 B to 64 KiB: every byte
+/// echoed exactly, per connection in order.
+fn many_clients(model: Model) {
+    let Some(server) = start(config(model), Echo) else {
+        return;
+    };
+    let addr = server.local_addr();
+    let clients: Vec<_> = (0..50u64)
+        .map(|client| {
+            std::thread::spawn(move || {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(client);
+                let mut stream = connect(addr);
+                let mut offset = 0u64;
+                let mut echo = vec![0; 64 * 1024];
+                for _ in 0..1000 {
+                    // Half small, half up to 64 KiB: both paths, in a test of bounded cost.
+                    let len = if rng.gen_bool(0.5) {
+                        rng.gen_range(1..=1024)
+                    } else {
+                        rng.gen_range(1..=64 * 1024)
+                    };
+                    let message = pattern(client, offset, len);
+                    offset += len as u64;
+                    stream.write_all(&message).unwrap();
+                    stream.read_exact(&mut echo[..len]).unwrap();
+                    assert!(echo[..len] == message[..], "client {client}: echo differs");
+                }
+                offset
+            })
+        })
+        .collect();
+    let total: u64 = clients.into_iter().map(|c| c.join().unwrap()).sum();
+    assert!(wait_until(Duration::from_secs(10), || server.stats().active == 0));
+    let stats = server.stats();
+    assert_eq!(stats.bytes_in, total);
+    assert_eq!(stats.bytes_out, total);
+    assert_eq!(stats.accepted, 50);
+    assert_eq!(stats.closed_for(CloseReason::PeerClosed), 50);
+    server.stop().unwrap();
+}
+
+/// 2. One client sends 8 MiB while reading slowly: partial writes and the send queue are
+/// exercised, nothing is lost, and back-pressure keeps the session open.
+fn slow_reader(model: Model) {
+    let Some(server) = start(config(model), Echo) else {
+        return;
+    };
+    let mut stream = connect(server.local_addr());
+    let total = 8 * 1024 * 1024;
+    let data = pattern(7, 0, total);
+    let mut writer = stream.try_clone().unwrap();
+    let sent = data.clone();
+    let writer = std::thread::spawn(move || {
+        writer.write_all(&sent).unwrap();
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut received = Vec::with_capacity(total);
+    let mut buf = vec![0; 16 * 1024];
+    let mut reads = 0u64;
+    loop {
+        let n = stream.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        received.extend_from_slice(&buf[..n]);
+        reads += 1;
+        if reads % 8 == 0 {
+            // Read slowly: the server's queue fills and its writes come back short.
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    writer.join().unwrap();
+    assert_eq!(received.len(), total);
+    assert!(received == data, "the echo of 8 MiB differs");
+    assert!(wait_until(Duration::from_secs(10), || server.stats().active == 0));
+    assert_eq!(server.stats().closed_for(CloseReason::SendQueueFull), 0);
+    server.stop().unwrap();
+}
+
+/// 3. Half-close: a client writes, then shuts down its write side: it receives the full echo,
+/// then EOF.
+fn half_close(model: Model) {
+    let Some(server) = start(config(model), Echo) else {
+        return;
+    };
+    let mut stream = connect(server.local_addr());
+    let data = pattern(3, 0, 300 * 1024);
+    stream.write_all(&data).unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let (echo, reset) = read_to_end(&mut stream);
+    assert!(!reset, "the server reset instead of closing in order");
+    assert_eq!(echo.len(), data.len());
+    assert!(echo == data);
+    assert!(wait_until(Duration::from_secs(10), || server.stats().active == 0));
+    assert_eq!(server.stats().closed_for(CloseReason::PeerClosed), 1);
+    server.stop().unwrap();
+}
+
+/// 4. Abrupt reset (SO_LINGER 0) in the middle of traffic: the server keeps serving the
+/// others; active sessions return to 0.
+fn reset_mid_traffic(model: Model) {
+    let Some(server) = start(config(model), Echo) else {
+        return;
+    };
+    let addr = server.local_addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let others: Vec<_> = (0..4u64)
+        .map(|id| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut stream = connect(addr);
+                let mut offset = 0;
+                let mut echo = vec![0; 4096];
+                let mut rounds = 0;
+                while !stop.load(Ordering::Relaxed) || rounds < 100 {
+                    let message = pattern(100 + id, offset, 4096);
+                    offset += 4096;
+                    stream.write_all(&message).unwrap();
+                    stream.read_exact(&mut echo).unwrap();
+                    assert!(echo == message);
+                    rounds += 1;
+                }
+            })
+        })
+        .collect();
+    for round in 0..5u64 {
+        let stream = connect(addr);
+        // Fill both directions, read nothing, then reset.
+        let mut writer = stream.try_clone().unwrap();
+        writer.set_nonblocking(true).unwrap();
+        let chunk = pattern(round, 0, 64 * 1024);
+        for _ in 0..16 {
+            match writer.write(&chunk) {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("write: {e}"),
+            }
+        }
+        socket2::SockRef::from(&stream)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(writer);
+        drop(stream);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for other in others {
+        other.join().unwrap();
+    }
+    assert!(wait_until(Duration::from_secs(10), || server.stats().active == 0));
+    let stats = server.stats();
+    assert_eq!(stats.accepted, 9);
+    assert_eq!(stats.closed_for(CloseReason::PeerClosed), 4);
+    server.stop().unwrap();
+}
+
+/// 5. `max_connections` 10 with 20 clients: 10 served, 10 refused, the server still answers.
+fn max_connections(model: Model) {
+    let mut config = config(model);
+    config.max_connections = 10;
+    let Some(server) = start(config, Echo) else {
+        return;
+    };
+    let addr = server.local_addr();
+    let mut clients: Vec<TcpStream> = (0..20).map(|_| connect(addr)).collect();
+    assert!(wait_until(Duration::from_secs(10), || {
+        let s = server.stats();
+        s.accepted + s.refused == 20
+    }));
+    let mut served = 0;
+    for client in &mut clients {
+        let ok = client.write_all(b"ping").is_ok() && {
+            let mut echo = [0; 4];
+            client.read_exact(&mut echo).is_ok() && &echo == b"ping"
+        };
+        served += ok as usize;
+    }
+    assert_eq!(served, 10);
+    let stats = server.stats();
+    assert_eq!((stats.accepted, stats.refused), (10, 10));
+    drop(clients);
+    assert!(wait_until(Duration::from_secs(10), || server.stats().active == 0));
+    // Slots come back: a new client is served.
+    let mut client = connect(addr);
+    client.write_all(b"again").unwrap();
+    let mut echo = [0; 5];
+    client.read_exact(&mut echo).unwrap();
+    assert_eq!(&echo, b"again");
+    server.stop().unwrap();
+}
+
+/// 6. 1,100 connections open at once. Every model but select serves them all; select refuses
+/// those whose descriptor is at or above FD_SETSIZE, cleanly, and the rest still echo.
+fn many_connections(model: Model) {
+    let Some(server) = start(config(model), Echo) else {
+        return;
+    };
+    let addr = server.local_addr();
+    let mut clients: Vec<TcpStream> = (0..1100).map(|_| connect(addr)).collect();
+    assert!(wait_until(Duration::from_secs(20), || {
+        let s = server.stats();
+        s.accepted + s.refused == 1100
+    }));
+    let stats = server.stats();
+    if model == Model::Select {
+        assert!(stats.refused > 0, "select accepted descriptors past FD_SETSIZE");
+    } else {
+        assert_eq!(stats.refused, 0);
+    }
+    let mut served = 0u64;
+    for (i, client) in clients.iter_mut().enumerate() {
+        let message = pattern(i as u64, 0, 32);
+        let mut echo = [0; 32];
+        let ok = client.write_all(&message).is_ok() && client.read_exact(&mut echo).is_ok();
+        if ok {
+            assert_eq!(echo[..], message[..]);
+            served += 1;
+        }
+    }
+    assert_eq!(served, stats.accepted);
+    assert_eq!(served + stats.refused, 1100);
+    drop(clients);
+    assert!(wait_until(Duration::from_secs(20), || server.stats().active == 0));
+    server.stop().unwrap();
+}
+
+/// Keeps every open session in a list, for tests that send from other threads.
+#[derive(Default)]
+struct Registry {
+    sessions: Mutex<Vec<Session>>,
+    closed: Mutex<Vec<CloseReason>>,
+}
+
+impl Handler for Registry {
+    type State = ();
+    fn opened(&self, session: &Session) {
+        self.sessions.lock().unwrap().push(session.clone());
+    }
+    fn data(&self, _: &mut (), _: &Session, data: &[u8]) -> usize {
+        data.len()
+    }
+    fn closed(&self, _: (), session: &Session, reason: CloseReason) {
+        self.sessions.lock().unwrap().retain(|s| !s.same(session));
+        self.closed.lock().unwrap().push(reason);
+    }
+}
+
+/// 7. Two threads broadcast numbered records to every session at once: every record
+/// arrives, whole, and each sender's records in order.
+fn cross_thread_broadcast(model: Model) {
+    let Some(server) = start(config(model), Registry::default()) else {
+        return;
+    };
+    const CLIENTS: usize = 8;
+    const RECORDS: u32 = 2000;
+    const RECORD: usize = 100;
+    let mut clients: Vec<TcpStream> = (0..CLIENTS).map(|_| connect(server.local_addr())).collect();
+    assert!(wait_until(Duration::from_secs(10), || {
+        server.handler().sessions.lock().unwrap().len() == CLIENTS
+    }));
+    let sessions = server.handler().sessions.lock().unwrap().clone();
+    let senders: Vec<_> = (0..2u8)
+        .map(|tag| {
+            let sessions = sessions.clone();
+            std::thread::spawn(move || {
+                for seq in 0..RECORDS {
+                    let mut record = [tag; RECORD];
+                    record[1..5].copy_from_slice(&seq.to_le_bytes());
+                    for session in &sessions {
+                        session.send(&record).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for sender in senders {
+        sender.join().unwrap();
+    }
+    for client in &mut clients {
+        let mut next = [0u32; 2];
+        let mut record = [0u8; RECORD];
+        for _ in 0..2 * RECORDS {
+            client.read_exact(&mut record).unwrap();
+            let tag = record[0];
+            assert!(tag < 2, "a record was torn or interleaved");
+            assert!(record[5..].iter().all(|&b| b == tag), "a record was torn");
+            let seq = u32::from_le_bytes(record[1..5].try_into().unwrap());
+            assert_eq!(seq, next[tag as usize], "records of one sender out of order");
+            next[tag as usize] += 1;
+        }
+    }
+    server.stop().unwrap();
+}
+
+/// 8. Graceful shutdown with output still queued: the client receives everything queued
+/// before EOF, and the server stops cleanly.
+fn graceful_shutdown(model: Model) {
+    let Some(server) = start(config(model), Registry::default()) else {
+        return;
+    };
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    // A small receive window keeps most of the output queued in the server.
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&server.local_addr().into()).unwrap();
+    let mut client: TcpStream = socket.into();
+    client.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    assert!(wait_until(Duration::from_secs(10), || {
+        server.handler().sessions.lock().unwrap().len() == 1
+    }));
+    let session = server.handler().sessions.lock().unwrap()[0].clone();
+    let data = pattern(8, 0, 900 * 1024);
+    for chunk in data.chunks(30 * 1024) {
+        session.send(chunk).unwrap();
+    }
+    // The precondition of the scenario: output really is queued in the engine.
+    assert!(wait_until(Duration::from_secs(10), || session.queued() > 0));
+    let handle = server.handle();
+    handle.shutdown();
+    let (received, reset) = read_to_end(&mut client);
+    assert!(!reset, "the server reset instead of flushing");
+    assert_eq!(received.len(), data.len());
+    assert!(received == data);
+    server.join().unwrap();
+    let stats = handle.stats();
+    assert_eq!(stats.active, 0);
+    assert_eq!(stats.closed_for(CloseReason::ServerShutdown), 1);
+}
+
+/// 9. A consumer that never reads while another thread keeps sending: it is closed with
+/// "send queue full", and the queue never holds more than its limit.
+fn slow_consumer(model: Model) {
+    let mut config = config(model);
+    config.send_queue_limit = 256 * 1024;
+    let Some(server) = start(config, Registry::default()) else {
+        return;
+    };
+    let client = connect(server.local_addr());
+    assert!(wait_until(Duration::from_secs(10), || {
+        server.handler().sessions.lock().unwrap().len() == 1
+    }));
+    let session = server.handler().sessions.lock().unwrap()[0].clone();
+    let sent = Arc::new(AtomicU64::new(0));
+    let pump = {
+        let sent = sent.clone();
+        std::thread::spawn(move || {
+            let chunk = vec![7u8; 16 * 1024];
+            loop {
+                assert!(session.queued() <= 256 * 1024, "the queue passed its limit");
+                match session.send(&chunk) {
+                    Ok(()) => sent.fetch_add(chunk.len() as u64, Ordering::Relaxed),
+                    Err(SendError::QueueFull) | Err(SendError::Closed) => return,
+                    Err(e) => panic!("unexpected send error {e}"),
+                };
+            }
+        })
+    };
+    pump.join().unwrap();
+    assert!(wait_until(Duration::from_secs(10), || server.stats().active == 0));
+    assert_eq!(
+        *server.handler().closed.lock().unwrap(),
+        vec![CloseReason::SendQueueFull]
+    );
+    // What was accepted is bounded by the queue plus what the kernel buffers took.
+    assert!(sent.load(Ordering::Relaxed) < 64 * 1024 * 1024);
+    drop(client);
+    server.stop().unwrap();
+}
+
+/// A session that sends nothing is closed after the idle timeout; an active one is not.
+fn idle_timeout(model: Model) {
+    let mut config = config(model);
+    config.idle_timeout = Some(Duration::from_millis(300));
+    let Some(server) = start(config, Echo) else {
+        return;
+    };
+    let mut silent = connect(server.local_addr());
+    let mut chatty = connect(server.local_addr());
+    let mut echo = [0; 1];
+    // Keep one session busy for a second while the other stays silent.
+    for _ in 0..20 {
+        chatty.write_all(b"x").unwrap();
+        chatty.read_exact(&mut echo).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (rest, _) = read_to_end(&mut silent);
+    assert!(rest.is_empty());
+    assert_eq!(server.stats().closed_for(CloseReason::IdleTimeout), 1);
+    chatty.write_all(b"y").unwrap();
+    chatty.read_exact(&mut echo).unwrap();
+    assert_eq!(&echo, b"y");
+    server.stop().unwrap();
+}
