@@ -1,2 +1,236 @@
-//! Peer echo servers (being written).
-fn main() {}
+//! The peers `iomodels compare` measures our drivers against: echo servers written the way
+//! their authors' examples write them, so the comparison is with what a user would pick.
+//!
+//! - `tokio-current`: a current_thread runtime, a `TcpListener` accept loop and one spawned
+//!   task per connection that reads into a 4 KiB buffer and `write_all`s it back
+//!   (tokio's `examples/echo.rs`, with the buffer at 4 KiB).
+//! - `tokio-multi`: the same code on a multi_thread runtime with `--workers N` workers
+//!   (default: the number of CPUs, as tokio's own default).
+//! - `monoio`: monoio's echo example with owned buffers, on `RuntimeBuilder<FusionDriver>`,
+//!   which picks the io_uring driver when the kernel allows it and the legacy (epoll)
+//!   driver otherwise; `--workers N` runs N such threads, each with its own `SO_REUSEPORT`
+//!   listener (monoio is thread-per-core; its listeners set `SO_REUSEPORT` by default).
+//!
+//! One deviation from the examples, shared with our engine: every accepted socket gets
+//! `TCP_NODELAY`, so pipelined echoes are not held back by Nagle's algorithm in one server
+//! and not in another.
+//!
+//! Nothing is printed on stdout; errors go to stderr. SIGTERM and SIGINT end the process
+//! with status 0.
+
+use clap::{Parser, ValueEnum};
+use std::io;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+/// The echo server to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Peer {
+    /// tokio, current_thread runtime.
+    TokioCurrent,
+    /// tokio, multi_thread runtime with `--workers` workers.
+    TokioMulti,
+    /// monoio, thread-per-core, io_uring when available.
+    Monoio,
+}
+
+/// Run a peer echo server.
+#[derive(Debug, Parser)]
+#[command(name = "iomodels-peers", version, about)]
+struct Args {
+    /// Which echo server to run.
+    #[arg(long, value_enum)]
+    server: Peer,
+    /// Address to listen on.
+    #[arg(long)]
+    addr: SocketAddr,
+    /// Worker threads (tokio-multi, monoio); tokio-current accepts only 1.
+    #[arg(long)]
+    workers: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Err(error) = exit_on_termination_signals() {
+        eprintln!("iomodels-peers: cannot install the signal handler: {error}");
+        return ExitCode::FAILURE;
+    }
+    let result = match args.server {
+        Peer::TokioCurrent => match args.workers {
+            None | Some(1) => tokio_peer::current_thread(args.addr),
+            Some(n) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("tokio-current runs on one thread; --workers {n} is not possible"),
+            )),
+        },
+        Peer::TokioMulti => tokio_peer::multi_thread(args.addr, args.workers),
+        Peer::Monoio => monoio_peer::run(args.addr, args.workers.unwrap_or(1)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!(
+                "iomodels-peers: {:?} on {}: {error}",
+                args.server, args.addr
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Block SIGTERM and SIGINT in every thread and exit with status 0 when one arrives.
+///
+/// Must run before any other thread starts, since threads inherit the signal mask: then the
+/// signals are only ever taken by the one thread that waits for them, whatever runtime runs.
+fn exit_on_termination_signals() -> io::Result<()> {
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it before any other use.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, writable sigset_t for the duration of each call.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+    }
+    // SAFETY: `set` is initialised above; a null old-set pointer is allowed.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || loop {
+            let mut signal: libc::c_int = 0;
+            // SAFETY: `set` holds blocked signals and `signal` is a valid out-pointer.
+            let rc = unsafe { libc::sigwait(&set, &mut signal) };
+            if rc == 0 {
+                std::process::exit(0);
+            }
+        })?;
+    Ok(())
+}
+
+/// The tokio echo servers: one accept loop, one task per connection.
+mod tokio_peer {
+    use std::io;
+    use std::net::SocketAddr;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// Run on a current_thread runtime.
+    pub fn current_thread(addr: SocketAddr) -> io::Result<()> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(serve(addr))
+    }
+
+    /// Run on a multi_thread runtime with `workers` workers (tokio's default if `None`).
+    pub fn multi_thread(addr: SocketAddr, workers: Option<usize>) -> io::Result<()> {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        if let Some(workers) = workers {
+            builder.worker_threads(workers);
+        }
+        builder.enable_all().build()?.block_on(serve(addr))
+    }
+
+    async fn serve(addr: SocketAddr) -> io::Result<()> {
+        let listener = TcpListener::bind(addr).await?;
+        loop {
+            let (socket, _) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                // Out of descriptors or a connection reset before accept: the listener
+                // is still good, so keep serving the connections already held.
+                Err(error) if super::is_transient(&error) => {
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            tokio::spawn(echo(socket));
+        }
+    }
+
+    async fn echo(mut socket: TcpStream) {
+        let _ = socket.set_nodelay(true);
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let n = match socket.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if socket.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// The monoio echo server: owned buffers handed to the driver and handed back.
+mod monoio_peer {
+    use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+    use monoio::net::{TcpListener, TcpStream};
+    use std::io;
+    use std::net::SocketAddr;
+
+    /// Run `workers` threads, each with its own runtime and `SO_REUSEPORT` listener.
+    pub fn run(addr: SocketAddr, workers: usize) -> io::Result<()> {
+        let workers = workers.max(1);
+        let mut threads = Vec::with_capacity(workers - 1);
+        for index in 1..workers {
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("monoio-{index}"))
+                    .spawn(move || worker(addr))?,
+            );
+        }
+        let result = worker(addr);
+        for thread in threads {
+            thread
+                .join()
+                .map_err(|_| io::Error::other("a monoio worker panicked"))??;
+        }
+        result
+    }
+
+    fn worker(addr: SocketAddr) -> io::Result<()> {
+        let mut runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .enable_timer()
+            .build()?;
+        runtime.block_on(serve(addr))
+    }
+
+    async fn serve(addr: SocketAddr) -> io::Result<()> {
+        let listener = TcpListener::bind(addr)?;
+        loop {
+            let (stream, _) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(error) if super::is_transient(&error) => continue,
+                Err(error) => return Err(error),
+            };
+            monoio::spawn(echo(stream));
+        }
+    }
+
+    async fn echo(mut stream: TcpStream) -> io::Result<()> {
+        stream.set_nodelay(true)?;
+        let mut buf: Vec<u8> = Vec::with_capacity(4096);
+        let mut res;
+        loop {
+            (res, buf) = stream.read(buf).await;
+            if res? == 0 {
+                return Ok(());
+            }
+            (res, buf) = stream.write_all(buf).await;
+            res?;
+            buf.clear();
+        }
+    }
+}
+
+/// Accept errors after which the listener still works.
+fn is_transient(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::ECONNABORTED)
+    ) || error.kind() == io::ErrorKind::ConnectionAborted
+}
