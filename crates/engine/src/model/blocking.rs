@@ -1,9 +1,801 @@
-//! PLACEHOLDER: being written; replaced before landing.
-use crate::error::Error;
-use crate::handler::Handler;
-use crate::server::Core;
-use std::sync::Arc;
+//! Blocking sockets, one reader and one writer thread per connection.
+//!
+//! The first model of the book, and the one its IOCP chapter argues against: every
+//! connection gets threads of its own that sleep inside the kernel until their socket is
+//! ready, so the code reads like the single-client echo server it grew from.
+//!
+//! **Syscalls.** One acceptor thread blocks in `accept4` on a blocking listener. Each
+//! accepted connection gets a *reader* thread blocked in `recv` (which runs the handler) and
+//! a *writer* thread that sleeps on a condition variable paired with the session's outbox
+//! mutex, takes every queued byte out of the outbox and writes it with a blocking `send`
+//! *outside* the lock, so other threads keep queueing while it writes. The idle timeout is
+//! `SO_RCVTIMEO`: `recv` fails with `EAGAIN` after that long without data. Nothing here ever
+//! polls: each thread is parked in `accept`, `recv`, `send` or a futex.
+//!
+//! **Waking a blocked thread.** A thread blocked in a syscall cannot be told to stop by a
+//! flag. `shutdown(SHUT_RD)` makes a blocked `recv` (and, on a listener, `accept`) return;
+//! `shutdown(SHUT_RDWR)` also fails a blocked `send`. So: the writer, when it is done, wakes
+//! its reader with `SHUT_RD`; a reader that must abort wakes a writer stuck in `send` with
+//! `SO_LINGER 0` + `SHUT_RDWR`; and an abort asked for by another thread (a full send queue,
+//! [`crate::Session::abort`]) while the writer is inside `send` is carried out by the
+//! *keeper*, one thread per server that also joins the threads of finished connections.
+//! Shutdown uses the same calls on the listener and on every live connection.
+//!
+//! **Cost.** Two threads, two stacks ([`crate::Config::thread_stack`], 128 KiB by default,
+//! of which only the touched pages are resident) and a 16 KiB read buffer per connection;
+//! two context switches per echo (reader wakes, writer wakes), plus a futex wake when
+//! another thread queues output. Thread creation (two `clone`s and their `mmap`s) is paid
+//! per connection.
+//!
+//! **Limits.** Threads, not descriptors: two per connection against `kernel.threads-max`,
+//! `kernel.pid_max` (32768 by default) and `vm.max_map_count` (two mappings per stack). A
+//! connection whose threads cannot be created is refused and counted, never half-served.
+//! The book puts 10,000 connections at "10-80 GB" of stacks; that is the *reserved* size of
+//! 1-8 MB stacks, not what is resident. The driver's tests measure the real figure.
+//!
+//! Windows original: blocking sockets (one `CreateThread` per client).
 
-pub(crate) fn start<H: Handler>(_core: &Arc<Core<H>>) -> Result<super::Started, Error> {
-    Err(Error::Unsupported { model: "blocking", what: "not written yet".into() })
+use crate::conn::Conn;
+use crate::error::Error;
+use crate::handler::{CloseReason, Handler};
+use crate::server::{Core, Wake};
+use crate::session::{CloseRequest, Outbox, Owner, Session, SessionId};
+use crate::stats::Counters;
+use crate::sys::{self, syscall};
+use socket2::SockRef;
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// The model's name, for errors and logs.
+const NAME: &str = "blocking";
+/// Each reader's receive buffer (on the heap; the stacks stay small).
+const READ_BUFFER: usize = 16 * 1024;
+/// A writer keeps a drained buffer of at most this capacity for its next write.
+const KEEP_SPARE: usize = 64 * 1024;
+/// How long accepting pauses when descriptors run out and the reserve did not help. A
+/// closing connection (which frees descriptors) or shutdown ends the pause early.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Lock a mutex, ignoring poison: every structure here stays consistent between calls.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Start the acceptor (and the keeper it owns); return once the listener is bound.
+pub(crate) fn start<H: Handler>(core: &Arc<Core<H>>) -> Result<super::Started, Error> {
+    let (listeners, local_addr) = sys::listeners(core.config.addr, 1, core.config.backlog, false)?;
+    let Some(listener) = listeners.into_iter().next() else {
+        return Err(Error::Worker {
+            model: NAME,
+            message: "no listener was bound".into(),
+        });
+    };
+    let shared = Arc::new(Shared {
+        registry: Mutex::new(Registry {
+            listener: Some(listener.as_raw_fd()),
+            conns: HashMap::new(),
+        }),
+        changed: Condvar::new(),
+    });
+    let keeper = Arc::new(Keeper::default());
+    let keeper_thread = {
+        let keeper = keeper.clone();
+        thread::Builder::new()
+            .name(format!("{NAME}-keeper"))
+            .spawn(move || keeper.run())
+            .map_err(Error::setup(NAME, "spawning the keeper thread"))?
+    };
+    let acceptor = Acceptor {
+        counters: core.counters.add_worker(),
+        core: core.clone(),
+        shared: shared.clone(),
+        keeper: keeper.clone(),
+        listener,
+    };
+    let spawned = thread::Builder::new()
+        .name(format!("{NAME}-accept"))
+        .spawn(move || acceptor.run(keeper_thread));
+    match spawned {
+        Ok(thread) => {
+            // Registered last, so that a shutdown always finds the acceptor running (or
+            // about to run: it looks at the flag before its first accept).
+            core.add_waker(Arc::new(ShutdownWaker(shared)));
+            Ok((vec![thread], local_addr))
+        }
+        Err(e) => {
+            // The keeper thread's handle went with the closure; stopping it lets it end.
+            keeper.stop();
+            Err(Error::setup(NAME, "spawning the acceptor thread")(e))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The registry of live connections, and shutdown.
+
+/// What the acceptor, the connection threads and the shutdown waker share.
+struct Shared {
+    registry: Mutex<Registry>,
+    /// Paired with `registry`: signalled when a connection leaves it and when shutdown
+    /// begins (the acceptor waits on it while backing off and while draining).
+    changed: Condvar,
+}
+
+struct Registry {
+    /// The listening socket, while the acceptor has it open.
+    listener: Option<RawFd>,
+    /// Every live connection. A connection's descriptor stays open for as long as it is
+    /// listed here, so the descriptors below may be used under the lock.
+    conns: HashMap<SessionId, Entry>,
+}
+
+struct Entry {
+    session: Session,
+    link: Arc<Link>,
+    /// The reader thread; the reader joins its writer itself.
+    thread: JoinHandle<()>,
+}
+
+/// Registered with the core: wakes the blocked acceptor and every blocked reader, and asks
+/// every session to flush and close.
+struct ShutdownWaker(Arc<Shared>);
+
+impl Wake for ShutdownWaker {
+    fn wake(&self) {
+        let registry = lock(&self.0.registry);
+        if let Some(listener) = registry.listener {
+            // On Linux this stops the listener and makes a blocked accept return EINVAL.
+            sys::shutdown_read(listener);
+        }
+        for entry in registry.conns.values() {
+            let mut outbox = entry.session.outbox();
+            if outbox.is_closed() {
+                continue;
+            }
+            outbox.request_close(CloseRequest::Graceful(CloseReason::ServerShutdown));
+            entry.link.nudge(&outbox);
+            drop(outbox);
+            // The reader stops reading; its writer flushes and then ends the session.
+            sys::shutdown_read(entry.link.fd);
+        }
+        self.0.changed.notify_all();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The acceptor.
+
+struct Acceptor<H: Handler> {
+    core: Arc<Core<H>>,
+    counters: Arc<Counters>,
+    shared: Arc<Shared>,
+    keeper: Arc<Keeper>,
+    listener: OwnedFd,
+}
+
+impl<H: Handler> Acceptor<H> {
+    fn run(self, keeper_thread: JoinHandle<()>) -> Result<(), Error> {
+        let listener = self.listener.as_raw_fd();
+        let mut reserve = sys::Reserve::new();
+        while !self.core.is_shutting_down() {
+            match sys::accept(listener, false) {
+                Ok((fd, peer)) => self.admit(fd, peer),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) if self.core.is_shutting_down() => break,
+                Err(e) if sys::is_fd_exhaustion(&e) => {
+                    if reserve.shed(listener) {
+                        self.counters.refused();
+                        tracing::warn!(
+                            model = NAME,
+                            "out of descriptors ({e}); refused a connection"
+                        );
+                    } else {
+                        tracing::warn!(model = NAME, "out of descriptors ({e}); pausing accept");
+                        self.back_off();
+                    }
+                }
+                Err(e) if is_transient(&e) => tracing::debug!(model = NAME, "accept: {e}"),
+                Err(e) => {
+                    tracing::warn!(model = NAME, "accept: {e}; pausing accept");
+                    self.back_off();
+                }
+            }
+        }
+        self.drain();
+        // Every connection is gone and every reader handed its thread to the keeper.
+        self.keeper.stop();
+        let keeper = keeper_thread.join();
+        lock(&self.shared.registry).listener = None;
+        drop(self.listener);
+        keeper.map_err(|_| Error::Worker {
+            model: NAME,
+            message: "the keeper thread panicked".into(),
+        })
+    }
+
+    /// Wait a little before accepting again; a closing connection or shutdown ends the
+    /// wait early.
+    fn back_off(&self) {
+        let registry = lock(&self.shared.registry);
+        if !self.core.is_shutting_down() {
+            let _ = self.shared.changed.wait_timeout(registry, ACCEPT_BACKOFF);
+        }
+    }
+
+    /// Turn an accepted socket into a session with its threads, or refuse it.
+    fn admit(&self, fd: OwnedFd, peer: SocketAddr) {
+        if !self.core.admit() {
+            self.counters.refused();
+            tracing::debug!(model = NAME, %peer, "refused: connection limit reached");
+            return;
+        }
+        sys::tune_accepted(&fd);
+        if let Some(idle) = self.core.config.idle_timeout {
+            // A zero timeout would mean "block forever" to the kernel.
+            let idle = idle.max(Duration::from_millis(1));
+            if let Err(e) = SockRef::from(&fd).set_read_timeout(Some(idle)) {
+                self.core.release();
+                self.counters.refused();
+                tracing::warn!(model = NAME, %peer, "refused: setting SO_RCVTIMEO: {e}");
+                return;
+            }
+        }
+        let link = Arc::new_cyclic(|me| Link {
+            me: me.clone(),
+            fd: fd.as_raw_fd(),
+            flags: AtomicU8::new(0),
+            to_writer: Condvar::new(),
+            to_reader: Condvar::new(),
+            keeper: self.keeper.clone(),
+        });
+        let session = Session::new(
+            peer,
+            0,
+            link.clone(),
+            self.counters.clone(),
+            self.core.config.send_queue_limit,
+        );
+        let id = session.id();
+        let mut registry = lock(&self.shared.registry);
+        if self.core.is_shutting_down() {
+            // The shutdown waker has been through the registry already (or will skip this
+            // one): serving it would outlive the shutdown.
+            self.core.release();
+            self.counters.refused();
+            return;
+        }
+        let reader = Reader {
+            core: self.core.clone(),
+            shared: self.shared.clone(),
+            counters: self.counters.clone(),
+            session: session.clone(),
+            link: link.clone(),
+            fd,
+        };
+        // Spawned under the registry lock, so the reader cannot try to leave the registry
+        // before it is in it.
+        let spawned = thread::Builder::new()
+            .name(format!("{NAME}-r{}", id.get()))
+            .stack_size(self.core.config.thread_stack)
+            .spawn(move || reader.run());
+        match spawned {
+            Ok(thread) => {
+                registry.conns.insert(
+                    id,
+                    Entry {
+                        session,
+                        link,
+                        thread,
+                    },
+                );
+            }
+            Err(e) => {
+                // The closure, and the socket with it, was dropped: the peer sees a close.
+                self.core.release();
+                self.counters.refused();
+                tracing::warn!(model = NAME, %peer, "refused: cannot start a reader thread: {e}");
+            }
+        }
+    }
+
+    /// Shutdown: wait for the sessions to flush and close, up to the deadline; then abort
+    /// the rest and wait for their threads to leave.
+    fn drain(&self) {
+        let deadline = Instant::now() + self.core.config.shutdown_timeout;
+        let mut registry = lock(&self.shared.registry);
+        tracing::debug!(
+            model = NAME,
+            sessions = registry.conns.len(),
+            "shutting down"
+        );
+        while !registry.conns.is_empty() {
+            let now = Instant::now();
+            if now >= deadline {
+                tracing::warn!(
+                    model = NAME,
+                    sessions = registry.conns.len(),
+                    "shutdown deadline passed; closing sessions with output still queued"
+                );
+                for entry in registry.conns.values() {
+                    let mut outbox = entry.session.outbox();
+                    outbox.request_close(CloseRequest::Abort(CloseReason::ServerShutdown));
+                    entry.link.nudge(&outbox);
+                    // Listed, so open: wake the reader and a writer stuck in send.
+                    abort_socket(entry.link.fd);
+                }
+                while !registry.conns.is_empty() {
+                    registry = self
+                        .shared
+                        .changed
+                        .wait(registry)
+                        .unwrap_or_else(|p| p.into_inner());
+                }
+                break;
+            }
+            registry = self
+                .shared
+                .changed
+                .wait_timeout(registry, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
+/// Accept errors that concern one connection only; the next accept may well succeed.
+fn is_transient(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(
+            libc::ECONNABORTED
+                | libc::EPROTO
+                | libc::EPERM
+                | libc::ENETDOWN
+                | libc::ENOPROTOOPT
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EHOSTUNREACH
+                | libc::EOPNOTSUPP
+                | libc::ENETUNREACH
+                | libc::ETIMEDOUT
+        )
+    )
+}
+
+/// Close now, whoever is blocked on the socket: `SO_LINGER 0` (the close will send RST)
+/// and `shutdown(SHUT_RDWR)`, which fails a blocked `send` and ends a blocked `recv`. The
+/// caller guarantees that `fd` is still open.
+fn abort_socket(fd: RawFd) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: `linger` is a valid `struct linger` and the length passed is its size.
+    let _ = syscall!(setsockopt(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_LINGER,
+        (&linger as *const libc::linger).cast(),
+        std::mem::size_of::<libc::linger>() as libc::socklen_t
+    ));
+    // ENOTCONN after a reset is expected and harmless.
+    let _ = syscall!(shutdown(fd, libc::SHUT_RDWR));
+}
+
+// ---------------------------------------------------------------------------------------
+// One connection's two threads.
+
+/// The reader stopped reading for good (end of stream, an error, a close request).
+const READ_DONE: u8 = 1;
+/// The writer sleeps on `to_writer`.
+const WRITER_WAITING: u8 = 2;
+/// The writer is inside `send`, outside the lock.
+const SENDING: u8 = 4;
+/// The writer has ended.
+const WRITER_DONE: u8 = 8;
+/// The reader sleeps on `to_reader` (back-pressure).
+const READER_PAUSED: u8 = 16;
+/// The session waits in the keeper's queue.
+const POKED: u8 = 32;
+
+/// What a connection's reader, writer and outside senders share. It is the session's
+/// [`Owner`]. Its flags change only while the session's outbox is locked, which is also
+/// the mutex both condition variables wait with; the atomic only makes that sharing legal.
+struct Link {
+    me: Weak<Link>,
+    /// The socket. Owned by the reader, which closes it only after its writer ended and the
+    /// connection left the registry.
+    fd: RawFd,
+    flags: AtomicU8,
+    /// The writer waits here for output or a close request.
+    to_writer: Condvar,
+    /// The reader waits here for its output to drain below the low-water mark.
+    to_reader: Condvar,
+    keeper: Arc<Keeper>,
+}
+
+impl Link {
+    /// Whether `flag` is set. The outbox guard proves the caller holds the lock.
+    fn is(&self, _outbox: &Outbox, flag: u8) -> bool {
+        self.flags.load(Ordering::Relaxed) & flag != 0
+    }
+
+    fn set(&self, _outbox: &Outbox, flag: u8, on: bool) {
+        if on {
+            self.flags.fetch_or(flag, Ordering::Relaxed);
+        } else {
+            self.flags.fetch_and(!flag, Ordering::Relaxed);
+        }
+    }
+
+    /// Wake whichever of the two threads sleeps on a condition variable, after a change
+    /// they should look at (under the lock, so the wake-up cannot be lost).
+    fn nudge(&self, outbox: &Outbox) {
+        if self.is(outbox, WRITER_WAITING) {
+            self.to_writer.notify_one();
+        }
+        if self.is(outbox, READER_PAUSED) {
+            self.to_reader.notify_one();
+        }
+    }
+}
+
+impl Owner for Link {
+    /// Another thread queued output or asked for a close. Called with the outbox locked,
+    /// which is why the flags may be read.
+    fn schedule(&self, session: &Session) -> bool {
+        let flags = self.flags.load(Ordering::Relaxed);
+        if flags & WRITER_WAITING != 0 {
+            self.to_writer.notify_one();
+        } else if flags & SENDING != 0 && flags & POKED == 0 {
+            // The writer may be stuck in send for as long as the peer does not read; if
+            // this was an abort, only a shutdown of the socket reaches it. The keeper
+            // looks (the outbox is locked here, so this thread cannot).
+            if let Some(me) = self.me.upgrade() {
+                self.flags.fetch_or(POKED, Ordering::Relaxed);
+                self.keeper.poke(session.clone(), me);
+            }
+        }
+        if flags & READER_PAUSED != 0 {
+            self.to_reader.notify_one();
+        }
+        // Never "queued": the writer looks at the outbox every time it wakes.
+        false
+    }
+}
+
+/// The reader thread: owns the socket and the handler's state, runs the handler, and ends
+/// the session once its writer is done.
+struct Reader<H: Handler> {
+    core: Arc<Core<H>>,
+    shared: Arc<Shared>,
+    counters: Arc<Counters>,
+    session: Session,
+    link: Arc<Link>,
+    fd: OwnedFd,
+}
+
+impl<H: Handler> Reader<H> {
+    fn run(self) {
+        let writer = {
+            let (session, link, counters) = (
+                self.session.clone(),
+                self.link.clone(),
+                self.counters.clone(),
+            );
+            thread::Builder::new()
+                .name(format!("{NAME}-w{}", self.session.id().get()))
+                .stack_size(self.core.config.thread_stack)
+                .spawn(move || write_loop(&session, &link, &counters))
+        };
+        let writer = match writer {
+            Ok(writer) => writer,
+            Err(e) => {
+                tracing::warn!(model = NAME, peer = %self.session.peer(), "refused: cannot start a writer thread: {e}");
+                self.session.outbox().mark_closed();
+                self.core.release();
+                self.counters.refused();
+                self.leave();
+                return;
+            }
+        };
+        self.counters.accepted();
+        // A panicking handler ends its own session, not the server: the panic is caught
+        // here, the session is aborted and counted closed with `Error`.
+        let served = panic::catch_unwind(AssertUnwindSafe(|| {
+            let mut conn = Conn::open(&self.core, self.session.clone());
+            self.read_loop(&mut conn);
+            conn
+        }));
+        if served.is_err() {
+            let mut outbox = self.session.outbox();
+            outbox.request_close(CloseRequest::Abort(CloseReason::Error));
+            self.link.set(&outbox, READ_DONE, true);
+            if self.link.is(&outbox, SENDING) {
+                abort_socket(self.fd.as_raw_fd());
+            }
+            self.link.nudge(&outbox);
+        }
+        if writer.join().is_err() {
+            self.session
+                .outbox()
+                .request_close(CloseRequest::Abort(CloseReason::Error));
+        }
+        // The writer recorded how the session ends (or the reader did, or someone else).
+        let request = self.session.outbox().close_request();
+        let reason = match request {
+            Some(CloseRequest::Graceful(reason)) => {
+                // Everything queued was written: FIN after it.
+                sys::shutdown_write(self.fd.as_raw_fd());
+                reason
+            }
+            Some(CloseRequest::Abort(reason)) => {
+                let _ = SockRef::from(&self.fd).set_linger(Some(Duration::ZERO));
+                reason
+            }
+            None => CloseReason::Error,
+        };
+        let closed = match served {
+            Ok(conn) => {
+                panic::catch_unwind(AssertUnwindSafe(|| conn.close(&self.core, reason))).is_ok()
+            }
+            Err(_) => false,
+        };
+        if !closed {
+            // The handler panicked (in a callback, or in `closed` itself): do what
+            // `Conn::close` did not get to.
+            tracing::error!(model = NAME, session = %self.session.id(), "the handler panicked; session closed");
+            self.session.outbox().mark_closed();
+            self.counters.closed(reason);
+            self.core.release();
+        }
+        self.leave();
+    }
+
+    /// Read and deliver until something ends the reading; then tell the writer.
+    fn read_loop(&self, conn: &mut Conn<H::State>) {
+        let fd = self.fd.as_raw_fd();
+        let mut buffer = vec![0u8; READ_BUFFER];
+        while self.may_read() {
+            match sys::recv(fd, &mut buffer) {
+                // End of stream, or shutdown(SHUT_RD) from the writer or the shutdown.
+                Ok(0) => break,
+                Ok(n) => {
+                    self.counters.received(n);
+                    if let Err(reason) = conn.deliver(&self.core, &buffer[..n]) {
+                        self.session
+                            .outbox()
+                            .request_close(CloseRequest::Abort(reason));
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        && self.core.config.idle_timeout.is_some() =>
+                {
+                    let mut outbox = self.session.outbox();
+                    outbox.request_close(CloseRequest::Abort(CloseReason::IdleTimeout));
+                    break;
+                }
+                Err(e) => {
+                    self.session
+                        .outbox()
+                        .request_close(CloseRequest::Abort(sys::close_reason(&e)));
+                    break;
+                }
+            }
+        }
+        let outbox = self.session.outbox();
+        self.link.set(&outbox, READ_DONE, true);
+        if let Some(CloseRequest::Abort(_)) = outbox.close_request() {
+            if self.link.is(&outbox, SENDING) {
+                // The writer may be stuck in send: only a shutdown reaches it.
+                abort_socket(fd);
+            }
+        }
+        self.link.nudge(&outbox);
+    }
+
+    /// Whether to read again: not when the session is closing or its writer ended, and not
+    /// while its output is above the high-water mark (wait until it drains to the low one).
+    fn may_read(&self) -> bool {
+        let (high, low) = (self.core.config.high_water(), self.core.config.low_water());
+        let mut outbox = self.session.outbox();
+        let mut paused = false;
+        loop {
+            if outbox.close_request().is_some() || self.link.is(&outbox, WRITER_DONE) {
+                return false;
+            }
+            // The handler's sends from this thread's callbacks did not wake the writer.
+            if !outbox.pending().is_empty() && self.link.is(&outbox, WRITER_WAITING) {
+                self.link.to_writer.notify_one();
+            }
+            let queued = outbox.len();
+            if queued > high {
+                paused = true;
+            } else if queued <= low {
+                paused = false;
+            }
+            if !paused {
+                return true;
+            }
+            self.link.set(&outbox, READER_PAUSED, true);
+            outbox = self
+                .link
+                .to_reader
+                .wait(outbox)
+                .unwrap_or_else(|p| p.into_inner());
+            self.link.set(&outbox, READER_PAUSED, false);
+        }
+    }
+
+    /// Leave the registry, handing this thread's handle to the keeper to be joined; the
+    /// socket closes when `self` drops, after that.
+    fn leave(self) {
+        let mut registry = lock(&self.shared.registry);
+        if let Some(entry) = registry.conns.remove(&self.session.id()) {
+            // Under the registry lock: the acceptor stops the keeper only once the registry
+            // is empty, so the keeper gets this before it stops.
+            self.link.keeper.reap(entry.thread);
+        }
+        self.shared.changed.notify_all();
+        drop(registry);
+        drop(self.fd);
+    }
+}
+
+/// The writer thread: sleep until there is output or a close request, write the output
+/// outside the lock, and decide how the session ends once it has nothing left to do.
+fn write_loop(session: &Session, link: &Link, counters: &Counters) {
+    let fd = link.fd;
+    let mut spare = Vec::new();
+    let mut outbox = session.outbox();
+    loop {
+        if let Some(CloseRequest::Abort(_)) = outbox.close_request() {
+            break;
+        }
+        if !outbox.pending().is_empty() {
+            let batch = outbox.take(spare);
+            link.set(&outbox, SENDING, true);
+            drop(outbox);
+            let written = send_all(fd, &batch, counters);
+            outbox = session.outbox();
+            link.set(&outbox, SENDING, false);
+            outbox.finish(batch.len());
+            if let Err(e) = written {
+                outbox.request_close(CloseRequest::Abort(sys::close_reason(&e)));
+                break;
+            }
+            // A paused reader may read again.
+            link.nudge(&outbox);
+            spare = batch;
+            if spare.capacity() > KEEP_SPARE {
+                spare = Vec::new();
+            }
+            continue;
+        }
+        // Everything is written.
+        if let Some(CloseRequest::Graceful(_)) = outbox.close_request() {
+            break;
+        }
+        if link.is(&outbox, READ_DONE) {
+            // The peer half-closed and has its whole echo: end the session. Recorded as a
+            // request so that later sends fail instead of vanishing.
+            outbox.request_close(CloseRequest::Graceful(CloseReason::PeerClosed));
+            break;
+        }
+        link.set(&outbox, WRITER_WAITING, true);
+        outbox = link
+            .to_writer
+            .wait(outbox)
+            .unwrap_or_else(|p| p.into_inner());
+        link.set(&outbox, WRITER_WAITING, false);
+    }
+    link.set(&outbox, WRITER_DONE, true);
+    let reading = !link.is(&outbox, READ_DONE);
+    link.nudge(&outbox);
+    drop(outbox);
+    if reading {
+        // The reader may be blocked in recv. The socket is open: the reader closes it only
+        // after joining this thread.
+        sys::shutdown_read(fd);
+    }
+}
+
+/// Write all of `buf`, retrying after signals.
+fn send_all(fd: RawFd, buf: &[u8], counters: &Counters) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        match sys::send(fd, &buf[done..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                counters.sent(n);
+                done += n;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// The keeper.
+
+/// One thread per server that does what no connection thread can do for itself: abort a
+/// session whose writer is stuck in `send` when another thread asked for the abort, and
+/// join the threads of finished connections (their stacks are freed only then).
+#[derive(Default)]
+struct Keeper {
+    queue: Mutex<KeeperQueue>,
+    work: Condvar,
+}
+
+#[derive(Default)]
+struct KeeperQueue {
+    pokes: Vec<(Session, Arc<Link>)>,
+    reaps: Vec<JoinHandle<()>>,
+    stop: bool,
+}
+
+impl Keeper {
+    fn poke(&self, session: Session, link: Arc<Link>) {
+        let mut queue = lock(&self.queue);
+        queue.pokes.push((session, link));
+        self.work.notify_one();
+    }
+
+    fn reap(&self, thread: JoinHandle<()>) {
+        let mut queue = lock(&self.queue);
+        queue.reaps.push(thread);
+        self.work.notify_one();
+    }
+
+    /// Finish what is queued, then end.
+    fn stop(&self) {
+        lock(&self.queue).stop = true;
+        self.work.notify_one();
+    }
+
+    fn run(&self) {
+        loop {
+            let (pokes, reaps, stop) = {
+                let mut queue = lock(&self.queue);
+                while queue.pokes.is_empty() && queue.reaps.is_empty() && !queue.stop {
+                    queue = self.work.wait(queue).unwrap_or_else(|p| p.into_inner());
+                }
+                (
+                    std::mem::take(&mut queue.pokes),
+                    std::mem::take(&mut queue.reaps),
+                    queue.stop,
+                )
+            };
+            for (session, link) in pokes {
+                let outbox = session.outbox();
+                link.set(&outbox, POKED, false);
+                // SENDING means the writer is alive, so the reader has not closed the socket.
+                if matches!(outbox.close_request(), Some(CloseRequest::Abort(_)))
+                    && link.is(&outbox, SENDING)
+                {
+                    abort_socket(link.fd);
+                }
+            }
+            for thread in reaps {
+                // A connection thread never panics out of its epilogue; if the handler
+                // panicked, the session was already counted closed or never opened.
+                let _ = thread.join();
+            }
+            if stop {
+                return;
+            }
+        }
+    }
 }
