@@ -1,0 +1,326 @@
+//! One worker's io_uring and its op table: every operation the driver submits, declared
+//! once, with the memory it lends the kernel.
+//!
+//! The one unsafe step of io_uring is `SubmissionQueue::push`: the kernel may read or write
+//! the memory an entry points to until the operation's last completion. Here that memory
+//! always belongs to an [`Op`] (a send buffer, the wake-up counter), and [`Ring::submit`]
+//! moves the op into the [`Ops`] table *before* pushing. The table gives an op back only
+//! from [`Ops::complete`], which the worker calls for the op's final completion (one
+//! without `IORING_CQE_F_MORE`); so a buffer cannot be freed or reused while the kernel
+//! holds it. Ops live in heap boxes or vectors, so growing the table never moves what the
+//! kernel points at. On drop, [`Ring`] closes the io_uring before freeing its buffers and
+//! ops (field order).
+
+use super::buffers::{BufRing, GROUP};
+use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
+use io_uring::{cqueue, opcode, squeue, IoUring};
+use std::cell::UnsafeCell;
+use std::io;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+/// Submission queue entries per ring. A turn that queues more submits early.
+const SQ_ENTRIES: u32 = 1024;
+/// Completion queue entries per ring (the kernel keeps overflow, IORING_FEAT_NODROP).
+const CQ_ENTRIES: u32 = 4096;
+/// Provided buffers per worker, and their size: 1 MiB per worker.
+const BUF_COUNT: u16 = 256;
+const BUF_SIZE: u32 = 4096;
+
+/// Identifies a submitted op: its table index and the generation of that index, so that a
+/// cancel aimed at a finished op can never hit a newer op in the same place.
+pub(super) type UserData = u64;
+
+/// An owned send buffer, with how much of it the kernel already took.
+#[derive(Debug, Default)]
+pub(super) struct SendBuf {
+    /// The bytes to send.
+    pub(super) data: Vec<u8>,
+    /// Bytes of `data` already sent.
+    pub(super) sent: usize,
+}
+
+/// What a cancel targets.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Target {
+    /// One op.
+    Op(UserData),
+    /// Every op on a descriptor.
+    Fd(RawFd),
+    /// Every op of the ring.
+    Any,
+}
+
+/// One operation, with everything the kernel may touch while it runs.
+#[derive(Debug)]
+pub(super) enum Op {
+    /// Multishot accept on a listener: the book's pre-posted AcceptEx.
+    Accept { listener: RawFd },
+    /// Multishot receive into the provided-buffer ring.
+    Recv { slot: u32, fd: RawFd },
+    /// A send of an owned buffer (at most one per connection).
+    Send {
+        slot: u32,
+        fd: RawFd,
+        buf: Box<SendBuf>,
+    },
+    /// Cancel ops; `slot` is the connection the cancel counts against, if any.
+    Cancel { slot: Option<u32>, target: Target },
+    /// Read the wake-up eventfd into an owned counter.
+    Wake {
+        fd: RawFd,
+        value: Box<UnsafeCell<u64>>,
+    },
+}
+
+/// What kind of op a completion belongs to, without taking it from the table (for the
+/// completions of a multishot op that keeps running).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kind {
+    Accept,
+    Recv { slot: u32 },
+    Other,
+}
+
+impl Op {
+    fn kind(&self) -> Kind {
+        match *self {
+            Op::Accept { .. } => Kind::Accept,
+            Op::Recv { slot, .. } => Kind::Recv { slot },
+            _ => Kind::Other,
+        }
+    }
+
+    /// The submission entry, pointing into memory this op owns.
+    fn entry(&self) -> squeue::Entry {
+        match self {
+            Op::Accept { listener } => opcode::AcceptMulti::new(Fd(*listener))
+                .flags(libc::SOCK_CLOEXEC)
+                .build(),
+            Op::Recv { fd, .. } => opcode::RecvMulti::new(Fd(*fd), GROUP).build(),
+            Op::Send { fd, buf, .. } => {
+                let rest = &buf.data[buf.sent..];
+                let len = u32::try_from(rest.len()).unwrap_or(u32::MAX);
+                opcode::Send::new(Fd(*fd), rest.as_ptr(), len)
+                    .flags(libc::MSG_NOSIGNAL)
+                    .build()
+            }
+            Op::Cancel { target, .. } => match *target {
+                Target::Op(user_data) => opcode::AsyncCancel::new(user_data).build(),
+                Target::Fd(fd) => {
+                    opcode::AsyncCancel2::new(CancelBuilder::fd(Fd(fd)).all()).build()
+                }
+                Target::Any => opcode::AsyncCancel2::new(CancelBuilder::any()).build(),
+            },
+            Op::Wake { fd, value } => opcode::Read::new(Fd(*fd), value.get().cast(), 8).build(),
+        }
+    }
+}
+
+/// The op table: a slab keyed by [`UserData`].
+#[derive(Debug, Default)]
+pub(super) struct Ops {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    live: usize,
+}
+
+#[derive(Debug)]
+struct Slot {
+    generation: u32,
+    op: Option<Op>,
+}
+
+impl Ops {
+    fn insert(&mut self, op: Op) -> UserData {
+        self.live += 1;
+        let index = match self.free.pop() {
+            Some(index) => index,
+            None => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    op: None,
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slot = &mut self.slots[index as usize];
+        slot.generation = slot.generation.wrapping_add(1);
+        slot.op = Some(op);
+        (slot.generation as u64) << 32 | index as u64
+    }
+
+    fn slot(&self, user_data: UserData) -> Option<&Slot> {
+        let slot = self.slots.get((user_data & u32::MAX as u64) as usize)?;
+        (slot.generation == (user_data >> 32) as u32).then_some(slot)
+    }
+
+    /// The kind of a running op.
+    pub(super) fn kind(&self, user_data: UserData) -> Option<Kind> {
+        self.slot(user_data)?.op.as_ref().map(Op::kind)
+    }
+
+    /// The op's final completion arrived: the kernel is done with it; take it back.
+    pub(super) fn complete(&mut self, user_data: UserData) -> Option<Op> {
+        self.slot(user_data)?;
+        let index = (user_data & u32::MAX as u64) as u32;
+        let op = self.slots[index as usize].op.take()?;
+        self.free.push(index);
+        self.live -= 1;
+        Some(op)
+    }
+
+    /// Ops submitted and not completed.
+    pub(super) fn live(&self) -> usize {
+        self.live
+    }
+}
+
+/// How the ring was set up, for the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN (Linux 6.1): completions
+    /// are run only when this thread waits, with no inter-processor interrupts.
+    DeferTaskrun,
+    /// IORING_SETUP_COOP_TASKRUN (Linux 5.19): no forced interruption for task work.
+    CoopTaskrun,
+    /// Plain setup.
+    Plain,
+}
+
+/// One worker's io_uring, provided buffers and op table. Create it on the thread that
+/// uses it (SINGLE_ISSUER binds the ring to its creator).
+pub(super) struct Ring {
+    // Field order matters: the io_uring is dropped first, ending the kernel's use of the
+    // buffer ring and of every op's memory, which are freed after it.
+    uring: IoUring,
+    pub(super) bufs: BufRing,
+    pub(super) ops: Ops,
+    mode: Mode,
+}
+
+impl Ring {
+    /// Set up a ring with the best flags the kernel accepts.
+    pub(super) fn new() -> io::Result<Ring> {
+        Ring::with_sizes(SQ_ENTRIES, CQ_ENTRIES, BUF_COUNT, BUF_SIZE)
+    }
+
+    pub(super) fn with_sizes(sq: u32, cq: u32, buf_count: u16, buf_size: u32) -> io::Result<Ring> {
+        let (uring, mode) = build(sq, cq)?;
+        let bufs = BufRing::new(&uring.submitter(), buf_count, buf_size)?;
+        // A registered ring fd (IORING_REGISTER_RING_FDS) would save a descriptor lookup
+        // per enter, but io-uring 0.7 keeps it in a `Submitter` value that `submitter()`
+        // recreates on every call, so it is not used.
+        Ok(Ring {
+            uring,
+            bufs,
+            ops: Ops::default(),
+            mode,
+        })
+    }
+
+    /// How the ring was set up.
+    pub(super) fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The underlying io_uring (for probing).
+    pub(super) fn uring(&self) -> &IoUring {
+        &self.uring
+    }
+
+    /// Store `op` in the table and queue its entry; it reaches the kernel with the next
+    /// [`Ring::wait`] (or earlier, when the submission queue is full).
+    pub(super) fn submit(&mut self, op: Op) -> io::Result<UserData> {
+        let user_data = self.ops.insert(op);
+        let entry = match self.ops.slot(user_data).and_then(|s| s.op.as_ref()) {
+            Some(op) => op.entry().user_data(user_data),
+            None => unreachable!("an op just inserted is in the table"),
+        };
+        for _ in 0..2 {
+            // SAFETY: the memory `entry` points to (a send buffer, the wake-up counter) is
+            // heap memory owned by the op now stored in `self.ops`, which keeps it until the
+            // op's final completion is processed (`Ops::complete`) or the ring is dropped
+            // after the io_uring (field order). The descriptors it names stay open until the
+            // last op on them completed: the worker closes a connection's socket only when
+            // its op count is zero, a listener only after its accept op ended, and the
+            // eventfd outlives the ring.
+            let pushed = unsafe { self.uring.submission().push(&entry) };
+            if pushed.is_ok() {
+                return Ok(user_data);
+            }
+            // The queue is full: hand what is queued to the kernel, then retry.
+            if let Err(e) = self.uring.submit() {
+                if !is_transient(&e) {
+                    self.ops.complete(user_data);
+                    return Err(e);
+                }
+            }
+        }
+        self.ops.complete(user_data);
+        Err(io::Error::other("submission queue stays full"))
+    }
+
+    /// Submit everything queued, then wait for at least one completion, or until
+    /// `timeout`. EINTR, ETIME and EBUSY (completion overflow) just return.
+    pub(super) fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.bufs.publish();
+        let submitter = self.uring.submitter();
+        let result = match timeout {
+            Some(timeout) => {
+                let ts = Timespec::from(timeout);
+                let args = SubmitArgs::new().timespec(&ts);
+                submitter.submit_with_args(1, &args)
+            }
+            None => submitter.submit_and_wait(1),
+        };
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_transient(&e) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Move up to `batch.capacity()` completions into `batch`.
+    pub(super) fn completions(&mut self, batch: &mut Vec<cqueue::Entry>) {
+        batch.clear();
+        let room = batch.capacity().max(1);
+        batch.extend(self.uring.completion().take(room));
+    }
+}
+
+/// Errors of io_uring_enter that only mean "look at the completion queue and go round".
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINTR) | Some(libc::ETIME) | Some(libc::EBUSY) | Some(libc::EAGAIN)
+    )
+}
+
+/// Build a ring, falling back from DEFER_TASKRUN to COOP_TASKRUN to a plain ring when the
+/// kernel refuses the flags (EINVAL).
+fn build(sq: u32, cq: u32) -> io::Result<(IoUring, Mode)> {
+    let refused = |e: &io::Error| e.raw_os_error() == Some(libc::EINVAL);
+    match IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_submit_all()
+        .setup_cqsize(cq)
+        .build(sq)
+    {
+        Ok(ring) => return Ok((ring, Mode::DeferTaskrun)),
+        Err(e) if refused(&e) => {}
+        Err(e) => return Err(e),
+    }
+    match IoUring::builder()
+        .setup_coop_taskrun()
+        .setup_submit_all()
+        .setup_cqsize(cq)
+        .build(sq)
+    {
+        Ok(ring) => return Ok((ring, Mode::CoopTaskrun)),
+        Err(e) if refused(&e) => {}
+        Err(e) => return Err(e),
+    }
+    Ok((IoUring::builder().setup_cqsize(cq).build(sq)?, Mode::Plain))
+}

@@ -1,0 +1,743 @@
+//! One worker thread: its ring, its listener, its connections, and the loop that turns
+//! completions into handler calls.
+//!
+//! Each loop turn: publish recycled buffers, submit every queued entry and wait in one
+//! `io_uring_enter`, then process the completions in batches, then serve the mailbox
+//! (sends and closes asked for by other threads), then timers. Everything between bytes
+//! and the application goes through [`Conn`]; everything the kernel borrows goes through
+//! the op table of [`Ring`].
+
+use super::ring::{Kind, Op, Ring, SendBuf, Target, UserData};
+use crate::conn::Conn;
+use crate::handler::{CloseReason, Handler};
+use crate::reactor::mailbox::Mailbox;
+use crate::server::Core;
+use crate::session::{CloseRequest, Session};
+use crate::stats::Counters;
+use crate::sys::{self, EventFd};
+use io_uring::cqueue;
+use std::cell::UnsafeCell;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Completions taken from the queue at a time.
+const BATCH: usize = 512;
+/// How long accepting pauses when descriptors run out and shedding did not help.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Send buffers kept for reuse per worker, and the largest capacity worth keeping.
+const SPARE_BUFS: usize = 1024;
+const SPARE_CAPACITY: usize = 16 * 1024;
+/// How long the final drain of ops may take when a worker exits.
+const EXIT_DRAIN: Duration = Duration::from_secs(1);
+
+/// The state of a connection's multishot receive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Recv {
+    /// None armed.
+    Idle,
+    /// Armed; this op.
+    Armed(UserData),
+    /// A cancel is on its way; its final completion is still to come.
+    Cancelling,
+}
+
+/// One connection. Its slot and socket are kept until every op on it has completed, even
+/// after the session itself was closed.
+struct Connection<S> {
+    fd: OwnedFd,
+    /// The session; `None` once closed (the slot waits for its ops).
+    conn: Option<Conn<S>>,
+    recv: Recv,
+    /// A send is in flight (at most one).
+    sending: bool,
+    /// The peer sent FIN.
+    read_closed: bool,
+    /// Output passed the high-water mark: receiving is stopped until it drains.
+    paused: bool,
+    /// Ops submitted on this socket and not completed (receive, send, cancels).
+    ops: u8,
+    /// When data last arrived, in milliseconds since the worker started.
+    last_active: u32,
+}
+
+/// How to end a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Closing {
+    /// Everything was sent: shutdown(SHUT_WR), FIN.
+    Orderly,
+    /// SO_LINGER 0: RST, dropping what is queued.
+    Abortive,
+}
+
+pub(super) struct Worker<H: Handler> {
+    ring: Ring,
+    core: Arc<Core<H>>,
+    conns: Vec<Option<Connection<H::State>>>,
+    free: Vec<u32>,
+    /// Occupied slots, closing ones included.
+    live: usize,
+    listener: Option<OwnedFd>,
+    /// The armed multishot accept.
+    accept: Option<UserData>,
+    accept_paused_until: Option<Instant>,
+    reserve: sys::Reserve,
+    waker: Arc<EventFd>,
+    mailbox: Arc<Mailbox>,
+    counters: Arc<Counters>,
+    spare: Vec<Box<SendBuf>>,
+    batch: Vec<cqueue::Entry>,
+    started: Instant,
+    now: Instant,
+    next_idle_check: Option<Instant>,
+    shutdown_deadline: Option<Instant>,
+    exiting: bool,
+}
+
+impl<H: Handler> Worker<H> {
+    /// Set up on the worker thread (the ring is single-issuer).
+    pub(super) fn new(core: Arc<Core<H>>, listener: OwnedFd) -> Result<Worker<H>, crate::Error> {
+        let ring = Ring::new().map_err(crate::Error::setup("uring", "creating the ring"))?;
+        tracing::debug!(mode = ?ring.mode(), "uring worker ring ready");
+        let waker =
+            Arc::new(EventFd::new().map_err(crate::Error::setup("uring", "creating the eventfd"))?);
+        let mailbox = Arc::new(Mailbox::new(waker.clone()));
+        core.add_waker(waker.clone());
+        let counters = core.counters.add_worker();
+        let now = Instant::now();
+        let next_idle_check = core.config.idle_timeout.map(|t| now + idle_period(t));
+        let mut worker = Worker {
+            ring,
+            conns: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            listener: Some(listener),
+            accept: None,
+            accept_paused_until: None,
+            reserve: sys::Reserve::new(),
+            waker,
+            mailbox,
+            counters,
+            spare: Vec::new(),
+            batch: Vec::with_capacity(BATCH),
+            started: now,
+            now,
+            next_idle_check,
+            shutdown_deadline: None,
+            exiting: false,
+            core,
+        };
+        worker
+            .arm_accept()
+            .map_err(crate::Error::setup("uring", "arming accept"))?;
+        worker
+            .arm_wake()
+            .map_err(crate::Error::setup("uring", "arming the wake-up read"))?;
+        Ok(worker)
+    }
+
+    pub(super) fn run(mut self) -> Result<(), crate::Error> {
+        loop {
+            let timeout = self.timeout();
+            if let Err(e) = self.ring.wait(timeout) {
+                self.abort_all(CloseReason::Error);
+                self.drain_ops();
+                return Err(crate::Error::Setup {
+                    model: "uring",
+                    context: "waiting for completions",
+                    source: e,
+                });
+            }
+            self.now = Instant::now();
+            loop {
+                let mut batch = std::mem::take(&mut self.batch);
+                self.ring.completions(&mut batch);
+                let more = batch.len() == batch.capacity();
+                for cqe in &batch {
+                    self.complete(cqe);
+                }
+                self.batch = batch;
+                if !more {
+                    break;
+                }
+            }
+            self.drain_mailbox();
+
+            if self.core.is_shutting_down() && self.shutdown_deadline.is_none() {
+                self.begin_shutdown();
+            }
+            self.timers();
+            if let Some(deadline) = self.shutdown_deadline {
+                if self.live == 0 {
+                    self.drain_ops();
+                    return Ok(());
+                }
+                if self.now >= deadline {
+                    tracing::warn!(
+                        model = "uring",
+                        sessions = self.live,
+                        "shutdown deadline passed; closing sessions with output still queued"
+                    );
+                    self.abort_all(CloseReason::ServerShutdown);
+                    self.drain_ops();
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// How long the next wait may last: until the nearest timer.
+    fn timeout(&self) -> Option<Duration> {
+        [
+            self.next_idle_check,
+            self.shutdown_deadline,
+            self.accept_paused_until,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|at| at.saturating_duration_since(Instant::now()))
+    }
+
+    fn now_ms(&self) -> u32 {
+        self.now.duration_since(self.started).as_millis() as u32
+    }
+
+    // ----- completions -------------------------------------------------------------------
+
+    fn complete(&mut self, cqe: &cqueue::Entry) {
+        let (user_data, result, flags) = (cqe.user_data(), cqe.result(), cqe.flags());
+        if cqueue::more(flags) {
+            // A multishot op that keeps running: look, do not take.
+            match self.ring.ops.kind(user_data) {
+                Some(Kind::Accept) => self.on_accept(result, false),
+                Some(Kind::Recv { slot }) => self.on_recv(slot, result, flags, false),
+                other => tracing::warn!(?other, "unexpected multishot completion"),
+            }
+            return;
+        }
+        let Some(op) = self.ring.ops.complete(user_data) else {
+            tracing::warn!(user_data, "completion for an unknown op");
+            return;
+        };
+        match op {
+            Op::Accept { .. } => self.on_accept(result, true),
+            Op::Recv { slot, .. } => self.on_recv(slot, result, flags, true),
+            Op::Send { slot, buf, .. } => self.on_send(slot, result, buf),
+            Op::Cancel { slot, .. } => {
+                if let Some(slot) = slot {
+                    self.op_done(slot);
+                }
+            }
+            Op::Wake { value, .. } => self.on_wake(result, value),
+        }
+    }
+
+    fn on_accept(&mut self, result: i32, done: bool) {
+        if done {
+            self.accept = None;
+        }
+        if result >= 0 {
+            // SAFETY: a successful accept completion carries a new descriptor that nothing
+            // else owns.
+            let fd = unsafe { OwnedFd::from_raw_fd(result) };
+            self.open(fd);
+        } else {
+            let err = io::Error::from_raw_os_error(-result);
+            if sys::is_fd_exhaustion(&err) {
+                let shed = self
+                    .listener
+                    .as_ref()
+                    .is_some_and(|l| self.reserve.shed(l.as_raw_fd()));
+                if shed {
+                    self.counters.refused();
+                    tracing::warn!(
+                        model = "uring",
+                        "out of descriptors ({err}); refused a connection"
+                    );
+                } else if self.accept_paused_until.is_none() {
+                    tracing::warn!(
+                        model = "uring",
+                        "out of descriptors ({err}); pausing accept"
+                    );
+                    self.accept_paused_until = Some(self.now + ACCEPT_BACKOFF);
+                    if let Some(accept) = self.accept {
+                        self.cancel(None, Target::Op(accept));
+                    }
+                }
+            } else if result != -libc::ECANCELED {
+                tracing::debug!(model = "uring", "accept: {err}");
+            }
+        }
+        if done {
+            if self.shutdown_deadline.is_some() || self.exiting {
+                self.listener = None;
+            } else if self.accept_paused_until.is_none() {
+                if let Err(e) = self.arm_accept() {
+                    tracing::warn!(model = "uring", "re-arming accept: {e}; retrying later");
+                    self.accept_paused_until = Some(self.now + ACCEPT_BACKOFF);
+                }
+            }
+        }
+    }
+
+    fn open(&mut self, fd: OwnedFd) {
+        if !self.core.admit() {
+            self.counters.refused();
+            tracing::debug!(model = "uring", "refused: connection limit reached");
+            return;
+        }
+        // Multishot accept returns no address. A connection reset while it waited in the
+        // accept queue has none left (ENOTCONN): it still becomes a session, with an
+        // unspecified peer, and ends as Reset on its first receive, as with accept4.
+        let peer = match socket2::SockRef::from(&fd)
+            .peer_addr()
+            .map(|a| a.as_socket())
+        {
+            Ok(Some(peer)) => peer,
+            other => {
+                tracing::debug!(
+                    model = "uring",
+                    ?other,
+                    "accepted a connection without a peer address"
+                );
+                let ip: std::net::IpAddr = match self.core.config.addr {
+                    std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
+                    std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+                };
+                std::net::SocketAddr::new(ip, 0)
+            }
+        };
+        sys::tune_accepted(&fd);
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            (self.conns.len() - 1) as u32
+        });
+        self.counters.accepted();
+        let session = Session::new(
+            peer,
+            slot as usize,
+            self.mailbox.clone(),
+            self.counters.clone(),
+            self.core.config.send_queue_limit,
+        );
+        let conn = Conn::open(&self.core, session);
+        self.conns[slot as usize] = Some(Connection {
+            fd,
+            conn: Some(conn),
+            recv: Recv::Idle,
+            sending: false,
+            read_closed: false,
+            paused: false,
+            ops: 0,
+            last_active: self.now_ms(),
+        });
+        self.live += 1;
+        // Arms the receive and sends whatever `opened` queued.
+        self.flush(slot);
+    }
+
+    fn on_recv(&mut self, slot: u32, result: i32, flags: u32, done: bool) {
+        let now_ms = self.now_ms();
+        let Some(Some(entry)) = self.conns.get_mut(slot as usize) else {
+            tracing::warn!(slot, "receive completion for a free slot");
+            return;
+        };
+        if done {
+            entry.recv = Recv::Idle;
+            entry.ops -= 1;
+        }
+        let mut close = None;
+        if result > 0 {
+            match self.ring.bufs.filled(flags, result) {
+                Some(filled) => {
+                    if let Some(conn) = entry.conn.as_mut() {
+                        self.counters.received(result as usize);
+                        entry.last_active = now_ms;
+                        let data = self.ring.bufs.data(&filled);
+                        if let Err(reason) = conn.deliver(&self.core, data) {
+                            close = Some((reason, Closing::Abortive));
+                        }
+                    }
+                    // Straight back to the kernel: `deliver` copied what it kept.
+                    self.ring.bufs.recycle(filled);
+                }
+                None => close = Some((CloseReason::Error, Closing::Abortive)),
+            }
+        } else if result == 0 {
+            entry.read_closed = true;
+        } else {
+            match -result {
+                // Out of provided buffers: the data stays in the socket; the receive is
+                // re-armed below once buffers were recycled this turn.
+                libc::ENOBUFS | libc::ECANCELED | libc::EINTR | libc::EAGAIN => {}
+                errno => {
+                    let err = io::Error::from_raw_os_error(errno);
+                    close = Some((sys::close_reason(&err), Closing::Abortive));
+                }
+            }
+        }
+        if entry.conn.is_none() {
+            self.release_if_done(slot);
+            return;
+        }
+        match close {
+            Some((reason, how)) => self.close(slot, reason, how),
+            None => self.flush(slot),
+        }
+    }
+
+    fn on_send(&mut self, slot: u32, result: i32, mut buf: Box<SendBuf>) {
+        let Some(Some(entry)) = self.conns.get_mut(slot as usize) else {
+            tracing::warn!(slot, "send completion for a free slot");
+            return;
+        };
+        entry.ops -= 1;
+        entry.sending = false;
+        let Some(conn) = entry.conn.as_ref() else {
+            // Closed meanwhile: the bytes are dropped (the outbox is closed already).
+            self.recycle_send(buf);
+            self.release_if_done(slot);
+            return;
+        };
+        let remaining = buf.data.len() - buf.sent;
+        if result >= 0 || result == -libc::EINTR || result == -libc::EAGAIN {
+            let n = (result.max(0) as usize).min(remaining);
+            if n > 0 {
+                self.counters.sent(n);
+                conn.session().outbox().finish(n);
+            }
+            buf.sent += n;
+            if buf.sent < buf.data.len() {
+                // Partial send: the tail goes next, ahead of anything queued since.
+                let fd = entry.fd.as_raw_fd();
+                self.submit_send(slot, fd, buf);
+                return;
+            }
+            self.recycle_send(buf);
+            self.flush(slot);
+        } else {
+            conn.session().outbox().finish(remaining);
+            self.recycle_send(buf);
+            let err = io::Error::from_raw_os_error(-result);
+            self.close(slot, sys::close_reason(&err), Closing::Abortive);
+        }
+    }
+
+    fn on_wake(&mut self, result: i32, value: Box<UnsafeCell<u64>>) {
+        if result < 0 && result != -libc::ECANCELED && result != -libc::EINTR {
+            tracing::warn!(
+                model = "uring",
+                "wake-up read: {}",
+                io::Error::from_raw_os_error(-result)
+            );
+        }
+        if self.exiting {
+            return;
+        }
+        // The mailbox and the shutdown flag are checked every turn; re-arm for the next.
+        let op = Op::Wake {
+            fd: self.waker.as_raw_fd(),
+            value,
+        };
+        if let Err(e) = self.ring.submit(op) {
+            tracing::error!(model = "uring", "re-arming the wake-up read: {e}");
+        }
+    }
+
+    // ----- per-connection decisions ------------------------------------------------------
+
+    /// Send what is queued (one send at a time), close when asked and drained, apply
+    /// back-pressure, and keep the receive armed exactly when reading is wanted.
+    fn flush(&mut self, slot: u32) {
+        let high_water = self.core.config.high_water();
+        let low_water = self.core.config.low_water();
+        let Some(Some(entry)) = self.conns.get_mut(slot as usize) else {
+            return;
+        };
+        let Some(conn) = entry.conn.as_ref() else {
+            return;
+        };
+        let session = conn.session();
+        let mut outbox = session.outbox();
+        outbox.unschedule();
+        let request = outbox.close_request();
+        if let Some(CloseRequest::Abort(reason)) = request {
+            drop(outbox);
+            self.close(slot, reason, Closing::Abortive);
+            return;
+        }
+        let mut send = None;
+        if !entry.sending && !outbox.pending().is_empty() {
+            let mut buf = self.spare.pop().unwrap_or_default();
+            let spare = std::mem::take(&mut buf.data);
+            buf.data = outbox.take(spare);
+            buf.sent = 0;
+            send = Some(buf);
+        }
+        let queued = outbox.len();
+        drop(outbox);
+
+        if let Some(buf) = send {
+            let fd = entry.fd.as_raw_fd();
+            self.submit_send(slot, fd, buf);
+        }
+        let Some(Some(entry)) = self.conns.get_mut(slot as usize) else {
+            return;
+        };
+        if entry.conn.is_none() {
+            return;
+        }
+        if queued == 0 {
+            if let Some(request) = request {
+                self.close(slot, request.reason(), Closing::Orderly);
+                return;
+            }
+            if entry.read_closed {
+                self.close(slot, CloseReason::PeerClosed, Closing::Orderly);
+                return;
+            }
+        }
+        if !entry.paused && queued > high_water {
+            entry.paused = true;
+        } else if entry.paused && queued <= low_water {
+            entry.paused = false;
+        }
+        let want = !entry.read_closed && !entry.paused && request.is_none();
+        match (want, entry.recv) {
+            (true, Recv::Idle) => {
+                let fd = entry.fd.as_raw_fd();
+                match self.ring.submit(Op::Recv { slot, fd }) {
+                    Ok(user_data) => {
+                        entry.recv = Recv::Armed(user_data);
+                        entry.ops += 1;
+                    }
+                    Err(e) => {
+                        tracing::warn!(model = "uring", "arming a receive: {e}");
+                        self.close(slot, CloseReason::Error, Closing::Abortive);
+                    }
+                }
+            }
+            (false, Recv::Armed(user_data)) => {
+                entry.recv = Recv::Cancelling;
+                self.cancel(Some(slot), Target::Op(user_data));
+            }
+            _ => {}
+        }
+    }
+
+    fn submit_send(&mut self, slot: u32, fd: std::os::fd::RawFd, buf: Box<SendBuf>) {
+        let unsent = buf.data.len() - buf.sent;
+        match self.ring.submit(Op::Send { slot, fd, buf }) {
+            Ok(_) => {
+                if let Some(Some(entry)) = self.conns.get_mut(slot as usize) {
+                    entry.sending = true;
+                    entry.ops += 1;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(model = "uring", "submitting a send: {e}");
+                if let Some(Some(Connection {
+                    conn: Some(conn), ..
+                })) = self.conns.get(slot as usize)
+                {
+                    conn.session().outbox().finish(unsent);
+                }
+                self.close(slot, CloseReason::Error, Closing::Abortive);
+            }
+        }
+    }
+
+    /// Submit a cancel; it counts as an op of `slot`'s socket until it completes.
+    fn cancel(&mut self, slot: Option<u32>, target: Target) {
+        match self.ring.submit(Op::Cancel { slot, target }) {
+            Ok(_) => {
+                if let Some(Some(entry)) = slot.and_then(|s| self.conns.get_mut(s as usize)) {
+                    entry.ops += 1;
+                }
+            }
+            Err(e) => tracing::error!(model = "uring", "submitting a cancel: {e}"),
+        }
+    }
+
+    /// End the session now; the socket is closed once every op on it has completed.
+    fn close(&mut self, slot: u32, reason: CloseReason, how: Closing) {
+        let Some(Some(entry)) = self.conns.get_mut(slot as usize) else {
+            return;
+        };
+        let Some(conn) = entry.conn.take() else {
+            return;
+        };
+        match how {
+            Closing::Orderly => sys::shutdown_write(entry.fd.as_raw_fd()),
+            Closing::Abortive => {
+                let _ = socket2::SockRef::from(&entry.fd).set_linger(Some(Duration::ZERO));
+            }
+        }
+        let pending = entry.ops > 0;
+        let fd = entry.fd.as_raw_fd();
+        conn.close(&self.core, reason);
+        if pending {
+            self.cancel(Some(slot), Target::Fd(fd));
+        } else {
+            self.release_if_done(slot);
+        }
+    }
+
+    /// An op counted against `slot` finished.
+    fn op_done(&mut self, slot: u32) {
+        if let Some(Some(entry)) = self.conns.get_mut(slot as usize) {
+            entry.ops -= 1;
+        }
+        self.release_if_done(slot);
+    }
+
+    /// Free a closed connection's slot and socket once nothing of it is in flight.
+    fn release_if_done(&mut self, slot: u32) {
+        let done = matches!(
+            self.conns.get(slot as usize),
+            Some(Some(entry)) if entry.conn.is_none() && entry.ops == 0
+        );
+        if done {
+            // Dropping the entry closes the socket.
+            self.conns[slot as usize] = None;
+            self.free.push(slot);
+            self.live -= 1;
+        }
+    }
+
+    fn recycle_send(&mut self, mut buf: Box<SendBuf>) {
+        if buf.data.capacity() <= SPARE_CAPACITY && self.spare.len() < SPARE_BUFS {
+            buf.data.clear();
+            buf.sent = 0;
+            self.spare.push(buf);
+        }
+    }
+
+    // ----- arming, mailbox, timers, shutdown ---------------------------------------------
+
+    fn arm_accept(&mut self) -> io::Result<()> {
+        if let (Some(listener), None) = (&self.listener, self.accept) {
+            let listener = listener.as_raw_fd();
+            self.accept = Some(self.ring.submit(Op::Accept { listener })?);
+        }
+        Ok(())
+    }
+
+    fn arm_wake(&mut self) -> io::Result<()> {
+        let op = Op::Wake {
+            fd: self.waker.as_raw_fd(),
+            value: Box::new(UnsafeCell::new(0)),
+        };
+        self.ring.submit(op).map(drop)
+    }
+
+    fn drain_mailbox(&mut self) {
+        for session in self.mailbox.take() {
+            let slot = session.slot() as u32;
+            let owned = matches!(
+                self.conns.get(slot as usize),
+                Some(Some(Connection { conn: Some(conn), .. })) if conn.session().same(&session)
+            );
+            if owned {
+                self.flush(slot);
+            }
+        }
+    }
+
+    fn timers(&mut self) {
+        if let Some(until) = self.accept_paused_until {
+            if self.now >= until {
+                self.accept_paused_until = None;
+                if self.shutdown_deadline.is_none() {
+                    if let Err(e) = self.arm_accept() {
+                        tracing::warn!(model = "uring", "re-arming accept: {e}; retrying later");
+                        self.accept_paused_until = Some(self.now + ACCEPT_BACKOFF);
+                    }
+                }
+            }
+        }
+        let (Some(check), Some(idle)) = (self.next_idle_check, self.core.config.idle_timeout)
+        else {
+            return;
+        };
+        if self.now < check {
+            return;
+        }
+        self.next_idle_check = Some(self.now + idle_period(idle));
+        let now_ms = self.now_ms();
+        let idle_ms = idle.as_millis().min(u32::MAX as u128) as u32;
+        for slot in 0..self.conns.len() as u32 {
+            let idle = matches!(
+                &self.conns[slot as usize],
+                Some(entry) if entry.conn.is_some() && now_ms.wrapping_sub(entry.last_active) >= idle_ms
+            );
+            if idle {
+                self.close(slot, CloseReason::IdleTimeout, Closing::Abortive);
+            }
+        }
+    }
+
+    fn begin_shutdown(&mut self) {
+        tracing::debug!(model = "uring", sessions = self.live, "shutting down");
+        self.shutdown_deadline = Some(self.now + self.core.config.shutdown_timeout);
+        match self.accept {
+            // The listener is closed when the accept's last completion arrives.
+            Some(accept) => self.cancel(None, Target::Op(accept)),
+            None => self.listener = None,
+        }
+        for slot in 0..self.conns.len() as u32 {
+            if let Some(Some(Connection {
+                conn: Some(conn), ..
+            })) = self.conns.get(slot as usize)
+            {
+                conn.session()
+                    .outbox()
+                    .request_close(CloseRequest::Graceful(CloseReason::ServerShutdown));
+                self.flush(slot);
+            }
+        }
+    }
+
+    fn abort_all(&mut self, reason: CloseReason) {
+        for slot in 0..self.conns.len() as u32 {
+            self.close(slot, reason, Closing::Abortive);
+        }
+    }
+
+    /// Cancel whatever is still in flight and wait for its completions, so that no op's
+    /// memory or descriptor is released while the kernel may use it.
+    fn drain_ops(&mut self) {
+        self.exiting = true;
+        if self.ring.ops.live() > 0 {
+            self.cancel(None, Target::Any);
+        }
+        let deadline = Instant::now() + EXIT_DRAIN;
+        while self.ring.ops.live() > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                tracing::warn!(
+                    model = "uring",
+                    ops = self.ring.ops.live(),
+                    "ops still in flight at exit"
+                );
+                break;
+            }
+            if self.ring.wait(Some(left)).is_err() {
+                break;
+            }
+            let mut batch = std::mem::take(&mut self.batch);
+            self.ring.completions(&mut batch);
+            for cqe in &batch {
+                self.complete(cqe);
+            }
+            self.batch = batch;
+        }
+    }
+}
+
+/// How often idle sessions are looked for: a quarter of the timeout, at most a second.
+fn idle_period(idle: Duration) -> Duration {
+    (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
