@@ -426,6 +426,7 @@ impl<S: Selector, H: Handler> Worker<S, H> {
             &mut self.progressed,
             &mut self.ready,
             token,
+            S::EDGE_TRIGGERED,
         );
         match step {
             Step::Close(reason, how) => self.close(token, reason, how),
@@ -553,6 +554,7 @@ fn drive<H: Handler>(
     progressed: &mut bool,
     ready: &mut Vec<usize>,
     token: usize,
+    edge_triggered: bool,
 ) -> Step {
     let fd = entry.fd.as_raw_fd();
     let mut reads = 0;
@@ -575,8 +577,10 @@ fn drive<H: Handler>(
                         *progressed = true;
                         counters.received(n);
                         entry.last_active = now;
-                        // A short read emptied the socket's queue.
-                        entry.readable = n == scratch.len();
+                        // A short read emptied the socket's queue, but a FIN that came
+                        // with the data is only reported by the next read, and raises no
+                        // new edge: edge-triggered selectors read on until EAGAIN or EOF.
+                        entry.readable = edge_triggered || n == scratch.len();
                         more = entry.readable;
                         if let Err(reason) = entry.conn.deliver(core, &scratch[..n]) {
                             return Step::Close(reason, Closing::Abortive);
