@@ -1,1 +1,525 @@
-//! iomodels compare (being written).
+//! `iomodels compare`: every model of ours and every peer under the same load, written up
+//! as the book's table measured.
+//!
+//! For each server it starts a fresh process per run (`iomodels serve --model M` or
+//! `iomodels-peers --server P`), optionally pinned, waits until the port accepts, runs
+//! `iomodels bench --json` against it with `--server-pid` so the load generator samples
+//! the server's CPU time and memory, then stops it (SIGTERM, SIGKILL after a deadline).
+//! After the bench matrix it ramps the connection count to find how many connections each
+//! server holds. A server that fails to start, or a bench that fails, is a row with its
+//! error, never the end of the comparison.
+//!
+//! The output: `report/compare.md` (the table, the machine, the commands),
+//! `report/compare.json` (every row, raw) and SVG charts.
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+pub mod bench;
+pub mod charts;
+mod error;
+pub mod loc;
+pub mod machine;
+pub mod process;
+pub mod progress;
+pub mod report;
+pub mod target;
+
+pub use bench::BenchResult;
+pub use error::Error;
+pub use report::Report;
+
+use process::{command_line, Binaries, ServerProcess};
+use progress::Progress;
+use report::{Kind, Phase, Row, Settings, TargetInfo};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+use target::{Peer, Target};
+
+/// Flags of `iomodels compare`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct CompareArgs {
+    /// Models to measure: `all`, `none`, or a list like `epoll,uring`.
+    #[arg(long, default_value = "all")]
+    pub models: String,
+    /// Peers to measure: `all`, `none`, or a list of tokio-current, tokio-multi, monoio.
+    #[arg(long, default_value = "all")]
+    pub peers: String,
+    /// Connection counts of the bench matrix [default: 1,100,1000,10000; --quick: 1,100].
+    #[arg(long, value_delimiter = ',')]
+    pub connections: Option<Vec<u64>>,
+    /// Payload sizes in bytes [default: 64].
+    #[arg(long, value_delimiter = ',')]
+    pub payloads: Option<Vec<u64>>,
+    /// Pipeline depths; 1 is ping-pong [default: 1,16].
+    #[arg(long, value_delimiter = ',')]
+    pub pipelines: Option<Vec<u64>>,
+    /// Warm-up seconds per run [default: 1; --quick: 0.5].
+    #[arg(long)]
+    pub warmup: Option<f64>,
+    /// Measured seconds per run [default: 5; --quick: 1].
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Highest connection count of the capacity ramp [default: 10000; --quick: 1000].
+    #[arg(long)]
+    pub capacity_cap: Option<u64>,
+    /// Steps of the capacity ramp [default: 1000,2000,5000,10000 up to the cap, then the cap].
+    #[arg(long, value_delimiter = ',')]
+    pub capacity_steps: Option<Vec<u64>>,
+    /// Pin every server to these CPUs, like `0` or `0-1`.
+    #[arg(long)]
+    pub server_cpus: Option<String>,
+    /// Pin the load generator to these CPUs (passed to bench as --cpus).
+    #[arg(long)]
+    pub client_cpus: Option<String>,
+    /// Workers for our models and the multi-threaded peers [default: the number of server
+    /// CPUs when pinned, else each model's default and all CPUs for the peers].
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Load generator threads (passed to bench as --threads).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// A short run (about a minute for two servers): counts 1,100, 1 s windows, one
+    /// capacity step of 1000.
+    #[arg(long)]
+    pub quick: bool,
+    /// Folder the report is written to.
+    #[arg(long, default_value = "report")]
+    pub out: PathBuf,
+    /// Folder holding the `iomodels` and `iomodels-peers` binaries [default: the folder
+    /// of the running executable].
+    #[arg(long)]
+    pub bin_dir: Option<PathBuf>,
+    /// Root of the iomodels source tree, to count the drivers' lines [default: found from
+    /// the current directory].
+    #[arg(long)]
+    pub source: Option<PathBuf>,
+}
+
+/// What a run will do, resolved from the flags.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Servers, ours first.
+    pub targets: Vec<Target>,
+    /// The resolved settings (as the report shows them).
+    pub settings: Settings,
+    /// CPUs servers are pinned to.
+    pub server_cpus: Option<Vec<usize>>,
+}
+
+impl Plan {
+    /// Resolve defaults and `--quick`, and check the flags.
+    pub fn from_args(args: &CompareArgs) -> Result<Self, Error> {
+        let quick = args.quick;
+        let mut targets: Vec<Target> = target::parse_models(&args.models)?
+            .into_iter()
+            .map(Target::Model)
+            .collect();
+        targets.extend(
+            target::parse_peers(&args.peers)?
+                .into_iter()
+                .map(Target::Peer),
+        );
+        if targets.is_empty() {
+            return Err(Error::InvalidArgs("no model and no peer to measure".into()));
+        }
+        let list = |given: &Option<Vec<u64>>, full: &[u64], short: &[u64], name: &str| {
+            let mut values =
+                given
+                    .clone()
+                    .unwrap_or_else(|| if quick { short.to_vec() } else { full.to_vec() });
+            values.sort_unstable();
+            values.dedup();
+            if values.is_empty() || values.contains(&0) {
+                return Err(Error::InvalidArgs(format!(
+                    "--{name} needs numbers above 0"
+                )));
+            }
+            Ok(values)
+        };
+        let connections = list(
+            &args.connections,
+            &[1, 100, 1000, 10_000],
+            &[1, 100],
+            "connections",
+        )?;
+        let payloads = list(&args.payloads, &[64], &[64], "payloads")?;
+        let pipelines = list(&args.pipelines, &[1, 16], &[1, 16], "pipelines")?;
+        let warmup_secs = args.warmup.unwrap_or(if quick { 0.5 } else { 1.0 });
+        let duration_secs = args.duration.unwrap_or(if quick { 1.0 } else { 5.0 });
+        if !(warmup_secs >= 0.0 && duration_secs > 0.0) {
+            return Err(Error::InvalidArgs(
+                "--warmup must be 0 or more and --duration above 0".into(),
+            ));
+        }
+        let cap = args
+            .capacity_cap
+            .unwrap_or(if quick { 1000 } else { 10_000 });
+        let capacity_steps = match &args.capacity_steps {
+            Some(steps) => list(&Some(steps.clone()), &[], &[], "capacity-steps")?,
+            None if quick => vec![cap],
+            None => {
+                let mut steps: Vec<u64> = [1000, 2000, 5000, 10_000]
+                    .into_iter()
+                    .filter(|&s| s < cap)
+                    .collect();
+                steps.push(cap);
+                steps
+            }
+        };
+        if cap == 0 {
+            return Err(Error::InvalidArgs("--capacity-cap must be above 0".into()));
+        }
+        let server_cpus = args
+            .server_cpus
+            .as_deref()
+            .map(process::parse_cpu_list)
+            .transpose()
+            .map_err(Error::InvalidArgs)?;
+        if let Some(list) = &args.client_cpus {
+            process::parse_cpu_list(list).map_err(Error::InvalidArgs)?;
+        }
+        let model_workers = args.workers.or(server_cpus.as_ref().map(Vec::len));
+        if model_workers == Some(0) {
+            return Err(Error::InvalidArgs("--workers must be above 0".into()));
+        }
+        let peer_workers = model_workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        Ok(Plan {
+            targets,
+            settings: Settings {
+                connections,
+                payloads,
+                pipelines,
+                warmup_secs,
+                duration_secs,
+                capacity_steps,
+                server_cpus: args.server_cpus.clone(),
+                client_cpus: args.client_cpus.clone(),
+                model_workers,
+                peer_workers,
+                bench_threads: args.threads,
+                quick,
+            },
+            server_cpus,
+        })
+    }
+
+    /// Runs per server: the matrix, then the capacity ramp.
+    pub fn runs_per_target(&self) -> usize {
+        let s = &self.settings;
+        s.connections.len() * s.payloads.len() * s.pipelines.len() + s.capacity_steps.len()
+    }
+}
+
+/// Run the comparison and write the report.
+pub fn run(args: CompareArgs) -> Result<(), Error> {
+    let plan = Plan::from_args(&args)?;
+    let bin_dir = match &args.bin_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::current_exe()
+            .map_err(Error::CurrentExe)?
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
+    };
+    let need_peers = plan.targets.iter().any(|t| !t.is_model());
+    let binaries = Binaries::locate(&bin_dir, need_peers)?;
+    std::fs::create_dir_all(&args.out).map_err(|source| Error::Write {
+        path: args.out.clone(),
+        source,
+    })?;
+
+    let engine_src = loc::engine_source(args.source.as_deref());
+    let targets = plan
+        .targets
+        .iter()
+        .map(|&target| target_info(target, engine_src.as_deref()))
+        .collect();
+    let started = Instant::now();
+    let mut report = Report {
+        command: invocation(),
+        started_unix: SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        elapsed_secs: 0.0,
+        machine: machine::Machine::detect(),
+        settings: plan.settings.clone(),
+        targets,
+        shared_loop_lines: engine_src.as_deref().and_then(loc::shared_loop_lines),
+        rows: Vec::new(),
+    };
+
+    let per_target = plan.runs_per_target();
+    let mut progress = Progress::new((per_target * plan.targets.len()) as u64);
+    for &target in &plan.targets {
+        let mut remaining = per_target as u64;
+        let mut runs = Vec::new();
+        for &pipeline in &plan.settings.pipelines {
+            for &payload in &plan.settings.payloads {
+                for &connections in &plan.settings.connections {
+                    runs.push((Phase::Matrix, connections, payload, pipeline));
+                }
+            }
+        }
+        let first_payload = plan.settings.payloads[0];
+        runs.extend(
+            plan.settings
+                .capacity_steps
+                .iter()
+                .map(|&step| (Phase::Capacity, step, first_payload, 1)),
+        );
+        for (phase, connections, payload, pipeline) in runs {
+            progress.start(&format!(
+                "{target} {} C={connections}",
+                report::mode_name(pipeline)
+            ));
+            let row = measure(
+                &binaries,
+                &plan,
+                target,
+                phase,
+                connections,
+                payload,
+                pipeline,
+            );
+            remaining -= 1;
+            progress.finish(&summary_line(&row));
+            let start_failed = row.bench_command.is_none();
+            let ramp_over =
+                phase == Phase::Capacity && (row.clean().is_none() || row.server_note.is_some());
+            report.rows.push(row);
+            if start_failed {
+                // A server that does not start will not start for the next run either.
+                progress.skip(remaining);
+                break;
+            }
+            if ramp_over {
+                progress.skip(remaining);
+                break;
+            }
+        }
+        report.elapsed_secs = started.elapsed().as_secs_f64();
+        report.write_json(&args.out)?;
+    }
+    progress.close();
+
+    report.elapsed_secs = started.elapsed().as_secs_f64();
+    report.write_json(&args.out)?;
+    let charts = charts::draw_all(&report, &args.out)?;
+    report.write_markdown(&args.out, &charts)?;
+    eprintln!(
+        "compare: report written to {} ({} runs in {:.0} s)",
+        args.out.join("compare.md").display(),
+        report.rows.len(),
+        report.elapsed_secs
+    );
+    Ok(())
+}
+
+/// The command line this process was started with, as the report quotes it.
+fn invocation() -> String {
+    let mut args = std::env::args();
+    let program = args.next().unwrap_or_else(|| "iomodels".into());
+    let program = Path::new(&program)
+        .file_name()
+        .map_or(program.clone(), |name| name.to_string_lossy().into_owned());
+    command_line(Path::new(&program), &args.collect::<Vec<_>>())
+}
+
+fn target_info(target: Target, engine_src: Option<&Path>) -> TargetInfo {
+    match target {
+        Target::Model(model) => TargetInfo {
+            name: model.name().to_string(),
+            kind: Kind::Model,
+            description: model.description().to_string(),
+            driver_lines: engine_src.and_then(|src| loc::driver_lines(src, model.name())),
+            uses_shared_loop: !matches!(
+                model,
+                iomodels_engine::Model::Blocking | iomodels_engine::Model::Uring
+            ),
+        },
+        Target::Peer(peer) => TargetInfo {
+            name: peer.name().to_string(),
+            kind: Kind::Peer,
+            description: match peer {
+                Peer::TokioCurrent => {
+                    "tokio current_thread runtime, a task per connection, 4 KiB buffer"
+                }
+                Peer::TokioMulti => {
+                    "tokio multi_thread runtime, a task per connection, 4 KiB buffer"
+                }
+                Peer::Monoio => {
+                    "monoio thread-per-core (io_uring when available), owned 4 KiB buffers"
+                }
+            }
+            .to_string(),
+            driver_lines: None,
+            uses_shared_loop: false,
+        },
+    }
+}
+
+/// The server command for `target` listening on `addr`.
+fn server_command(
+    binaries: &Binaries,
+    plan: &Plan,
+    target: Target,
+    addr: &str,
+) -> (PathBuf, Vec<String>) {
+    let s = &plan.settings;
+    match target {
+        Target::Model(model) => {
+            let mut args = vec!["serve", "--model", model.name(), "--addr", addr]
+                .into_iter()
+                .map(String::from)
+                .collect::<Vec<_>>();
+            if let (Some(workers), true) = (s.model_workers, model.has_workers()) {
+                args.extend(["--workers".to_string(), workers.to_string()]);
+            }
+            (binaries.iomodels.clone(), args)
+        }
+        Target::Peer(peer) => {
+            let mut args = vec!["--server", peer.name(), "--addr", addr]
+                .into_iter()
+                .map(String::from)
+                .collect::<Vec<_>>();
+            if peer.has_workers() {
+                args.extend(["--workers".to_string(), s.peer_workers.to_string()]);
+            }
+            let program = binaries
+                .peers
+                .clone()
+                .unwrap_or_else(|| "iomodels-peers".into());
+            (program, args)
+        }
+    }
+}
+
+/// The bench command against `addr`, sampling `server_pid`.
+pub fn bench_args(
+    settings: &Settings,
+    addr: &str,
+    connections: u64,
+    payload: u64,
+    pipeline: u64,
+    server_pid: u32,
+) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "bench".into(),
+        "--addr".into(),
+        addr.into(),
+        "--connections".into(),
+        connections.to_string(),
+        "--payload".into(),
+        payload.to_string(),
+        "--pipeline".into(),
+        pipeline.to_string(),
+        "--warmup".into(),
+        settings.warmup_secs.to_string(),
+        "--duration".into(),
+        settings.duration_secs.to_string(),
+        "--server-pid".into(),
+        server_pid.to_string(),
+    ];
+    if let Some(cpus) = &settings.client_cpus {
+        args.extend(["--cpus".into(), cpus.clone()]);
+    }
+    if let Some(threads) = settings.bench_threads {
+        args.extend(["--threads".into(), threads.to_string()]);
+    }
+    args.push("--json".into());
+    args
+}
+
+/// One run: start the server, bench it, stop it.
+fn measure(
+    binaries: &Binaries,
+    plan: &Plan,
+    target: Target,
+    phase: Phase,
+    connections: u64,
+    payload: u64,
+    pipeline: u64,
+) -> Row {
+    let kind = if target.is_model() {
+        Kind::Model
+    } else {
+        Kind::Peer
+    };
+    let mut row = Row {
+        target: target.name().to_string(),
+        kind,
+        phase,
+        connections,
+        payload,
+        pipeline,
+        server_command: String::new(),
+        bench_command: None,
+        baseline_rss_kib: None,
+        bench: None,
+        error: None,
+        server_note: None,
+    };
+    let addr = match process::free_loopback_addr() {
+        Ok(addr) => addr,
+        Err(error) => {
+            row.error = Some(format!("no free loopback port: {error}"));
+            return row;
+        }
+    };
+    let addr_text = addr.to_string();
+    let (program, args) = server_command(binaries, plan, target, &addr_text);
+    row.server_command = command_line(&program, &args);
+    let server = match ServerProcess::start(&program, &args, addr, plan.server_cpus.as_deref()) {
+        Ok(server) => server,
+        Err(error) => {
+            row.error = Some(error.to_string());
+            return row;
+        }
+    };
+    row.baseline_rss_kib = server.baseline_rss_kib;
+    let args = bench_args(
+        &plan.settings,
+        &addr_text,
+        connections,
+        payload,
+        pipeline,
+        server.pid(),
+    );
+    row.bench_command = Some(command_line(&binaries.iomodels, &args));
+    let s = &plan.settings;
+    let timeout = Duration::from_secs_f64(
+        s.warmup_secs + s.duration_secs + 60.0 + connections as f64 / 200.0,
+    );
+    match process::run_bench(&binaries.iomodels, &args, timeout) {
+        Ok(bench) => row.bench = Some(bench),
+        Err(error) => row.error = Some(error.to_string()),
+    }
+    row.server_note = server.stop();
+    row
+}
+
+/// One line on a finished run, for the progress output.
+fn summary_line(row: &Row) -> String {
+    let head = format!(
+        "{} {} C={} {}B",
+        row.target,
+        row.mode(),
+        row.connections,
+        row.payload
+    );
+    match (&row.bench, row.clean()) {
+        (Some(bench), Some(_)) if row.server_note.is_none() => format!(
+            "{head}: {} msgs/s, p99 {}, server {}",
+            report::format_rate(bench.messages_per_sec),
+            report::format_us(bench.latency_us.p99),
+            bench
+                .server
+                .as_ref()
+                .map_or("not sampled".to_string(), |s| format!(
+                    "{:.2} us/msg",
+                    s.cpu_us_per_msg
+                )),
+        ),
+        _ => format!("{head}: {}", report::failure_reason(row)),
+    }
+}

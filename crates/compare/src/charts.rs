@@ -1,0 +1,174 @@
+//! SVG charts of a report, drawn with plotters: one line per model and peer against the
+//! number of connections (log scale).
+
+use crate::report::{mode_name, Phase, Report};
+use crate::Error;
+use plotters::prelude::*;
+use std::path::Path;
+
+/// One line of a chart: a name and its (connections, value) points.
+pub type Series = (String, Vec<(f64, f64)>);
+
+/// Draw every chart into `dir`; returns the file names written.
+pub fn draw_all(report: &Report, dir: &Path) -> Result<Vec<String>, Error> {
+    let payload = report.settings.payloads.first().copied().unwrap_or(64);
+    let mut written = Vec::new();
+    for &pipeline in &report.settings.pipelines {
+        let name = if pipeline <= 1 {
+            "msgs_per_sec.svg".to_string()
+        } else {
+            format!("msgs_per_sec_pipelined_{pipeline}.svg")
+        };
+        let series = matrix_series(report, payload, pipeline, |bench| {
+            Some(bench.messages_per_sec)
+        });
+        line_chart(
+            &dir.join(&name),
+            &format!(
+                "messages/s by connections ({}, {payload} B)",
+                mode_name(pipeline)
+            ),
+            "messages per second",
+            &series,
+        )?;
+        written.push(name);
+    }
+    let series = matrix_series(report, payload, 1, |bench| {
+        bench.server.as_ref().map(|server| server.cpu_us_per_msg)
+    });
+    line_chart(
+        &dir.join("cpu_per_msg.svg"),
+        &format!("server CPU microseconds per message (ping-pong, {payload} B)"),
+        "server CPU us per message",
+        &series,
+    )?;
+    written.push("cpu_per_msg.svg".to_string());
+
+    let series = memory_series(report);
+    line_chart(
+        &dir.join("memory_per_connection.svg"),
+        "server memory per connection (RSS delta / connections held, C >= 100)",
+        "KiB per connection",
+        &series,
+    )?;
+    written.push("memory_per_connection.svg".to_string());
+    Ok(written)
+}
+
+/// Per target: the matrix rows of one payload and pipeline depth that produced a result.
+pub fn matrix_series(
+    report: &Report,
+    payload: u64,
+    pipeline: u64,
+    value: impl Fn(&crate::BenchResult) -> Option<f64>,
+) -> Vec<Series> {
+    report
+        .targets
+        .iter()
+        .map(|target| {
+            let mut points: Vec<(f64, f64)> = report
+                .rows_of(&target.name, Phase::Matrix)
+                .filter(|row| row.payload == payload && row.pipeline == pipeline)
+                .filter_map(|row| {
+                    let bench = row.bench.as_ref()?;
+                    Some((row.connections as f64, value(bench)?))
+                })
+                .collect();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            (target.name.clone(), points)
+        })
+        .collect()
+}
+
+/// Per target: memory per connection in KiB at every count of 100 or more (any phase,
+/// ping-pong), one point per count.
+pub fn memory_series(report: &Report) -> Vec<Series> {
+    report
+        .targets
+        .iter()
+        .map(|target| {
+            let mut points: Vec<(f64, f64)> = report
+                .rows
+                .iter()
+                .filter(|row| row.target == target.name && row.pipeline <= 1)
+                .filter_map(|row| {
+                    let held = row.bench.as_ref()?.connections_held;
+                    (held >= 100)
+                        .then_some((held as f64, row.memory_per_connection_bytes()? / 1024.0))
+                })
+                .collect();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            points.dedup_by(|a, b| a.0 == b.0);
+            (target.name.clone(), points)
+        })
+        .collect()
+}
+
+/// A line chart with a log-scale x axis of connections.
+pub fn line_chart(path: &Path, title: &str, y_label: &str, series: &[Series]) -> Result<(), Error> {
+    draw(path, title, y_label, series).map_err(|error| Error::Chart {
+        path: path.to_path_buf(),
+        message: error.to_string(),
+    })
+}
+
+fn draw(
+    path: &Path,
+    title: &str,
+    y_label: &str,
+    series: &[Series],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let points = || series.iter().flat_map(|(_, points)| points.iter());
+    let x_min = points().map(|p| p.0).fold(f64::INFINITY, f64::min).max(1.0);
+    let x_max = points().map(|p| p.0).fold(0.0, f64::max);
+    let (x_min, x_max) = if x_max > x_min {
+        (x_min, x_max * 1.2)
+    } else {
+        (1.0, (x_min * 10.0).max(10.0))
+    };
+    let y_max = points().map(|p| p.1).fold(0.0, f64::max);
+    let y_max = if y_max > 0.0 { y_max * 1.1 } else { 1.0 };
+
+    let root = SVGBackend::new(path, (960, 600)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(80)
+        .build_cartesian_2d((x_min..x_max).log_scale(), 0.0..y_max)?;
+    chart
+        .configure_mesh()
+        .x_desc("concurrent connections")
+        .y_desc(y_label)
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .draw()?;
+    for (index, (name, points)) in series.iter().enumerate() {
+        if points.is_empty() {
+            continue;
+        }
+        let color = Palette99::pick(index).to_rgba();
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                color.stroke_width(2),
+            ))?
+            .label(name.as_str())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        chart.draw_series(
+            points
+                .iter()
+                .map(|&point| Circle::new(point, 3, color.filled())),
+        )?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()?;
+    root.present()?;
+    Ok(())
+}

@@ -1,0 +1,53 @@
+//! The errors that stop a comparison; a failing model or bench is a row, not an error.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Why `compare` could not run or could not write its report.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A binary `compare` drives is not beside the running executable.
+    #[error(
+        "{name} not found at {}: build it with `cargo build --release -p iomodels -p iomodels-peers`",
+        path.display()
+    )]
+    MissingBinary {
+        /// The binary's name.
+        name: &'static str,
+        /// Where it was looked for.
+        path: PathBuf,
+    },
+    /// The running executable's own path is unknown.
+    #[error("cannot locate the running executable: {0}")]
+    CurrentExe(#[source] io::Error),
+    /// A name in `--models` is not a model.
+    #[error("unknown model '{0}' (see `iomodels models`)")]
+    UnknownModel(String),
+    /// A name in `--peers` is not a peer.
+    #[error("unknown peer '{0}': expected tokio-current, tokio-multi or monoio")]
+    UnknownPeer(String),
+    /// Flags that contradict each other or cannot be parsed.
+    #[error("invalid arguments: {0}")]
+    InvalidArgs(String),
+    /// The report folder or one of its files could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file or folder.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A chart could not be drawn.
+    #[error("cannot draw {}: {message}", path.display())]
+    Chart {
+        /// The SVG file.
+        path: PathBuf,
+        /// What plotters said.
+        message: String,
+    },
+    /// The raw rows could not be encoded.
+    #[error("cannot encode the report as JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}

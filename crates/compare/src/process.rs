@@ -1,0 +1,419 @@
+//! Child processes: the servers under test and the load generator.
+//!
+//! Every server runs as its own process so its CPU time and memory can be read from /proc
+//! and a crash or hang costs one row, not the comparison.
+
+use crate::bench::BenchResult;
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long a server may take to accept its first connection.
+const START_DEADLINE: Duration = Duration::from_secs(15);
+/// How long a server may take to exit after SIGTERM before it gets SIGKILL.
+const STOP_DEADLINE: Duration = Duration::from_secs(15);
+/// How often a child is polled while waiting for it.
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
+/// How much of a child's stderr is kept for an error message.
+const STDERR_TAIL: usize = 4096;
+
+/// Why one run (one row) failed. Recorded in the report, never fatal.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The server could not be spawned.
+    #[error("cannot spawn `{command}`: {source}")]
+    Spawn {
+        /// The command line.
+        command: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The server exited before it accepted a connection.
+    #[error("server exited before listening ({status}): {stderr}")]
+    ExitedEarly {
+        /// Its exit status.
+        status: ExitStatus,
+        /// The end of what it printed on stderr.
+        stderr: String,
+    },
+    /// The server never accepted a connection.
+    #[error("server did not accept on {addr} within {secs} s: {stderr}")]
+    NotListening {
+        /// Where it should listen.
+        addr: SocketAddr,
+        /// The deadline.
+        secs: u64,
+        /// The end of what it printed on stderr.
+        stderr: String,
+    },
+    /// The load generator ran too long and was killed.
+    #[error("bench did not finish within {secs} s and was killed: {stderr}")]
+    BenchTimeout {
+        /// The deadline.
+        secs: u64,
+        /// The end of what it printed on stderr.
+        stderr: String,
+    },
+    /// The load generator printed no result.
+    #[error("bench gave no JSON result ({status}): {reason}; stderr: {stderr}")]
+    BenchOutput {
+        /// Its exit status.
+        status: ExitStatus,
+        /// Why its stdout did not parse.
+        reason: String,
+        /// The end of what it printed on stderr.
+        stderr: String,
+    },
+    /// Waiting for a child failed.
+    #[error("waiting for a child process: {0}")]
+    Wait(#[source] io::Error),
+}
+
+/// Quote a command line for display, as a shell would need it.
+pub fn command_line(program: &Path, args: &[String]) -> String {
+    std::iter::once(program.display().to_string())
+        .chain(args.iter().cloned())
+        .map(|word| {
+            if word.is_empty() || word.contains(|c: char| c.is_whitespace() || c == '\'') {
+                format!("'{}'", word.replace('\'', r"'\''"))
+            } else {
+                word
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Parse a CPU list like `0`, `0-1` or `0,2-3`.
+pub fn parse_cpu_list(list: &str) -> Result<Vec<usize>, String> {
+    let mut cpus = Vec::new();
+    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let parse = |s: &str| {
+            s.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("'{s}' in CPU list '{list}' is not a CPU number"))
+        };
+        match part.split_once('-') {
+            Some((first, last)) => {
+                let (first, last) = (parse(first)?, parse(last)?);
+                if first > last {
+                    return Err(format!(
+                        "range '{part}' in CPU list '{list}' runs backwards"
+                    ));
+                }
+                cpus.extend(first..=last);
+            }
+            None => cpus.push(parse(part)?),
+        }
+    }
+    if cpus.is_empty() {
+        return Err(format!("CPU list '{list}' names no CPU"));
+    }
+    if let Some(&cpu) = cpus.iter().find(|&&cpu| cpu >= libc::CPU_SETSIZE as usize) {
+        return Err(format!("CPU {cpu} is beyond CPU_SETSIZE"));
+    }
+    cpus.sort_unstable();
+    cpus.dedup();
+    Ok(cpus)
+}
+
+/// A loopback address whose port the kernel just handed out and took back.
+pub fn free_loopback_addr() -> io::Result<SocketAddr> {
+    TcpListener::bind("127.0.0.1:0")?.local_addr()
+}
+
+/// The resident set of a process, in KiB, from /proc/PID/status.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Keeps the last [`STDERR_TAIL`] bytes a child writes to a pipe.
+struct Tail {
+    buffer: Arc<Mutex<Vec<u8>>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl Tail {
+    fn new(mut pipe: impl Read + Send + 'static) -> Self {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let shared = Arc::clone(&buffer);
+        let reader = std::thread::spawn(move || {
+            let mut chunk = [0u8; 1024];
+            while let Ok(n @ 1..) = pipe.read(&mut chunk) {
+                let mut kept = shared.lock().unwrap_or_else(|e| e.into_inner());
+                kept.extend_from_slice(&chunk[..n]);
+                if kept.len() > STDERR_TAIL {
+                    let excess = kept.len() - STDERR_TAIL;
+                    kept.drain(..excess);
+                }
+            }
+        });
+        Tail {
+            buffer,
+            reader: Some(reader),
+        }
+    }
+
+    /// What was kept so far, on one line.
+    fn text(&self) -> String {
+        let kept = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        one_line(&String::from_utf8_lossy(&kept))
+    }
+
+    /// Wait for the pipe to close, then return what was kept.
+    fn finish(&mut self) -> String {
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        self.text()
+    }
+}
+
+/// Collapse whitespace runs (newlines included) so a message fits a table cell.
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Pin the process about to be exec'd to `cpus`.
+fn pin_before_exec(command: &mut Command, cpus: &[usize]) {
+    // SAFETY: cpu_set_t is plain data and all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &cpu in cpus {
+        // SAFETY: parse_cpu_list only returns CPUs below CPU_SETSIZE, the bound CPU_SET
+        // requires to stay inside `set`.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    // SAFETY: the closure runs between fork and exec, where only async-signal-safe calls
+    // are allowed: it makes one system call on a set built before the fork, and allocates
+    // nothing.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        });
+    }
+}
+
+/// Send `signal` to a child we have not reaped yet.
+fn signal(child: &Child, signal: libc::c_int) {
+    // SAFETY: kill(2) on the pid of our own child, not yet waited for, so the pid cannot
+    // have been reused by another process.
+    unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+}
+
+/// Poll `child` until it exits or `deadline` passes.
+fn wait_until(child: &mut Child, deadline: Instant) -> io::Result<Option<ExitStatus>> {
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+/// A server under test, started and listening.
+pub struct ServerProcess {
+    child: Child,
+    stderr: Tail,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its resident set right after it started listening, KiB.
+    pub baseline_rss_kib: Option<u64>,
+}
+
+impl ServerProcess {
+    /// Spawn `program args`, optionally pinned, and wait until `addr` accepts.
+    pub fn start(
+        program: &Path,
+        args: &[String],
+        addr: SocketAddr,
+        cpus: Option<&[usize]>,
+    ) -> Result<Self, RunError> {
+        let mut command = Command::new(program);
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(cpus) = cpus {
+            pin_before_exec(&mut command, cpus);
+        }
+        let mut child = command.spawn().map_err(|source| RunError::Spawn {
+            command: command_line(program, args),
+            source,
+        })?;
+        let stderr = Tail::new(child.stderr.take().expect("stderr is piped"));
+        let mut server = ServerProcess {
+            child,
+            stderr,
+            addr,
+            baseline_rss_kib: None,
+        };
+        server.wait_listening()?;
+        server.baseline_rss_kib = rss_kib(server.pid());
+        Ok(server)
+    }
+
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn wait_listening(&mut self) -> Result<(), RunError> {
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().map_err(RunError::Wait)? {
+                return Err(RunError::ExitedEarly {
+                    status,
+                    stderr: self.stderr.text(),
+                });
+            }
+            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                self.kill_now();
+                return Err(RunError::NotListening {
+                    addr: self.addr,
+                    secs: START_DEADLINE.as_secs(),
+                    stderr: self.stderr.text(),
+                });
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    fn kill_now(&mut self) {
+        signal(&self.child, libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+
+    /// Whether it is still running (it should be, until [`ServerProcess::stop`]).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// SIGTERM, wait, SIGKILL after a deadline. Returns a note when the exit was not clean.
+    pub fn stop(mut self) -> Option<String> {
+        if let Some(status) = self.exited() {
+            let stderr = self.stderr.finish();
+            return Some(format!("server exited during the run ({status}): {stderr}"));
+        }
+        signal(&self.child, libc::SIGTERM);
+        let note = match wait_until(&mut self.child, Instant::now() + STOP_DEADLINE) {
+            Ok(Some(status)) if status.success() => None,
+            Ok(Some(status)) => Some(format!("server exited with {status} on SIGTERM")),
+            Ok(None) => {
+                self.kill_now();
+                Some(format!(
+                    "server did not exit within {} s of SIGTERM; killed",
+                    STOP_DEADLINE.as_secs()
+                ))
+            }
+            Err(error) => {
+                self.kill_now();
+                Some(format!("waiting for the server failed: {error}"))
+            }
+        };
+        let stderr = self.stderr.finish();
+        note.map(|note| format!("{note}: {stderr}"))
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if self.exited().is_none() {
+            self.kill_now();
+        }
+    }
+}
+
+/// Run the load generator to completion (or `timeout`) and parse its JSON line.
+pub fn run_bench(
+    program: &Path,
+    args: &[String],
+    timeout: Duration,
+) -> Result<BenchResult, RunError> {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| RunError::Spawn {
+            command: command_line(program, args),
+            source,
+        })?;
+    let mut stdout_pipe = child.stdout.take().expect("stdout is piped");
+    let stdout_reader = std::thread::spawn(move || {
+        let mut stdout = String::new();
+        let _ = stdout_pipe.read_to_string(&mut stdout);
+        stdout
+    });
+    let mut stderr = Tail::new(child.stderr.take().expect("stderr is piped"));
+    let status = match wait_until(&mut child, Instant::now() + timeout) {
+        Ok(Some(status)) => status,
+        Ok(None) => {
+            signal(&child, libc::SIGKILL);
+            let _ = child.wait();
+            return Err(RunError::BenchTimeout {
+                secs: timeout.as_secs(),
+                stderr: stderr.text(),
+            });
+        }
+        Err(error) => {
+            signal(&child, libc::SIGKILL);
+            let _ = child.wait();
+            return Err(RunError::Wait(error));
+        }
+    };
+    let stdout = stdout_reader.join().unwrap_or_default();
+    BenchResult::from_stdout(&stdout).map_err(|error| RunError::BenchOutput {
+        status,
+        reason: error.to_string(),
+        stderr: stderr.finish(),
+    })
+}
+
+/// The binaries `compare` drives.
+#[derive(Clone, Debug)]
+pub struct Binaries {
+    /// `iomodels`: `serve` and `bench`.
+    pub iomodels: PathBuf,
+    /// `iomodels-peers`, if any peer is wanted.
+    pub peers: Option<PathBuf>,
+}
+
+impl Binaries {
+    /// Find them in `dir`; the peers binary only when `need_peers`.
+    pub fn locate(dir: &Path, need_peers: bool) -> Result<Self, crate::Error> {
+        let find = |name: &'static str| {
+            let path = dir.join(name);
+            if path.is_file() {
+                Ok(path)
+            } else {
+                Err(crate::Error::MissingBinary { name, path })
+            }
+        };
+        Ok(Binaries {
+            iomodels: find("iomodels")?,
+            peers: need_peers.then(|| find("iomodels-peers")).transpose()?,
+        })
+    }
+}

@@ -1,0 +1,702 @@
+//! The report: raw rows (compare.json) and the book's table measured (compare.md).
+
+use crate::bench::BenchResult;
+use crate::machine::Machine;
+use crate::Error;
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// Ours or a peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// One of our models.
+    Model,
+    /// tokio or monoio.
+    Peer,
+}
+
+/// Which part of the run a row belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// The bench matrix: connection counts × payloads × pipeline depths.
+    Matrix,
+    /// The capacity ramp.
+    Capacity,
+}
+
+/// One bench run against a freshly started server.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    /// Model or peer name.
+    pub target: String,
+    /// Ours or a peer.
+    pub kind: Kind,
+    /// Matrix or capacity ramp.
+    pub phase: Phase,
+    /// Connections asked for.
+    pub connections: u64,
+    /// Bytes per message.
+    pub payload: u64,
+    /// Messages in flight per connection (1: ping-pong).
+    pub pipeline: u64,
+    /// The exact server command.
+    pub server_command: String,
+    /// The exact bench command, if the server started.
+    pub bench_command: Option<String>,
+    /// The server's resident set right after it started listening, KiB.
+    pub baseline_rss_kib: Option<u64>,
+    /// What bench measured, if it produced a result.
+    pub bench: Option<BenchResult>,
+    /// Why there is no result (server failed to start, bench failed).
+    pub error: Option<String>,
+    /// The server did not stop cleanly (crashed during the run, ignored SIGTERM).
+    pub server_note: Option<String>,
+}
+
+impl Row {
+    /// The result, when every requested connection was held with no error.
+    pub fn clean(&self) -> Option<&BenchResult> {
+        self.bench.as_ref().filter(|bench| bench.is_clean())
+    }
+
+    /// Server memory per held connection: (RSS after the window − RSS at start) / held.
+    pub fn memory_per_connection_bytes(&self) -> Option<f64> {
+        let bench = self.bench.as_ref()?;
+        let server = bench.server.as_ref()?;
+        let baseline = self.baseline_rss_kib?;
+        (bench.connections_held > 0).then(|| {
+            server.rss_kib.saturating_sub(baseline) as f64 * 1024.0 / bench.connections_held as f64
+        })
+    }
+
+    /// "ping-pong" or "pipelined K".
+    pub fn mode(&self) -> String {
+        mode_name(self.pipeline)
+    }
+}
+
+/// "ping-pong" for 1, "pipelined K" otherwise.
+pub fn mode_name(pipeline: u64) -> String {
+    if pipeline <= 1 {
+        "ping-pong".to_string()
+    } else {
+        format!("pipelined {pipeline}")
+    }
+}
+
+/// A model or peer, as the report describes it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TargetInfo {
+    /// Its name.
+    pub name: String,
+    /// Ours or a peer.
+    pub kind: Kind,
+    /// One line on what it is.
+    pub description: String,
+    /// Code lines of the driver (models only).
+    pub driver_lines: Option<usize>,
+    /// Whether it also runs on the shared readiness loop.
+    pub uses_shared_loop: bool,
+}
+
+/// What was asked for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Connection counts of the matrix.
+    pub connections: Vec<u64>,
+    /// Payload sizes of the matrix.
+    pub payloads: Vec<u64>,
+    /// Pipeline depths of the matrix (1: ping-pong).
+    pub pipelines: Vec<u64>,
+    /// Warm-up per bench run, seconds.
+    pub warmup_secs: f64,
+    /// Measured window per bench run, seconds.
+    pub duration_secs: f64,
+    /// Connection counts of the capacity ramp.
+    pub capacity_steps: Vec<u64>,
+    /// CPUs the servers were pinned to.
+    pub server_cpus: Option<String>,
+    /// CPUs the load generator was pinned to.
+    pub client_cpus: Option<String>,
+    /// Workers given to our models (None: each model's default).
+    pub model_workers: Option<usize>,
+    /// Workers given to tokio-multi and monoio.
+    pub peer_workers: usize,
+    /// Load generator threads (None: its default).
+    pub bench_threads: Option<usize>,
+    /// `--quick`.
+    pub quick: bool,
+}
+
+/// Everything `compare` measured.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// The command that produced it.
+    pub command: String,
+    /// Seconds since the Unix epoch when it started.
+    pub started_unix: u64,
+    /// How long it took, seconds.
+    pub elapsed_secs: f64,
+    /// Where it ran.
+    pub machine: Machine,
+    /// What was asked for.
+    pub settings: Settings,
+    /// The models and peers, in run order.
+    pub targets: Vec<TargetInfo>,
+    /// Code lines of the readiness loop shared by polling, select, poll, signal and epoll.
+    pub shared_loop_lines: Option<usize>,
+    /// Every run.
+    pub rows: Vec<Row>,
+}
+
+/// How many connections a target held, from its capacity rows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Capacity {
+    /// The highest step held with every connection and no error.
+    pub held: Option<u64>,
+    /// The first step that was not held: (requested, held there, why).
+    pub failed: Option<(u64, Option<u64>, String)>,
+    /// Whether the ramp reached its last step.
+    pub reached_cap: bool,
+}
+
+impl Report {
+    /// Rows of one target in one phase.
+    pub fn rows_of<'a>(&'a self, target: &'a str, phase: Phase) -> impl Iterator<Item = &'a Row> {
+        self.rows
+            .iter()
+            .filter(move |row| row.target == target && row.phase == phase)
+    }
+
+    /// The matrix row for (target, connections, payload, pipeline).
+    pub fn matrix_row(
+        &self,
+        target: &str,
+        connections: u64,
+        payload: u64,
+        pipeline: u64,
+    ) -> Option<&Row> {
+        self.rows.iter().find(|row| {
+            row.target == target
+                && row.phase == Phase::Matrix
+                && row.connections == connections
+                && row.payload == payload
+                && row.pipeline == pipeline
+        })
+    }
+
+    /// The capacity of one target.
+    pub fn capacity(&self, target: &str) -> Capacity {
+        let mut rows: Vec<&Row> = self.rows_of(target, Phase::Capacity).collect();
+        rows.sort_by_key(|row| row.connections);
+        let mut capacity = Capacity {
+            held: None,
+            failed: None,
+            reached_cap: false,
+        };
+        for row in rows {
+            if row.clean().is_some() && row.server_note.is_none() {
+                capacity.held = Some(row.connections);
+                capacity.reached_cap =
+                    self.settings.capacity_steps.iter().max() == Some(&row.connections);
+            } else {
+                capacity.failed = Some((
+                    row.connections,
+                    row.bench.as_ref().map(|bench| bench.connections_held),
+                    failure_reason(row),
+                ));
+                break;
+            }
+        }
+        capacity
+    }
+
+    /// The row (any phase) holding the most connections with a memory reading, at least 100.
+    pub fn memory_row(&self, target: &str) -> Option<&Row> {
+        self.rows
+            .iter()
+            .filter(|row| row.target == target && row.memory_per_connection_bytes().is_some())
+            .filter(|row| {
+                row.bench
+                    .as_ref()
+                    .is_some_and(|b| b.connections_held >= 100)
+            })
+            .max_by_key(|row| row.bench.as_ref().map_or(0, |b| b.connections_held))
+    }
+
+    /// Write compare.json.
+    pub fn write_json(&self, dir: &Path) -> Result<(), Error> {
+        let text = serde_json::to_string_pretty(self)?;
+        write_file(&dir.join("compare.json"), &text)
+    }
+
+    /// Write compare.md.
+    pub fn write_markdown(&self, dir: &Path, charts: &[String]) -> Result<(), Error> {
+        write_file(&dir.join("compare.md"), &self.markdown(charts))
+    }
+
+    /// The markdown report; `charts` are SVG file names to link.
+    pub fn markdown(&self, charts: &[String]) -> String {
+        let mut out = String::new();
+        let s = &self.settings;
+        let _ = writeln!(out, "# iomodels compare\n");
+        let _ = writeln!(
+            out,
+            "Produced by `{}` in {:.0} s{}.\n",
+            self.command,
+            self.elapsed_secs,
+            if s.quick {
+                " (--quick: short runs, read the numbers as a smoke test)"
+            } else {
+                ""
+            }
+        );
+        self.write_machine(&mut out);
+        self.write_summary(&mut out);
+        self.write_capacity(&mut out);
+        self.write_all_runs(&mut out);
+        self.write_failures(&mut out);
+        if !charts.is_empty() {
+            let _ = writeln!(out, "## Charts\n");
+            for chart in charts {
+                let _ = writeln!(out, "![{chart}]({chart})\n");
+            }
+        }
+        self.write_commands(&mut out);
+        out
+    }
+
+    fn write_machine(&self, out: &mut String) {
+        let m = &self.machine;
+        let s = &self.settings;
+        let _ = writeln!(out, "## Machine\n");
+        let _ = writeln!(
+            out,
+            "- CPUs: {}{}",
+            m.cpus,
+            m.cpu_model
+                .as_deref()
+                .map(|c| format!(" ({c})"))
+                .unwrap_or_default()
+        );
+        if let Some(kib) = m.memory_kib {
+            let _ = writeln!(out, "- memory: {}", format_bytes(kib as f64 * 1024.0));
+        }
+        let _ = writeln!(out, "- kernel: {}", m.kernel);
+        if let Some(limit) = m.open_files_limit {
+            let _ = writeln!(out, "- open-file limit: {limit} per process");
+        }
+        let _ = writeln!(
+            out,
+            "- pinning: server on CPUs {}, load generator on CPUs {}",
+            s.server_cpus.as_deref().unwrap_or("any"),
+            s.client_cpus.as_deref().unwrap_or("any")
+        );
+        let _ = writeln!(
+            out,
+            "- workers: our models {}, tokio-multi and monoio {}, tokio-current 1",
+            s.model_workers.map_or(
+                "each at its default (see `iomodels models`)".to_string(),
+                |w| w.to_string()
+            ),
+            s.peer_workers
+        );
+        let _ =
+            writeln!(
+            out,
+            "- each run: a fresh server, {} s warm-up, {} s measured; payloads {} B; modes {}\n",
+            s.warmup_secs,
+            s.duration_secs,
+            join(&s.payloads),
+            s.pipelines.iter().map(|&k| mode_name(k)).collect::<Vec<_>>().join(", ")
+        );
+    }
+
+    fn write_summary(&self, out: &mut String) {
+        let s = &self.settings;
+        let payload = s.payloads.first().copied().unwrap_or(64);
+        let mut counts = s.connections.clone();
+        counts.sort_unstable();
+        let _ = writeln!(out, "## The book's table, measured\n");
+        let _ = writeln!(
+            out,
+            "Ping-pong, {payload}-byte payload. msgs/s is echoed and verified messages per second; \
+             \"at most C\" columns are read at the largest connection count that produced a result; \
+             memory per connection is (server RSS after the window − RSS when it started listening) \
+             / connections held, at the largest count held; lines of code count non-blank, \
+             non-comment lines of the driver, before its unit tests.\n"
+        );
+        let mut header = String::from("| server | connections held |");
+        let mut rule = String::from("|---|---:|");
+        for count in &counts {
+            let _ = write!(header, " msgs/s C={count} |");
+            rule.push_str("---:|");
+        }
+        header.push_str(
+            " p99 at most C | server CPU us/msg | msgs per server-CPU-s | memory per connection | lines of code |",
+        );
+        rule.push_str("---:|---:|---:|---:|---:|");
+        let _ = writeln!(out, "{header}\n{rule}");
+        for target in &self.targets {
+            let mut line = format!("| {} | {} |", target.name, self.capacity_cell(&target.name));
+            for &count in &counts {
+                let cell = match self.matrix_row(&target.name, count, payload, 1) {
+                    None => "—".to_string(),
+                    Some(row) => rate_cell(row),
+                };
+                let _ = write!(line, " {cell} |");
+            }
+            let largest = counts
+                .iter()
+                .rev()
+                .filter_map(|&c| self.matrix_row(&target.name, c, payload, 1))
+                .find_map(|row| row.bench.as_ref().map(|bench| (row.connections, bench)));
+            match largest {
+                Some((count, bench)) => {
+                    let _ = write!(
+                        line,
+                        " {} (C={count}) | {} | {} |",
+                        format_us(bench.latency_us.p99),
+                        bench
+                            .server
+                            .as_ref()
+                            .map_or("—".to_string(), |sv| format!("{:.2}", sv.cpu_us_per_msg)),
+                        bench
+                            .messages_per_server_cpu_sec()
+                            .map_or("—".to_string(), format_rate)
+                    );
+                }
+                None => line.push_str(" — | — | — |"),
+            }
+            match self.memory_row(&target.name) {
+                Some(row) => {
+                    let bench = row.bench.as_ref().expect("memory_row has a bench result");
+                    let _ = write!(
+                        line,
+                        " {} (RSS {} at {}) |",
+                        format_bytes(row.memory_per_connection_bytes().unwrap_or(0.0)),
+                        format_bytes(
+                            bench.server.as_ref().map_or(0, |sv| sv.rss_kib) as f64 * 1024.0
+                        ),
+                        bench.connections_held
+                    );
+                }
+                None => line.push_str(" — |"),
+            }
+            let loc = match (
+                target.driver_lines,
+                target.uses_shared_loop,
+                self.shared_loop_lines,
+            ) {
+                (Some(lines), true, Some(shared)) => format!("{lines} + {shared} shared"),
+                (Some(lines), _, _) => lines.to_string(),
+                (None, _, _) if target.kind == Kind::Peer => "— (peer)".to_string(),
+                (None, _, _) => "n/a".to_string(),
+            };
+            let _ = writeln!(line, " {loc} |");
+            out.push_str(&line);
+        }
+        if let Some(shared) = self.shared_loop_lines {
+            let _ = writeln!(
+                out,
+                "\n\"+ {shared} shared\": polling, select, poll, signal and epoll differ only in how \
+                 they wait; the read/write state machine they all run is one loop of {shared} lines \
+                 (crates/engine/src/reactor). blocking and uring have loops of their own, counted \
+                 in their own lines."
+            );
+        }
+        let _ = writeln!(out);
+    }
+
+    fn capacity_cell(&self, target: &str) -> String {
+        let capacity = self.capacity(target);
+        let mut cell = match capacity.held {
+            Some(held) if capacity.reached_cap => format!("{held} (cap)"),
+            Some(held) => held.to_string(),
+            None if capacity.failed.is_some() => "0".to_string(),
+            None => "—".to_string(),
+        };
+        if let Some((requested, held, _)) = &capacity.failed {
+            let _ = write!(
+                cell,
+                "; {} of {requested}",
+                held.map_or("none".to_string(), |h| h.to_string())
+            );
+        }
+        if target == "select" && capacity.failed.is_some() {
+            cell.push_str("; FD_SETSIZE");
+        }
+        cell
+    }
+
+    fn write_capacity(&self, out: &mut String) {
+        let _ = writeln!(out, "## Capacity\n");
+        let _ = writeln!(
+            out,
+            "Each step starts a fresh server and holds that many ping-pong connections through a \
+             measured window; a step counts only when every connection was held with no connect \
+             failure, disconnect or wrong echo. The ramp ({}) stops at the first step that fails.\n",
+            join(&self.settings.capacity_steps)
+        );
+        for target in &self.targets {
+            let capacity = self.capacity(&target.name);
+            let held = capacity
+                .held
+                .map_or("no step".to_string(), |h| format!("{h} connections"));
+            let _ = write!(out, "- **{}**: held {held}", target.name);
+            if capacity.reached_cap {
+                out.push_str(", the cap of the ramp");
+            }
+            if let Some((requested, held_there, reason)) = &capacity.failed {
+                let _ = write!(
+                    out,
+                    "; at {requested} it held {} ({reason})",
+                    held_there.map_or("none".to_string(), |h| h.to_string())
+                );
+            }
+            if target.name == "select" {
+                out.push_str(
+                    ". select(2) watches descriptors below FD_SETSIZE (1024) only: the model \
+                     refuses connections whose descriptor is at or above it",
+                );
+            }
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+
+    fn write_all_runs(&self, out: &mut String) {
+        let _ = writeln!(out, "## Every run\n");
+        let _ = writeln!(
+            out,
+            "| server | phase | mode | C | payload | held | msgs/s | MB/s in | p50 | p99 | p99.9 | max | server CPU us/msg | client CPU us/msg | msgs per server-CPU-s | server RSS | limit | errors |"
+        );
+        let _ = writeln!(
+            out,
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
+        );
+        for row in &self.rows {
+            let phase = match row.phase {
+                Phase::Matrix => "matrix",
+                Phase::Capacity => "capacity",
+            };
+            let _ = write!(
+                out,
+                "| {} | {phase} | {} | {} | {} |",
+                row.target,
+                row.mode(),
+                row.connections,
+                row.payload
+            );
+            match &row.bench {
+                Some(b) => {
+                    let server = b.server.as_ref();
+                    let _ =
+                        writeln!(
+                        out,
+                        " {} | {} | {:.2} | {} | {} | {} | {} | {} | {:.2} | {} | {} | {} | {} |",
+                        b.connections_held,
+                        format_rate(b.messages_per_sec),
+                        b.mb_per_sec_in,
+                        format_us(b.latency_us.p50),
+                        format_us(b.latency_us.p99),
+                        format_us(b.latency_us.p999),
+                        format_us(b.latency_us.max),
+                        server.map_or("—".to_string(), |s| format!("{:.2}", s.cpu_us_per_msg)),
+                        b.client_cpu_us_per_msg,
+                        b.messages_per_server_cpu_sec().map_or("—".to_string(), format_rate),
+                        server.map_or("—".to_string(), |s| format_bytes(s.rss_kib as f64 * 1024.0)),
+                        b.limit,
+                        errors_cell(row)
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        out,
+                        " — | — | — | — | — | — | — | — | — | — | — | — | failed: see below |"
+                    );
+                }
+            }
+        }
+        out.push('\n');
+    }
+
+    fn write_failures(&self, out: &mut String) {
+        let failures: Vec<&Row> = self
+            .rows
+            .iter()
+            .filter(|row| row.error.is_some() || row.server_note.is_some() || row.clean().is_none())
+            .collect();
+        if failures.is_empty() {
+            return;
+        }
+        let _ = writeln!(out, "## Failures and errors\n");
+        for row in failures {
+            let _ = writeln!(
+                out,
+                "- {} {} C={} payload {}: {}",
+                row.target,
+                row.mode(),
+                row.connections,
+                row.payload,
+                failure_reason(row)
+            );
+        }
+        out.push('\n');
+    }
+
+    fn write_commands(&self, out: &mut String) {
+        let _ = writeln!(out, "## Commands\n");
+        let _ = writeln!(out, "The report:\n\n```sh\n{}\n```\n", self.command);
+        let _ = writeln!(
+            out,
+            "Each run starts its server and then the load generator; the first run of each \
+             server was (every run's exact commands are in compare.json):\n"
+        );
+        let _ = writeln!(out, "```sh");
+        for target in &self.targets {
+            if let Some(row) = self.rows.iter().find(|row| row.target == target.name) {
+                let _ = writeln!(out, "{}", row.server_command);
+                if let Some(bench) = &row.bench_command {
+                    let _ = writeln!(out, "{bench}");
+                }
+            }
+        }
+        let _ = writeln!(out, "```");
+    }
+}
+
+/// Why a row is not a clean result, in one line.
+pub fn failure_reason(row: &Row) -> String {
+    let mut reasons = Vec::new();
+    if let Some(error) = &row.error {
+        reasons.push(truncate(error, 400));
+    }
+    if let Some(bench) = &row.bench {
+        if bench.connections_held < bench.connections_requested {
+            reasons.push(format!(
+                "held {} of {} connections",
+                bench.connections_held, bench.connections_requested
+            ));
+        }
+        if bench.errors.total() > 0 {
+            reasons.push(format!("errors: {}", errors_text(&bench.errors)));
+        }
+        if bench.messages == 0 {
+            reasons.push("no message echoed".to_string());
+        }
+    }
+    if let Some(note) = &row.server_note {
+        reasons.push(truncate(note, 400));
+    }
+    if reasons.is_empty() {
+        reasons.push("no result".to_string());
+    }
+    reasons.join("; ")
+}
+
+fn errors_text(errors: &crate::bench::Errors) -> String {
+    let parts: Vec<String> = [
+        ("connect failed", errors.connect_failed),
+        ("connect timeout", errors.connect_timeout),
+        ("disconnected", errors.disconnected),
+        ("verify failed", errors.verify_failed),
+    ]
+    .into_iter()
+    .filter(|&(_, n)| n > 0)
+    .map(|(name, n)| format!("{n} {name}"))
+    .collect();
+    if parts.is_empty() {
+        "0".to_string()
+    } else {
+        parts.join(", ")
+    }
+}
+
+fn errors_cell(row: &Row) -> String {
+    let text = row
+        .bench
+        .as_ref()
+        .map_or("—".to_string(), |b| errors_text(&b.errors));
+    match &row.server_note {
+        Some(_) => format!("{text}; server: see below"),
+        None => text,
+    }
+}
+
+/// A summary-table cell: the rate, or why there is none.
+fn rate_cell(row: &Row) -> String {
+    match (&row.bench, &row.error) {
+        (Some(bench), _) if bench.is_clean() && row.server_note.is_none() => {
+            format_rate(bench.messages_per_sec)
+        }
+        (Some(bench), _) => format!("{} (errors)", format_rate(bench.messages_per_sec)),
+        (None, Some(_)) => "failed".to_string(),
+        (None, None) => "—".to_string(),
+    }
+}
+
+fn truncate(text: &str, limit: usize) -> String {
+    if text.chars().count() <= limit {
+        return text.to_string();
+    }
+    let cut: String = text.chars().take(limit).collect();
+    format!("{cut}…")
+}
+
+fn join(values: &[u64]) -> String {
+    values
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// 950, 12.3k, 1.23M.
+pub fn format_rate(value: f64) -> String {
+    if value >= 1e6 {
+        format!("{:.2}M", value / 1e6)
+    } else if value >= 1e3 {
+        format!("{:.1}k", value / 1e3)
+    } else {
+        format!("{value:.0}")
+    }
+}
+
+/// 8.5 us, 120 us, 1.2 ms, 3.40 s.
+pub fn format_us(value: f64) -> String {
+    if value >= 1e6 {
+        format!("{:.2} s", value / 1e6)
+    } else if value >= 1e3 {
+        format!("{:.1} ms", value / 1e3)
+    } else if value >= 10.0 {
+        format!("{value:.0} us")
+    } else {
+        format!("{value:.1} us")
+    }
+}
+
+/// 512 B, 4.2 KiB, 50.0 MiB, 1.9 GiB.
+pub fn format_bytes(value: f64) -> String {
+    const KIB: f64 = 1024.0;
+    if value >= KIB * KIB * KIB {
+        format!("{:.1} GiB", value / (KIB * KIB * KIB))
+    } else if value >= KIB * KIB {
+        format!("{:.1} MiB", value / (KIB * KIB))
+    } else if value >= KIB {
+        format!("{:.1} KiB", value / KIB)
+    } else {
+        format!("{value:.0} B")
+    }
+}
+
+/// Write `text` to `path`, naming the path in the error.
+pub(crate) fn write_file(path: &Path, text: &str) -> Result<(), Error> {
+    std::fs::write(path, text).map_err(|source| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}

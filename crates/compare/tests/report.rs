@@ -1,0 +1,350 @@
+//! The report writer on synthetic rows: the table, capacity, failures, JSON and charts.
+
+use iomodels_compare::bench::{BenchResult, Errors, Latency, ServerSample};
+use iomodels_compare::machine::Machine;
+use iomodels_compare::report::{Kind, Phase, Row, Settings, TargetInfo};
+use iomodels_compare::{charts, Report};
+
+fn bench(
+    connections: u64,
+    held: u64,
+    rate: f64,
+    p99: f64,
+    cpu_us: f64,
+    rss_kib: u64,
+) -> BenchResult {
+    let duration = 2.0;
+    let messages = (rate * duration) as u64;
+    BenchResult {
+        addr: "127.0.0.1:7000".into(),
+        connections_requested: connections,
+        connections_held: held,
+        payload: 64,
+        pipeline: 1,
+        rate: None,
+        warmup_secs: 1.0,
+        duration_secs: duration,
+        messages,
+        messages_per_sec: rate,
+        mb_per_sec_out: rate * 64.0 / 1e6,
+        mb_per_sec_in: rate * 64.0 / 1e6,
+        latency_us: Latency {
+            p50: p99 / 3.0,
+            p90: p99 / 2.0,
+            p99,
+            p999: p99 * 2.0,
+            max: p99 * 4.0,
+        },
+        errors: Errors::default(),
+        client_cpu_secs: 1.0,
+        client_cpu_us_per_msg: 2.5,
+        server: Some(ServerSample {
+            pid: 42,
+            cpu_secs: messages as f64 * cpu_us / 1e6,
+            cpu_us_per_msg: cpu_us,
+            rss_kib,
+            hwm_kib: rss_kib,
+        }),
+        limit: "server".into(),
+    }
+}
+
+fn row(
+    target: &str,
+    kind: Kind,
+    phase: Phase,
+    connections: u64,
+    bench: Option<BenchResult>,
+) -> Row {
+    Row {
+        target: target.into(),
+        kind,
+        phase,
+        connections,
+        payload: 64,
+        pipeline: 1,
+        server_command: format!("iomodels serve --model {target} --addr 127.0.0.1:7000"),
+        bench_command: bench
+            .as_ref()
+            .map(|_| "iomodels bench --addr 127.0.0.1:7000 --json".into()),
+        baseline_rss_kib: Some(1000),
+        bench,
+        error: None,
+        server_note: None,
+    }
+}
+
+fn target(name: &str, kind: Kind, lines: Option<usize>, shared: bool) -> TargetInfo {
+    TargetInfo {
+        name: name.into(),
+        kind,
+        description: format!("{name} description"),
+        driver_lines: lines,
+        uses_shared_loop: shared,
+    }
+}
+
+fn synthetic() -> Report {
+    let m = Phase::Matrix;
+    let c = Phase::Capacity;
+    let mut select_fail = bench(2000, 2000, 50_000.0, 900.0, 4.0, 3000);
+    select_fail.connections_held = 1019;
+    select_fail.errors.connect_failed = 981;
+    let mut uring_failed = row("uring", Kind::Model, m, 1, None);
+    uring_failed.error =
+        Some("server exited before listening (exit status: 1): io_uring is not permitted".into());
+    let rows = vec![
+        row(
+            "epoll",
+            Kind::Model,
+            m,
+            1,
+            Some(bench(1, 1, 12_400.0, 79.0, 9.0, 1100)),
+        ),
+        row(
+            "epoll",
+            Kind::Model,
+            m,
+            100,
+            Some(bench(100, 100, 230_000.0, 600.0, 3.25, 1200)),
+        ),
+        row(
+            "epoll",
+            Kind::Model,
+            c,
+            1000,
+            Some(bench(1000, 1000, 220_000.0, 5000.0, 3.3, 2000)),
+        ),
+        // 10,000 connections: 1000 KiB baseline, 3000 KiB after: 2000 KiB / 10000 = 204.8 B.
+        row(
+            "epoll",
+            Kind::Model,
+            c,
+            10_000,
+            Some(bench(10_000, 10_000, 160_000.0, 80_000.0, 3.9, 3000)),
+        ),
+        row(
+            "select",
+            Kind::Model,
+            m,
+            1,
+            Some(bench(1, 1, 12_000.0, 80.0, 9.5, 1100)),
+        ),
+        row(
+            "select",
+            Kind::Model,
+            m,
+            100,
+            Some(bench(100, 100, 120_000.0, 900.0, 6.0, 1200)),
+        ),
+        row(
+            "select",
+            Kind::Model,
+            c,
+            1000,
+            Some(bench(1000, 1000, 60_000.0, 9000.0, 15.0, 1500)),
+        ),
+        row("select", Kind::Model, c, 2000, Some(select_fail)),
+        uring_failed,
+        row(
+            "tokio-current",
+            Kind::Peer,
+            m,
+            1,
+            Some(bench(1, 1, 12_300.0, 81.0, 10.0, 2000)),
+        ),
+        row(
+            "tokio-current",
+            Kind::Peer,
+            m,
+            100,
+            Some(bench(100, 100, 250_000.0, 500.0, 3.5, 2500)),
+        ),
+        row(
+            "tokio-current",
+            Kind::Peer,
+            c,
+            1000,
+            Some(bench(1000, 1000, 227_000.0, 6000.0, 4.0, 6000)),
+        ),
+    ];
+    Report {
+        command: "iomodels compare --models epoll,select,uring --peers tokio-current".into(),
+        started_unix: 1_700_000_000,
+        elapsed_secs: 42.0,
+        machine: Machine {
+            cpus: 2,
+            cpu_model: Some("Test CPU".into()),
+            memory_kib: Some(4 * 1024 * 1024),
+            kernel: "Linux 6.18.0 #1 SMP".into(),
+            open_files_limit: Some(20_000),
+        },
+        settings: Settings {
+            connections: vec![1, 100],
+            payloads: vec![64],
+            pipelines: vec![1],
+            warmup_secs: 1.0,
+            duration_secs: 2.0,
+            capacity_steps: vec![1000, 2000, 10_000],
+            server_cpus: Some("0".into()),
+            client_cpus: Some("1".into()),
+            model_workers: Some(1),
+            peer_workers: 1,
+            bench_threads: None,
+            quick: false,
+        },
+        targets: vec![
+            target("epoll", Kind::Model, Some(120), true),
+            target("select", Kind::Model, Some(95), true),
+            target("uring", Kind::Model, Some(700), false),
+            target("tokio-current", Kind::Peer, None, false),
+        ],
+        shared_loop_lines: Some(500),
+        rows,
+    }
+}
+
+/// The summary-table line of one server.
+fn summary_line<'a>(markdown: &'a str, name: &str) -> &'a str {
+    let start = markdown
+        .find("## The book's table, measured")
+        .expect("summary section");
+    markdown[start..]
+        .lines()
+        .find(|line| line.starts_with(&format!("| {name} |")))
+        .unwrap_or_else(|| panic!("no summary line for {name}"))
+}
+
+fn cells(line: &str) -> Vec<&str> {
+    line.trim_matches('|').split('|').map(str::trim).collect()
+}
+
+#[test]
+fn summary_table_has_the_books_columns_measured() {
+    let report = synthetic();
+    let md = report.markdown(&[]);
+    assert!(md.contains(
+        "| server | connections held | msgs/s C=1 | msgs/s C=100 | p99 at most C | server CPU us/msg | msgs per server-CPU-s | memory per connection | lines of code |"
+    ));
+    let epoll = cells(summary_line(&md, "epoll"));
+    assert_eq!(epoll[0], "epoll");
+    assert_eq!(epoll[1], "10000 (cap)");
+    assert_eq!(epoll[2], "12.4k");
+    assert_eq!(epoll[3], "230.0k");
+    assert_eq!(epoll[4], "600 us (C=100)");
+    assert_eq!(epoll[5], "3.25");
+    // 1e6 / 3.25 us per message.
+    assert_eq!(epoll[6], "307.7k");
+    assert_eq!(epoll[7], "205 B (RSS 2.9 MiB at 10000)");
+    assert_eq!(epoll[8], "120 + 500 shared");
+
+    let uring = cells(summary_line(&md, "uring"));
+    assert_eq!(uring[1], "—");
+    assert_eq!(uring[2], "failed");
+    assert_eq!(uring[3], "—");
+    assert_eq!(uring[8], "700");
+
+    let tokio = cells(summary_line(&md, "tokio-current"));
+    assert_eq!(tokio[1], "1000");
+    assert_eq!(tokio[8], "— (peer)");
+}
+
+#[test]
+fn capacity_stops_at_the_first_failed_step_and_names_fd_setsize() {
+    let report = synthetic();
+    let select = report.capacity("select");
+    assert_eq!(select.held, Some(1000));
+    assert!(!select.reached_cap);
+    let (requested, held, reason) = select.failed.expect("select failed at 2000");
+    assert_eq!((requested, held), (2000, Some(1019)));
+    assert!(reason.contains("held 1019 of 2000"), "{reason}");
+    assert!(reason.contains("981 connect failed"), "{reason}");
+
+    let md = report.markdown(&[]);
+    let select_line = cells(summary_line(&md, "select"));
+    assert_eq!(select_line[1], "1000; 1019 of 2000; FD_SETSIZE");
+    assert!(md.contains("- **select**: held 1000 connections; at 2000 it held 1019"));
+    assert!(md.contains("FD_SETSIZE (1024)"));
+    assert!(md.contains("- **epoll**: held 10000 connections, the cap of the ramp"));
+}
+
+#[test]
+fn failures_are_listed_with_their_errors() {
+    let md = synthetic().markdown(&[]);
+    let failures = &md[md.find("## Failures and errors").expect("failures section")..];
+    assert!(failures.contains("- uring ping-pong C=1 payload 64: server exited before listening"));
+    assert!(failures.contains("io_uring is not permitted"));
+    assert!(
+        failures.contains("- select ping-pong C=2000 payload 64: held 1019 of 2000 connections")
+    );
+    assert!(!failures.contains("- epoll"), "clean rows are not failures");
+}
+
+#[test]
+fn machine_settings_commands_and_charts_are_in_the_markdown() {
+    let md = synthetic().markdown(&["msgs_per_sec.svg".to_string()]);
+    assert!(md.contains("- CPUs: 2 (Test CPU)"));
+    assert!(md.contains("- memory: 4.0 GiB"));
+    assert!(md.contains("- kernel: Linux 6.18.0 #1 SMP"));
+    assert!(md.contains("- open-file limit: 20000 per process"));
+    assert!(md.contains("server on CPUs 0, load generator on CPUs 1"));
+    assert!(md.contains(
+        "```sh\niomodels compare --models epoll,select,uring --peers tokio-current\n```"
+    ));
+    assert!(md.contains("iomodels serve --model epoll --addr 127.0.0.1:7000\niomodels bench"));
+    assert!(md.contains("![msgs_per_sec.svg](msgs_per_sec.svg)"));
+    // Every run appears in the full table, the failed one marked.
+    let all = &md[md.find("## Every run").unwrap()..md.find("## Failures").unwrap()];
+    assert_eq!(all.lines().filter(|l| l.starts_with("| ")).count(), 1 + 12);
+    assert!(all.contains("| uring | matrix | ping-pong | 1 | 64 | — |"));
+}
+
+#[test]
+fn json_round_trips_every_row() {
+    let report = synthetic();
+    let dir = tempfile::tempdir().unwrap();
+    report.write_json(dir.path()).unwrap();
+    let text = std::fs::read_to_string(dir.path().join("compare.json")).unwrap();
+    let back: Report = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, report);
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(value["rows"].as_array().unwrap().len(), 12);
+    assert_eq!(value["rows"][0]["phase"], "matrix");
+    assert_eq!(value["rows"][0]["kind"], "model");
+    assert_eq!(value["rows"][0]["bench"]["latency_us"]["p99"], 79.0);
+}
+
+#[test]
+fn charts_are_svg_with_one_line_per_server() {
+    let report = synthetic();
+    let dir = tempfile::tempdir().unwrap();
+    let written = charts::draw_all(&report, dir.path()).unwrap();
+    assert_eq!(
+        written,
+        [
+            "msgs_per_sec.svg",
+            "cpu_per_msg.svg",
+            "memory_per_connection.svg"
+        ]
+    );
+    let svg = std::fs::read_to_string(dir.path().join("msgs_per_sec.svg")).unwrap();
+    assert!(svg.starts_with("<svg"));
+    // Legend entries for the servers with data; uring has none.
+    for name in ["epoll", "select", "tokio-current"] {
+        assert!(
+            svg.contains(&format!(">{name}<")) || svg.contains(&format!(">\n{name}\n<")),
+            "{name} not in the legend"
+        );
+    }
+    assert!(!svg.contains(">uring<"));
+    let series = charts::matrix_series(&report, 64, 1, |b| Some(b.messages_per_sec));
+    let epoll = &series.iter().find(|(n, _)| n == "epoll").unwrap().1;
+    assert_eq!(epoll, &vec![(1.0, 12_400.0), (100.0, 230_000.0)]);
+    let memory = charts::memory_series(&report);
+    let epoll_memory = &memory.iter().find(|(n, _)| n == "epoll").unwrap().1;
+    // (2000-1000) KiB / 1000 and (3000-1000) KiB / 10000, in KiB.
+    assert_eq!(
+        epoll_memory,
+        &vec![(100.0, 2.0), (1000.0, 1.0), (10_000.0, 0.2)]
+    );
+}
