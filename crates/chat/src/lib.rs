@@ -1,1 +1,38 @@
-//! iomodels chat (being written).
+//! # iomodels-chat
+//!
+//! The game-server layer: the chat server of the edu_cpp_IOCP tutorial (login, rooms, room
+//! chat) done the way a studio could ship it, on every I/O model of the engine; a bot swarm
+//! that stresses it and checks that every notify arrives, in order, exactly once; and a
+//! small interactive client.
+//!
+//! - [`start`] runs a chat server in-process and returns the engine's [`Server`], so its
+//!   address and counters are at hand; [`ChatHandler::stats`] adds the chat's own counters.
+//! - Game logic runs on one logic thread fed by a queue ([`Mode::Logic`], the default: no
+//!   lock anywhere in the game code) or directly on the I/O threads under one lock
+//!   ([`Mode::Io`]). Both run the same [`world`](crate::ChatConfig) code.
+//! - Logins go through a [`UserStore`]: [`AcceptAll`] or a [`PasswordFile`].
+//! - [`run_swarm`] runs a bot swarm in-process and returns its [`BotsReport`].
+//! - [`cli`] holds the command-line front ends (`chat-server`, `chat-bots`, `chat-client`).
+//!
+//! The protocol and every result code are described in the crate's README.
+//!
+//! [`Server`]: iomodels_engine::Server
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+mod bots;
+pub mod cli;
+mod client;
+mod error;
+mod server;
+mod signals;
+mod store;
+mod world;
+
+pub use bots::{run_swarm, BotsReport, Latency, Scenario, SwarmConfig};
+pub use client::{ClientError, Connection};
+pub use error::Error;
+pub use server::{
+    engine_config, start, ChatConfig, ChatHandler, ChatStats, Mode, SessionState,
+    DEFAULT_IDLE_TIMEOUT,
+};
+pub use store::{AcceptAll, PasswordFile, Refusal, UserStore};

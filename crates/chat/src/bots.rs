@@ -1,0 +1,922 @@
+//! The bot swarm: threads of bots that log in, enter rooms and chat, each checking that
+//! every notify it should receive arrives, in order, exactly once.
+//!
+//! One thread per bot, each with a blocking socket and a read timeout that wakes it for
+//! its next request: simple, and at a few hundred bots cheaper than it sounds (the threads
+//! sleep in `recv`).
+//!
+//! How `room-chat` checks delivery: bot `i` is in room `i mod R`, so every bot knows its
+//! room's members. All bots join, wait for each other, then chat. A chat's message carries
+//! its sender, a per-sender sequence number and the send time. Each receiver expects, from
+//! every member, the sequence numbers 0, 1, 2, ... with no gap (lost), no repeat
+//! (duplicated), and a sender's final "fin" message says how many it sent, so nothing lost
+//! at the end goes unseen. Every member must also see the room's chats in one and the same
+//! order (the order the server accepted them): each receiver hashes the sequence it saw and
+//! the hashes of a room must agree.
+
+use crate::client::{ClientError, Connection};
+use crate::error::Error;
+use hdrhistogram::Histogram;
+use iomodels_proto::{Request, Response, ResultCode};
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+/// What the bots do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// Connect once and stay connected, silent (under the idle timeout).
+    Connect,
+    /// Connect and disconnect, again and again.
+    Reconnect,
+    /// Connect, log in with a fresh user id, disconnect, again and again.
+    Login,
+    /// Log in once, then enter and leave a room again and again, checking the room's
+    /// membership notifies.
+    RoomInout,
+    /// Log in, enter a room, chat, checking every chat notify.
+    RoomChat,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Connect => "connect",
+            Scenario::Reconnect => "reconnect",
+            Scenario::Login => "login",
+            Scenario::RoomInout => "room-inout",
+            Scenario::RoomChat => "room-chat",
+        }
+    }
+}
+
+/// A swarm's settings.
+#[derive(Clone, Debug)]
+pub struct SwarmConfig {
+    /// The chat server.
+    pub addr: SocketAddr,
+    /// Number of bots.
+    pub bots: usize,
+    /// Rooms the bots spread over: bot `i` uses room `i mod rooms`.
+    pub rooms: usize,
+    /// What the bots do.
+    pub scenario: Scenario,
+    /// Operations per second per bot.
+    pub rate: f64,
+    /// How long the bots work (after they have all joined, for `room-chat`).
+    pub duration: Duration,
+    /// How long a bot waits, after it stops, for the notifies still on their way.
+    pub drain_timeout: Duration,
+    /// How long a bot waits for any one response before calling it lost.
+    pub response_timeout: Duration,
+    /// Show a progress bar on standard error.
+    pub progress: bool,
+    /// User ids are this prefix and the bot's number.
+    pub user_prefix: String,
+}
+
+impl Default for SwarmConfig {
+    fn default() -> SwarmConfig {
+        SwarmConfig {
+            addr: ([127, 0, 0, 1], 7001).into(),
+            bots: 100,
+            rooms: 10,
+            scenario: Scenario::RoomChat,
+            rate: 10.0,
+            duration: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(10),
+            response_timeout: Duration::from_secs(10),
+            progress: false,
+            user_prefix: "bot".into(),
+        }
+    }
+}
+
+/// A latency distribution, in microseconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Latency {
+    /// Samples.
+    pub count: u64,
+    /// Median.
+    pub p50_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// 99.9th percentile.
+    pub p999_us: u64,
+    /// Largest.
+    pub max_us: u64,
+    /// Mean.
+    pub mean_us: f64,
+}
+
+impl Latency {
+    fn of(h: &Histogram<u64>) -> Latency {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        Latency {
+            count: h.len(),
+            p50_us: h.value_at_quantile(0.5),
+            p99_us: h.value_at_quantile(0.99),
+            p999_us: h.value_at_quantile(0.999),
+            max_us: h.max(),
+            mean_us: h.mean(),
+        }
+    }
+}
+
+impl fmt::Display for Latency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.count == 0 {
+            return f.write_str("no samples");
+        }
+        write!(
+            f,
+            "p50 {} us, p99 {} us, p99.9 {} us, max {} us ({} samples)",
+            self.p50_us, self.p99_us, self.p999_us, self.max_us, self.count
+        )
+    }
+}
+
+/// What a swarm saw.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct BotsReport {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// The chat server.
+    pub addr: String,
+    /// Bots started.
+    pub bots: usize,
+    /// Rooms used.
+    pub rooms: usize,
+    /// Bots that connected (at least once).
+    pub connected: usize,
+    /// Seconds the bots worked.
+    pub duration_secs: f64,
+    /// Requests answered (connects for `connect` and `reconnect`).
+    pub requests: u64,
+    /// Requests answered per second.
+    pub requests_per_sec: f64,
+    /// Chats sent.
+    pub chats_sent: u64,
+    /// Chat notifies received.
+    pub notifies_received: u64,
+    /// Chat fan-out latency: a chat sent to its notify received, at every receiver.
+    pub fanout_latency: Latency,
+    /// Request to response (connect time for `connect` and `reconnect`).
+    pub request_latency: Latency,
+    /// Packets that break the protocol or do not belong where they came.
+    pub protocol_errors: u64,
+    /// Requests answered with a result other than 0, or not answered in time.
+    pub failed_requests: u64,
+    /// Connections that failed or were closed by the server.
+    pub disconnects: u64,
+    /// Notifies that should have arrived and did not.
+    pub lost_notifies: u64,
+    /// Notifies that arrived twice.
+    pub duplicated_notifies: u64,
+    /// Bots that saw their room's chats in another order than the room's other members.
+    pub order_mismatches: u64,
+}
+
+impl BotsReport {
+    /// No lost, duplicated or reordered notify, no protocol error, no failed request, no
+    /// disconnect, and every bot connected.
+    pub fn is_clean(&self) -> bool {
+        self.connected == self.bots
+            && self.protocol_errors == 0
+            && self.failed_requests == 0
+            && self.disconnects == 0
+            && self.lost_notifies == 0
+            && self.duplicated_notifies == 0
+            && self.order_mismatches == 0
+    }
+}
+
+impl fmt::Display for BotsReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} bots ({} connected), {} rooms, scenario {}, {:.1} s against {}",
+            self.bots,
+            self.connected,
+            self.rooms,
+            self.scenario.name(),
+            self.duration_secs,
+            self.addr
+        )?;
+        writeln!(
+            f,
+            "requests:       {} ({:.0}/s)",
+            self.requests, self.requests_per_sec
+        )?;
+        writeln!(f, "request rtt:    {}", self.request_latency)?;
+        if self.scenario == Scenario::RoomChat {
+            writeln!(
+                f,
+                "chats:          {} sent, {} notifies received",
+                self.chats_sent, self.notifies_received
+            )?;
+            writeln!(f, "fan-out:        {}", self.fanout_latency)?;
+        }
+        writeln!(
+            f,
+            "errors:         {} protocol, {} failed requests, {} disconnects",
+            self.protocol_errors, self.failed_requests, self.disconnects
+        )?;
+        writeln!(
+            f,
+            "notifies:       {} lost, {} duplicated, {} bots out of order",
+            self.lost_notifies, self.duplicated_notifies, self.order_mismatches
+        )?;
+        writeln!(
+            f,
+            "verdict:        {}",
+            if self.is_clean() { "clean" } else { "PROBLEMS" }
+        )
+    }
+}
+
+/// What every bot shares.
+struct Swarm {
+    config: SwarmConfig,
+    epoch: Instant,
+    /// Everyone has joined (room-chat) or is ready to start.
+    ready: Barrier,
+    /// Chats sent, per bot.
+    sent: Vec<AtomicU64>,
+    requests: AtomicU64,
+    finished: AtomicUsize,
+}
+
+impl Swarm {
+    fn nanos(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    fn user_id(&self, bot: usize) -> Vec<u8> {
+        format!("{}{bot}", self.config.user_prefix).into_bytes()
+    }
+
+    fn room_of(&self, bot: usize) -> usize {
+        bot % self.config.rooms
+    }
+
+    fn period(&self) -> Duration {
+        Duration::from_secs_f64(1.0 / self.config.rate.max(0.001))
+    }
+
+    /// When bot `bot` does its first operation: spread evenly over one period.
+    fn first_op(&self, start: Instant, bot: usize) -> Instant {
+        start
+            + self
+                .period()
+                .mul_f64(bot as f64 / self.config.bots.max(1) as f64)
+    }
+}
+
+/// What one bot saw.
+struct Outcome {
+    connected: bool,
+    fanout: Histogram<u64>,
+    request: Histogram<u64>,
+    notifies: u64,
+    protocol_errors: u64,
+    failed: u64,
+    disconnects: u64,
+    lost: u64,
+    duplicated: u64,
+    /// (room, hash of the chat order seen) for room-chat.
+    order: Option<(usize, u64)>,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
+}
+
+fn micros(d: Duration) -> u64 {
+    (d.as_micros() as u64).max(1)
+}
+
+impl Outcome {
+    fn new() -> Outcome {
+        Outcome {
+            connected: false,
+            fanout: histogram(),
+            request: histogram(),
+            notifies: 0,
+            protocol_errors: 0,
+            failed: 0,
+            disconnects: 0,
+            lost: 0,
+            duplicated: 0,
+            order: None,
+        }
+    }
+
+    fn error(&mut self, error: ClientError) {
+        match error {
+            ClientError::Protocol(_) => self.protocol_errors += 1,
+            ClientError::Timeout(_) => self.failed += 1,
+            ClientError::Closed | ClientError::Io { .. } => self.disconnects += 1,
+        }
+    }
+
+    fn request_done(&mut self, swarm: &Swarm, sent: Instant) {
+        self.request.saturating_record(micros(sent.elapsed()));
+        swarm.requests.fetch_add(1, Relaxed);
+    }
+}
+
+/// Run a swarm against a running server and gather what the bots saw.
+pub fn run_swarm(config: &SwarmConfig) -> Result<BotsReport, Error> {
+    if config.bots == 0 || config.rooms == 0 {
+        return Err(Error::Config {
+            what: "the swarm needs at least one bot and one room".into(),
+        });
+    }
+    if !(config.rate > 0.0) {
+        return Err(Error::Config {
+            what: "--rate must be above 0".into(),
+        });
+    }
+    let swarm = Arc::new(Swarm {
+        config: config.clone(),
+        epoch: Instant::now(),
+        ready: Barrier::new(config.bots),
+        sent: (0..config.bots).map(|_| AtomicU64::new(0)).collect(),
+        requests: AtomicU64::new(0),
+        finished: AtomicUsize::new(0),
+    });
+    let started = Instant::now();
+    let mut threads = Vec::with_capacity(config.bots);
+    for bot in 0..config.bots {
+        let swarm = swarm.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("bot-{bot}"))
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let outcome = match swarm.config.scenario {
+                    Scenario::Connect => connect_bot(&swarm, bot),
+                    Scenario::Reconnect => reconnect_bot(&swarm, bot),
+                    Scenario::Login => login_bot(&swarm, bot),
+                    Scenario::RoomInout => room_inout_bot(&swarm, bot),
+                    Scenario::RoomChat => room_chat_bot(&swarm, bot),
+                };
+                swarm.finished.fetch_add(1, Relaxed);
+                outcome
+            });
+        match thread {
+            Ok(thread) => threads.push(thread),
+            Err(source) => {
+                // The barrier counts on every bot: without them all, the others would wait
+                // for ever. Nothing to do but report it.
+                return Err(Error::Io {
+                    context: "spawning a bot thread",
+                    source,
+                });
+            }
+        }
+    }
+    if config.progress {
+        show_progress(&swarm);
+    }
+    let mut outcomes = Vec::with_capacity(threads.len());
+    for thread in threads {
+        match thread.join() {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(_) => {
+                let mut outcome = Outcome::new();
+                outcome.protocol_errors += 1;
+                outcomes.push(outcome);
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    let mut fanout = histogram();
+    let mut request = histogram();
+    let mut report = BotsReport {
+        scenario: config.scenario,
+        addr: config.addr.to_string(),
+        bots: config.bots,
+        rooms: config.rooms,
+        connected: 0,
+        duration_secs: config.duration.as_secs_f64(),
+        requests: swarm.requests.load(Relaxed),
+        requests_per_sec: 0.0,
+        chats_sent: swarm.sent.iter().map(|s| s.load(Relaxed)).sum(),
+        notifies_received: 0,
+        fanout_latency: Latency::default(),
+        request_latency: Latency::default(),
+        protocol_errors: 0,
+        failed_requests: 0,
+        disconnects: 0,
+        lost_notifies: 0,
+        duplicated_notifies: 0,
+        order_mismatches: 0,
+    };
+    let mut orders: HashMap<usize, Vec<u64>> = HashMap::new();
+    for o in &outcomes {
+        report.connected += usize::from(o.connected);
+        let _ = fanout.add(&o.fanout);
+        let _ = request.add(&o.request);
+        report.notifies_received += o.notifies;
+        report.protocol_errors += o.protocol_errors;
+        report.failed_requests += o.failed;
+        report.disconnects += o.disconnects;
+        report.lost_notifies += o.lost;
+        report.duplicated_notifies += o.duplicated;
+        if let Some((room, hash)) = o.order {
+            orders.entry(room).or_default().push(hash);
+        }
+    }
+    for hashes in orders.values() {
+        // Bots that disagree with their room's most common order.
+        let mut counts: HashMap<u64, u64> = HashMap::new();
+        for &h in hashes {
+            *counts.entry(h).or_default() += 1;
+        }
+        let agreeing = counts.values().copied().max().unwrap_or(0);
+        report.order_mismatches += hashes.len() as u64 - agreeing;
+    }
+    let working = config
+        .duration
+        .as_secs_f64()
+        .min(elapsed.as_secs_f64())
+        .max(1e-9);
+    report.requests_per_sec = report.requests as f64 / working;
+    report.fanout_latency = Latency::of(&fanout);
+    report.request_latency = Latency::of(&request);
+    Ok(report)
+}
+
+/// A progress bar until every bot is done (only on a terminal; the caller checks).
+fn show_progress(swarm: &Swarm) {
+    let total = swarm.config.duration.as_millis() as u64;
+    let bar = indicatif::ProgressBar::new(total.max(1));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{bar:40}] {elapsed} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let start = Instant::now();
+    while swarm.finished.load(Relaxed) < swarm.config.bots {
+        bar.set_position((start.elapsed().as_millis() as u64).min(total));
+        bar.set_message(format!(
+            "{} requests, {} chats",
+            swarm.requests.load(Relaxed),
+            swarm.sent.iter().map(|s| s.load(Relaxed)).sum::<u64>()
+        ));
+        // Only paces the redraw; results come from joining the bots.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bar.finish_and_clear();
+}
+
+fn connect(swarm: &Swarm, outcome: &mut Outcome) -> Option<Connection> {
+    let sent = Instant::now();
+    match Connection::connect(swarm.config.addr) {
+        Ok(c) => {
+            outcome.connected = true;
+            outcome.request_done(swarm, sent);
+            Some(c)
+        }
+        Err(e) => {
+            outcome.error(e);
+            None
+        }
+    }
+}
+
+/// Log in as `user_id` and wait for the answer; `true` if it was 0.
+fn login(
+    swarm: &Swarm,
+    outcome: &mut Outcome,
+    connection: &mut Connection,
+    user_id: Vec<u8>,
+) -> bool {
+    let sent = Instant::now();
+    let request = Request::Login {
+        user_id,
+        password: b"bot".to_vec(),
+    };
+    if let Err(e) = connection.send(&request) {
+        outcome.error(e);
+        return false;
+    }
+    match connection.recv(swarm.config.response_timeout) {
+        Ok(Response::Login { result: 0 }) => {
+            outcome.request_done(swarm, sent);
+            true
+        }
+        Ok(Response::Login { .. }) => {
+            outcome.failed += 1;
+            false
+        }
+        Ok(_) => {
+            outcome.protocol_errors += 1;
+            false
+        }
+        Err(e) => {
+            outcome.error(e);
+            false
+        }
+    }
+}
+
+fn connect_bot(swarm: &Swarm, _bot: usize) -> Outcome {
+    let mut outcome = Outcome::new();
+    let connection = connect(swarm, &mut outcome);
+    swarm.ready.wait();
+    let Some(mut connection) = connection else {
+        return outcome;
+    };
+    let deadline = Instant::now() + swarm.config.duration;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return outcome;
+        }
+        match connection.poll(Some(left)) {
+            Ok(None) => {}
+            Ok(Some(_)) => outcome.protocol_errors += 1,
+            Err(e) => {
+                outcome.error(e);
+                return outcome;
+            }
+        }
+    }
+}
+
+/// Wait until `at` (workload pacing, not synchronisation).
+fn pace(at: Instant) {
+    let left = at.saturating_duration_since(Instant::now());
+    if !left.is_zero() {
+        std::thread::sleep(left);
+    }
+}
+
+fn reconnect_bot(swarm: &Swarm, bot: usize) -> Outcome {
+    let mut outcome = Outcome::new();
+    swarm.ready.wait();
+    let start = Instant::now();
+    let deadline = start + swarm.config.duration;
+    let mut next = swarm.first_op(start, bot);
+    while next < deadline {
+        pace(next);
+        drop(connect(swarm, &mut outcome));
+        next += swarm.period();
+    }
+    outcome
+}
+
+fn login_bot(swarm: &Swarm, bot: usize) -> Outcome {
+    let mut outcome = Outcome::new();
+    swarm.ready.wait();
+    let start = Instant::now();
+    let deadline = start + swarm.config.duration;
+    let mut next = swarm.first_op(start, bot);
+    let mut round = 0u64;
+    while next < deadline {
+        pace(next);
+        if let Some(mut connection) = connect(swarm, &mut outcome) {
+            let user_id = format!("{}{bot}-{round}", swarm.config.user_prefix).into_bytes();
+            login(swarm, &mut outcome, &mut connection, user_id);
+        }
+        round += 1;
+        next += swarm.period();
+    }
+    outcome
+}
+
+fn room_inout_bot(swarm: &Swarm, bot: usize) -> Outcome {
+    let mut outcome = Outcome::new();
+    let mut connection = connect(swarm, &mut outcome);
+    if let Some(c) = connection.as_mut() {
+        if !login(swarm, &mut outcome, c, swarm.user_id(bot)) {
+            connection = None;
+        }
+    }
+    swarm.ready.wait();
+    let Some(mut connection) = connection else {
+        return outcome;
+    };
+    let room = swarm.room_of(bot) as i32;
+    let start = Instant::now();
+    let deadline = start + swarm.config.duration;
+    let mut next = swarm.first_op(start, bot);
+    // The room's other members as the notifies tell them; `None` outside a room.
+    let mut members: Option<HashSet<i64>> = None;
+    let mut in_room = false;
+    let mut waiting: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        if waiting.is_none() {
+            if now >= deadline {
+                return outcome;
+            }
+            if now >= next {
+                let request = if in_room {
+                    Request::RoomLeave
+                } else {
+                    Request::RoomEnter { room }
+                };
+                if let Err(e) = connection.send(&request) {
+                    outcome.error(e);
+                    return outcome;
+                }
+                waiting = Some(now);
+                next += swarm.period();
+                continue;
+            }
+        }
+        let wake = match waiting {
+            Some(sent) => sent + swarm.config.response_timeout,
+            None => next.min(deadline),
+        };
+        let response = match connection.poll(Some(wake.saturating_duration_since(now))) {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                if waiting.is_some() {
+                    outcome.failed += 1;
+                    return outcome;
+                }
+                continue;
+            }
+            Err(e) => {
+                outcome.error(e);
+                return outcome;
+            }
+        };
+        match response {
+            Response::RoomEnter { result } if waiting.is_some() && !in_room => {
+                outcome.request_done(swarm, waiting.take().unwrap_or(now));
+                if result == 0 {
+                    in_room = true;
+                } else {
+                    outcome.failed += 1;
+                }
+            }
+            Response::RoomUserList(users) if in_room && members.is_none() => {
+                let mut set = HashSet::new();
+                for user in users {
+                    if !set.insert(user.unique_id) {
+                        outcome.duplicated += 1;
+                    }
+                }
+                members = Some(set);
+            }
+            Response::RoomNewUser(user) if in_room => match members.as_mut() {
+                Some(set) => {
+                    if !set.insert(user.unique_id) {
+                        outcome.duplicated += 1;
+                    }
+                }
+                None => outcome.protocol_errors += 1,
+            },
+            Response::RoomLeaveUser { unique_id } if in_room => match members.as_mut() {
+                Some(set) => {
+                    if !set.remove(&unique_id) {
+                        outcome.lost += 1;
+                    }
+                }
+                None => outcome.protocol_errors += 1,
+            },
+            Response::RoomLeave { result } if waiting.is_some() && in_room => {
+                outcome.request_done(swarm, waiting.take().unwrap_or(now));
+                if result == 0 {
+                    in_room = false;
+                    members = None;
+                } else {
+                    outcome.failed += 1;
+                }
+            }
+            _ => outcome.protocol_errors += 1,
+        }
+    }
+}
+
+/// What a room-chat receiver tracks per member of its room.
+#[derive(Default)]
+struct Expect {
+    /// The next sequence number due.
+    next: u64,
+    /// The member's fin arrived (or it left): nothing more is due from it.
+    done: bool,
+}
+
+/// One bot of `room-chat`.
+fn room_chat_bot(swarm: &Swarm, bot: usize) -> Outcome {
+    let mut outcome = Outcome::new();
+    let joined = join_room(swarm, bot, &mut outcome);
+    swarm.ready.wait();
+    let Some(mut connection) = joined else {
+        return outcome;
+    };
+    let room = swarm.room_of(bot);
+    let mut expect: HashMap<usize, Expect> = (0..swarm.config.bots)
+        .filter(|&b| swarm.room_of(b) == room)
+        .map(|b| (b, Expect::default()))
+        .collect();
+    let mut order = DefaultHasher::new();
+    let mut pending: std::collections::VecDeque<Instant> = std::collections::VecDeque::new();
+    let start = Instant::now();
+    let deadline = start + swarm.config.duration;
+    let mut next = swarm.first_op(start, bot);
+    let mut seq = 0u64;
+    let mut receiver = Receiver {
+        swarm,
+        outcome: &mut outcome,
+        expect: &mut expect,
+        order: &mut order,
+        pending: &mut pending,
+    };
+
+    // Chat until the deadline.
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        if now >= next {
+            let message = format!("c {bot} {seq} {}", swarm.nanos()).into_bytes();
+            if let Err(e) = connection.send(&Request::RoomChat { message }) {
+                receiver.outcome.error(e);
+                return outcome;
+            }
+            receiver.pending.push_back(now);
+            seq += 1;
+            swarm.sent[bot].store(seq, Relaxed);
+            next += swarm.period();
+            continue;
+        }
+        match connection.poll(Some(next.min(deadline) - now)) {
+            Ok(Some(response)) => receiver.handle(response),
+            Ok(None) => {}
+            Err(e) => {
+                receiver.outcome.error(e);
+                return outcome;
+            }
+        }
+    }
+
+    // Say how many were sent, then wait for everyone's fin: after it, nothing is due.
+    let fin = format!("f {bot} {seq}").into_bytes();
+    if let Err(e) = connection.send(&Request::RoomChat { message: fin }) {
+        receiver.outcome.error(e);
+        return outcome;
+    }
+    receiver.pending.push_back(Instant::now());
+    let drain = Instant::now() + swarm.config.drain_timeout;
+    while receiver.expect.values().any(|e| !e.done) || !receiver.pending.is_empty() {
+        let left = drain.saturating_duration_since(Instant::now());
+        match connection.poll(Some(left)) {
+            Ok(Some(response)) => receiver.handle(response),
+            Ok(None) => {
+                // Whatever did not come in time is lost.
+                for (&member, e) in receiver.expect.iter_mut().filter(|(_, e)| !e.done) {
+                    let sent = swarm.sent[member].load(Relaxed);
+                    receiver.outcome.lost += sent.saturating_sub(e.next) + 1;
+                    e.done = true;
+                }
+                receiver.outcome.failed += receiver.pending.len() as u64;
+                receiver.pending.clear();
+                break;
+            }
+            Err(e) => {
+                receiver.outcome.error(e);
+                return outcome;
+            }
+        }
+    }
+    outcome.order = Some((room, order.finish()));
+    outcome
+}
+
+/// Connect, log in and enter the bot's room.
+fn join_room(swarm: &Swarm, bot: usize, outcome: &mut Outcome) -> Option<Connection> {
+    let mut connection = connect(swarm, outcome)?;
+    if !login(swarm, outcome, &mut connection, swarm.user_id(bot)) {
+        return None;
+    }
+    let sent = Instant::now();
+    let room = swarm.room_of(bot) as i32;
+    if let Err(e) = connection.send(&Request::RoomEnter { room }) {
+        outcome.error(e);
+        return None;
+    }
+    let timeout = swarm.config.response_timeout;
+    match connection.recv(timeout) {
+        Ok(Response::RoomEnter { result: 0 }) => outcome.request_done(swarm, sent),
+        Ok(Response::RoomEnter { result }) => {
+            tracing::warn!(bot, result = ?ResultCode::from_code_i16(result), "room enter refused");
+            outcome.failed += 1;
+            return None;
+        }
+        Ok(_) => {
+            outcome.protocol_errors += 1;
+            return None;
+        }
+        Err(e) => {
+            outcome.error(e);
+            return None;
+        }
+    }
+    match connection.recv(timeout) {
+        Ok(Response::RoomUserList(_)) => Some(connection),
+        Ok(_) => {
+            outcome.protocol_errors += 1;
+            None
+        }
+        Err(e) => {
+            outcome.error(e);
+            None
+        }
+    }
+}
+
+/// The receiving half of a room-chat bot.
+struct Receiver<'a> {
+    swarm: &'a Swarm,
+    outcome: &'a mut Outcome,
+    expect: &'a mut HashMap<usize, Expect>,
+    order: &'a mut DefaultHasher,
+    /// Send times of chats not answered yet.
+    pending: &'a mut std::collections::VecDeque<Instant>,
+}
+
+impl Receiver<'_> {
+    fn handle(&mut self, response: Response) {
+        match response {
+            Response::RoomChat { result } => match self.pending.pop_front() {
+                Some(sent) => {
+                    self.outcome.request_done(self.swarm, sent);
+                    if result != 0 {
+                        self.outcome.failed += 1;
+                    }
+                }
+                None => self.outcome.protocol_errors += 1,
+            },
+            Response::RoomChatNotify { user_id, message } => {
+                self.outcome.notifies += 1;
+                self.notify(&user_id, &message);
+            }
+            // Late arrivals of the joining phase.
+            Response::RoomNewUser(_) => {}
+            // A member left (its connection failed): nothing more is due from it.
+            Response::RoomLeaveUser { .. } => {}
+            _ => self.outcome.protocol_errors += 1,
+        }
+    }
+
+    fn notify(&mut self, user_id: &[u8], message: &[u8]) {
+        let now = self.swarm.nanos();
+        let text = String::from_utf8_lossy(message);
+        let mut words = text.split(' ');
+        let kind = words.next();
+        let numbers: Vec<u64> = words.filter_map(|w| w.parse().ok()).collect();
+        let (Some(kind), Some(&sender)) = (kind, numbers.first()) else {
+            self.outcome.protocol_errors += 1;
+            return;
+        };
+        let sender = sender as usize;
+        if user_id != self.swarm.user_id(sender).as_slice() {
+            self.outcome.protocol_errors += 1;
+            return;
+        }
+        let Some(expect) = self.expect.get_mut(&sender) else {
+            // A chat from another room.
+            self.outcome.protocol_errors += 1;
+            return;
+        };
+        (kind, &numbers[1..]).hash(self.order);
+        match (kind, &numbers[1..]) {
+            ("c", &[seq, sent_at]) => {
+                self.outcome
+                    .fanout
+                    .saturating_record((now.saturating_sub(sent_at) / 1000).max(1));
+                if expect.done || seq < expect.next {
+                    self.outcome.duplicated += 1;
+                } else {
+                    self.outcome.lost += seq - expect.next;
+                    expect.next = seq + 1;
+                }
+            }
+            ("f", &[count]) => {
+                if expect.done {
+                    self.outcome.duplicated += 1;
+                } else {
+                    self.outcome.lost += count.saturating_sub(expect.next);
+                    expect.next = count;
+                    expect.done = true;
+                }
+            }
+            _ => self.outcome.protocol_errors += 1,
+        }
+    }
+}
