@@ -5,12 +5,16 @@
 //! ready, so the code reads like the single-client echo server it grew from.
 //!
 //! **Syscalls.** One acceptor thread blocks in `accept4` on a blocking listener. Each
-//! accepted connection gets a *reader* thread blocked in `recv` (which runs the handler) and
+//! accepted connection gets a *reader* thread blocked in `recv`, which runs the handler and
+//! then writes the reply itself with a blocking `send`, as the book's echo server does, and
 //! a *writer* thread that sleeps on a condition variable paired with the session's outbox
-//! mutex, takes every queued byte out of the outbox and writes it with a blocking `send`
-//! *outside* the lock, so other threads keep queueing while it writes. The idle timeout is
-//! `SO_RCVTIMEO`: `recv` fails with `EAGAIN` after that long without data. Nothing here ever
-//! polls: each thread is parked in `accept`, `recv`, `send` or a futex.
+//! mutex. The writer serves what the reader cannot: output queued by *other* threads while
+//! the reader sleeps in `recv`, and the final flush after the peer's FIN. Whoever writes
+//! takes every queued byte out of the outbox and sends it *outside* the lock, so other
+//! threads keep queueing meanwhile; a flag under the lock makes sure only one of the two
+//! is ever inside `send`. The idle timeout is `SO_RCVTIMEO`: `recv` fails with `EAGAIN`
+//! after that long without data. Nothing here ever polls: each thread is parked in
+//! `accept`, `recv`, `send` or a futex.
 //!
 //! **Waking a blocked thread.** A thread blocked in a syscall cannot be told to stop by a
 //! flag. `shutdown(SHUT_RD)` makes a blocked `recv` (and, on a listener, `accept`) return;
@@ -23,8 +27,8 @@
 //!
 //! **Cost.** Two threads, two stacks ([`crate::Config::thread_stack`], 128 KiB by default,
 //! of which only the touched pages are resident) and a 16 KiB read buffer per connection;
-//! two context switches per echo (reader wakes, writer wakes), plus a futex wake when
-//! another thread queues output. Thread creation (two `clone`s and their `mmap`s) is paid
+//! one wake-up per request (the reader's), plus a futex wake of the writer when another
+//! thread queues output. Thread creation (two `clone`s and their `mmap`s) is paid
 //! per connection.
 //!
 //! **Limits.** Threads, not descriptors: two per connection against `kernel.threads-max`,
@@ -404,6 +408,8 @@ const WRITER_DONE: u8 = 8;
 const READER_PAUSED: u8 = 16;
 /// The session waits in the keeper's queue.
 const POKED: u8 = 32;
+/// The writer sleeps because the reader is writing inline; wake it when that is done.
+const DEFERRED: u8 = 64;
 
 /// What a connection's reader, writer and outside senders share. It is the session's
 /// [`Owner`]. Its flags change only while the session's outbox is locked, which is also
@@ -454,9 +460,11 @@ impl Owner for Link {
         let flags = self.flags.load(Ordering::Relaxed);
         if flags & WRITER_WAITING != 0 {
             self.to_writer.notify_one();
-        } else if flags & SENDING != 0 && flags & POKED == 0 {
-            // The writer may be stuck in send for as long as the peer does not read; if
-            // this was an abort, only a shutdown of the socket reaches it. The keeper
+        }
+        if flags & SENDING != 0 && flags & POKED == 0 {
+            // A thread (writer, or reader writing inline) may be stuck in send for as long
+            // as the peer does not read; if this was an abort, only a shutdown of the
+            // socket reaches it. The keeper
             // looks (the outbox is locked here, so this thread cannot).
             if let Some(me) = self.me.upgrade() {
                 self.flags.fetch_or(POKED, Ordering::Relaxed);
@@ -563,7 +571,8 @@ impl<H: Handler> Reader<H> {
     fn read_loop(&self, conn: &mut Conn<H::State>) {
         let fd = self.fd.as_raw_fd();
         let mut buffer = vec![0u8; READ_BUFFER];
-        while self.may_read() {
+        let mut spare = Vec::new();
+        while self.may_read(&mut spare) {
             match sys::recv(fd, &mut buffer) {
                 // End of stream, or shutdown(SHUT_RD) from the writer or the shutdown.
                 Ok(0) => break,
@@ -606,18 +615,41 @@ impl<H: Handler> Reader<H> {
 
     /// Whether to read again: not when the session is closing or its writer ended, and not
     /// while its output is above the high-water mark (wait until it drains to the low one).
-    fn may_read(&self) -> bool {
+    ///
+    /// Output queued by the handler's last call is written here, inline, when no one else
+    /// is writing: the reply leaves on the thread that computed it, as in the book's
+    /// blocking echo server, without waking the writer (one context switch saved per
+    /// message, and no second thread between request and reply). The writer thread covers
+    /// what this cannot: sends from other threads while the reader sleeps in `recv`, and
+    /// the final flush.
+    fn may_read(&self, spare: &mut Vec<u8>) -> bool {
         let (high, low) = (self.core.config.high_water(), self.core.config.low_water());
+        let fd = self.fd.as_raw_fd();
         let mut outbox = self.session.outbox();
         let mut paused = false;
         loop {
             if outbox.close_request().is_some() || self.link.is(&outbox, WRITER_DONE) {
                 return false;
             }
-            // The handler's sends from this thread's callbacks did not wake the writer.
-            if !outbox.pending().is_empty() && self.link.is(&outbox, WRITER_WAITING) {
-                self.link.to_writer.notify_one();
+            if !outbox.pending().is_empty() && !self.link.is(&outbox, SENDING) {
+                let batch = outbox.take(std::mem::take(spare));
+                self.link.set(&outbox, SENDING, true);
+                drop(outbox);
+                let written = send_all(fd, &batch, &self.counters);
+                outbox = self.session.outbox();
+                self.link.set(&outbox, SENDING, false);
+                outbox.finish(batch.len());
+                if self.link.is(&outbox, DEFERRED) {
+                    self.link.to_writer.notify_one();
+                }
+                if let Err(e) = written {
+                    outbox.request_close(CloseRequest::Abort(sys::close_reason(&e)));
+                    return false;
+                }
+                *spare = recycle(batch);
+                continue;
             }
+            // Someone else is writing: back-pressure applies.
             let queued = outbox.len();
             if queued > high {
                 paused = true;
@@ -660,7 +692,21 @@ fn write_loop(session: &Session, link: &Link, counters: &Counters) {
     let mut outbox = session.outbox();
     loop {
         if let Some(CloseRequest::Abort(_)) = outbox.close_request() {
+            if link.is(&outbox, SENDING) {
+                // The reader is writing inline and may be stuck in send.
+                abort_socket(fd);
+            }
             break;
+        }
+        if link.is(&outbox, SENDING) {
+            // The reader is writing inline; it wakes this thread when it is done.
+            link.set(&outbox, WRITER_WAITING | DEFERRED, true);
+            outbox = link
+                .to_writer
+                .wait(outbox)
+                .unwrap_or_else(|p| p.into_inner());
+            link.set(&outbox, WRITER_WAITING | DEFERRED, false);
+            continue;
         }
         if !outbox.pending().is_empty() {
             let batch = outbox.take(spare);
@@ -676,10 +722,7 @@ fn write_loop(session: &Session, link: &Link, counters: &Counters) {
             }
             // A paused reader may read again.
             link.nudge(&outbox);
-            spare = batch;
-            if spare.capacity() > KEEP_SPARE {
-                spare = Vec::new();
-            }
+            spare = recycle(batch);
             continue;
         }
         // Everything is written.
@@ -707,6 +750,15 @@ fn write_loop(session: &Session, link: &Link, counters: &Counters) {
         // The reader may be blocked in recv. The socket is open: the reader closes it only
         // after joining this thread.
         sys::shutdown_read(fd);
+    }
+}
+
+/// A written batch, kept as the next spare buffer unless it grew large.
+fn recycle(batch: Vec<u8>) -> Vec<u8> {
+    if batch.capacity() > KEEP_SPARE {
+        Vec::new()
+    } else {
+        batch
     }
 }
 
