@@ -8,7 +8,7 @@ use iomodels_engine::{echo::Echo, CloseReason, Config, Handler, Model, Server, S
 use rand::{Rng, SeedableRng};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 fn config() -> Config {
