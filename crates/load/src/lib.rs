@@ -170,9 +170,17 @@ pub fn run(
 
     // Warm-up and window: the threads keep time themselves; here only progress and the
     // server samples at the window's edges.
+    // With no connection held there is nothing to measure: close the window at once.
+    let held = snapshot(Phase::Connecting, Duration::ZERO, Duration::ZERO, 0.0).connections_open;
     let start = Instant::now();
-    let measure = start + config.warmup;
-    let end = measure + config.duration;
+    let (measure, end) = if held == 0 {
+        (start, start)
+    } else {
+        (
+            start + config.warmup,
+            start + config.warmup + config.duration,
+        )
+    };
     gate.open(Schedule::Run {
         start,
         measure,
@@ -212,11 +220,12 @@ pub fn run(
     let server_after = pid.and_then(server::sample);
     let memory = pid.and_then(server::memory);
     let results = join(handles).ok_or(Error::ThreadPanicked)?;
+    let window_messages: u64 = results.iter().map(|r| r.messages).sum();
     progress(&snapshot(
         Phase::Done,
         config.duration,
         config.duration,
-        0.0,
+        window_messages as f64 / config.duration.as_secs_f64(),
     ));
 
     let server = match (pid, server_before, server_after) {
@@ -237,6 +246,17 @@ fn join(handles: Vec<thread::JoinHandle<Option<ThreadResult>>>) -> Option<Vec<Th
         }
     }
     complete.then_some(results)
+}
+
+/// Which side limited the run, from the share of its cores each side kept busy over the
+/// window: the busier one, if it used at least half of its cores.
+fn limit(client_busy: f64, server_busy: Option<f64>) -> Limit {
+    match server_busy {
+        Some(s) if s.max(client_busy) < BUSY => Limit::Unknown,
+        Some(s) if s >= client_busy => Limit::Server,
+        Some(_) => Limit::Client,
+        None => Limit::Unknown,
+    }
 }
 
 /// Merge the threads' measurements and the server samples into the report.
@@ -308,12 +328,7 @@ fn assemble(
             hwm_kib,
         }
     });
-    let limit = match server_busy {
-        Some(s) if s.max(client_busy) < BUSY => Limit::Unknown,
-        Some(s) if s >= client_busy => Limit::Server,
-        Some(_) => Limit::Client,
-        None => Limit::Unknown,
-    };
+    let limit = limit(client_busy, server_busy);
     BenchReport {
         addr: config.addr,
         connections_requested: config.connections,
@@ -333,5 +348,18 @@ fn assemble(
         client_cpu_us_per_msg: per_message(client_cpu_secs),
         server,
         limit,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_busier_side_is_the_limit() {
+        assert_eq!(limit(0.95, Some(0.60)), Limit::Client);
+        assert_eq!(limit(0.70, Some(0.99)), Limit::Server);
+        assert_eq!(limit(0.20, Some(0.30)), Limit::Unknown);
+        assert_eq!(limit(0.99, None), Limit::Unknown);
     }
 }

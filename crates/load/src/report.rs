@@ -172,7 +172,7 @@ pub struct Progress {
     pub connections_requested: usize,
     /// Messages echoed and verified since traffic began (warm-up included).
     pub messages: u64,
-    /// Messages per second over the last interval.
+    /// Messages per second over the last interval; in [`Phase::Done`], over the window.
     pub messages_per_sec: f64,
     /// Errors so far.
     pub errors: ErrorCounts,
