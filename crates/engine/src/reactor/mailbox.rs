@@ -34,6 +34,13 @@ impl Mailbox {
         }
     }
 
+    /// Exchange the queue for `spare` (which must be empty): the caller gets everything
+    /// queued so far, and the queue keeps the spare's allocation.
+    pub(crate) fn swap(&self, spare: &mut Vec<Session>) {
+        debug_assert!(spare.is_empty());
+        std::mem::swap(spare, &mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
     /// Everything queued so far.
     pub(crate) fn take(&self) -> Vec<Session> {
         std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()))

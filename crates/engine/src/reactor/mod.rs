@@ -171,8 +171,9 @@ struct Entry<St> {
 
 /// What servicing a connection decided.
 enum Step {
-    /// Keep it open; `write` tells whether output waits for the socket to drain.
-    Keep { write: bool },
+    /// Keep it open, wanting to hear when it can be read (`read`) or written (`write`:
+    /// output waits for the socket to drain).
+    Keep { read: bool, write: bool },
     /// Close it now.
     Close(CloseReason, Closing),
 }
@@ -203,6 +204,8 @@ struct Worker<S: Selector, H: Handler> {
     free: Vec<usize>,
     live: usize,
     mailbox: Arc<Mailbox>,
+    /// The mailbox's queue, swapped out each round (its allocation is reused).
+    mail: Vec<Session>,
     counters: Arc<Counters>,
     scratch: Box<[u8]>,
     events: Vec<Event>,
@@ -236,6 +239,7 @@ impl<S: Selector, H: Handler> Worker<S, H> {
             free: Vec::new(),
             live: 0,
             mailbox,
+            mail: Vec::new(),
             counters,
             scratch: vec![0; SCRATCH].into_boxed_slice(),
             events: Vec::with_capacity(1024),
@@ -426,18 +430,14 @@ impl<S: Selector, H: Handler> Worker<S, H> {
             &mut self.progressed,
             &mut self.ready,
             token,
-            S::EDGE_TRIGGERED,
         );
         match step {
             Step::Close(reason, how) => self.close(token, reason, how),
-            Step::Keep { write } => {
+            Step::Keep { read, write } => {
                 if S::EDGE_TRIGGERED {
                     return;
                 }
-                let want = Interest {
-                    read: !entry.read_closed && !entry.paused && !is_closing(entry),
-                    write,
-                };
+                let want = Interest { read, write };
                 if want != entry.interest {
                     match self.selector.reregister(entry.fd.as_raw_fd(), token, want) {
                         Ok(()) => entry.interest = want,
@@ -470,7 +470,9 @@ impl<S: Selector, H: Handler> Worker<S, H> {
     }
 
     fn drain_mailbox(&mut self) {
-        for session in self.mailbox.take() {
+        let mut mail = std::mem::take(&mut self.mail);
+        self.mailbox.swap(&mut mail);
+        for session in mail.drain(..) {
             let token = session.slot();
             let owned = matches!(
                 self.entries.get(token),
@@ -480,6 +482,7 @@ impl<S: Selector, H: Handler> Worker<S, H> {
                 self.service(token);
             }
         }
+        self.mail = mail;
     }
 
     fn begin_shutdown(&mut self) {
@@ -554,14 +557,13 @@ fn drive<H: Handler>(
     progressed: &mut bool,
     ready: &mut Vec<usize>,
     token: usize,
-    edge_triggered: bool,
 ) -> Step {
     let fd = entry.fd.as_raw_fd();
     let mut reads = 0;
+    let mut closing = is_closing(entry);
     loop {
         // Read once, if reading is allowed and may succeed.
         let mut more = false;
-        let closing = is_closing(entry);
         if entry.readable && !entry.read_closed && !entry.paused && !closing {
             if reads == READ_BUDGET {
                 // Let the others have a turn; come back without waiting for an event.
@@ -577,11 +579,10 @@ fn drive<H: Handler>(
                         *progressed = true;
                         counters.received(n);
                         entry.last_active = now;
-                        // A short read emptied the socket's queue, but a FIN that came
-                        // with the data is only reported by the next read, and raises no
-                        // new edge: edge-triggered selectors read on until EAGAIN or EOF.
-                        entry.readable = edge_triggered || n == scratch.len();
-                        more = entry.readable;
+                        // Read on until EAGAIN: a short read does not prove the queue
+                        // empty when a FIN came with the data, and an edge-triggered
+                        // selector would not report that FIN again.
+                        more = true;
                         if let Err(reason) = entry.conn.deliver(core, &scratch[..n]) {
                             return Step::Close(reason, Closing::Abortive);
                         }
@@ -614,6 +615,7 @@ fn drive<H: Handler>(
         }
         let queued = outbox.len();
         let graceful = outbox.close_request().map(CloseRequest::reason);
+        closing = graceful.is_some();
         drop(outbox);
 
         if queued == 0 {
@@ -632,7 +634,10 @@ fn drive<H: Handler>(
             more = entry.readable;
         }
         if !more {
-            return Step::Keep { write: queued > 0 };
+            return Step::Keep {
+                write: queued > 0,
+                read: !entry.read_closed && !entry.paused && !closing,
+            };
         }
     }
 }
