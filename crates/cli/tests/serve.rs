@@ -1,0 +1,112 @@
+//! The `iomodels` binary as a user runs it: real processes, real signals.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn iomodels() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_iomodels"))
+}
+
+/// Start `serve` on a free port; returns the child and the address it printed.
+fn serve(model: &str) -> (std::process::Child, String) {
+    let mut child = iomodels()
+        .args(["serve", "--model", model, "--addr", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    // "iomodels: epoll echo server on 127.0.0.1:PORT (N workers)"
+    let addr = line
+        .split_whitespace()
+        .find(|w| w.starts_with("127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    (child, addr)
+}
+
+#[test]
+fn sigterm_flushes_and_exits_zero() {
+    for model in ["epoll", "blocking", "uring"] {
+        if model == "uring" && iomodels_engine::uring_probe().is_err() {
+            eprintln!("SKIPPED: uring: {}", iomodels_engine::uring_probe().unwrap_err());
+            continue;
+        }
+        let (mut child, addr) = serve(model);
+        let mut client = TcpStream::connect(&addr).unwrap();
+        client.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        client.write_all(b"hello").unwrap();
+        let mut echo = [0; 5];
+        client.read_exact(&mut echo).unwrap();
+        assert_eq!(&echo, b"hello");
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{model}: exit status {status}");
+        // The server closed the session in order: EOF, not a reset.
+        let mut rest = Vec::new();
+        assert_eq!(client.read_to_end(&mut rest).unwrap(), 0);
+    }
+}
+
+#[test]
+fn busy_port_is_one_clear_error() {
+    let (mut child, addr) = serve("epoll");
+    let output = iomodels()
+        .args(["serve", "--model", "poll", "--addr", &addr])
+        .output()
+        .unwrap();
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child.wait().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("already in use"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn unknown_model_lists_the_models() {
+    let output = iomodels().args(["serve", "--model", "iocp"]).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for model in ["blocking", "polling", "select", "poll", "signal", "epoll", "uring"] {
+        assert!(stderr.contains(model), "{stderr}");
+    }
+}
+
+#[test]
+fn bad_address_is_one_clear_error() {
+    let output = iomodels().args(["serve", "--addr", "localhost:seven"]).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("not an address"), "{stderr}");
+}
+
+#[test]
+fn models_lists_windows_originals() {
+    let output = iomodels().arg("models").output().unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for original in ["WSAAsyncSelect", "WSAEventSelect", "IOCP", "WSAPoll"] {
+        assert!(stdout.contains(original), "{stdout}");
+    }
+}
+
+#[test]
+fn scripted_client_verifies_echoes() {
+    let (mut child, addr) = serve("epoll");
+    let output = iomodels()
+        .args(["client", "--addr", &addr, "--message", "ping", "--count", "100"])
+        .output()
+        .unwrap();
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("100 echoes of 4 bytes verified"));
+}
