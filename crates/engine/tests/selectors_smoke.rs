@@ -1,0 +1,302 @@
+//! Smoke tests for the select, poll, polling and signal drivers: real sockets on loopback,
+//! every byte checked.
+//!
+//! `cargo test -p iomodels-engine --test selectors_smoke signal` runs one model's tests.
+
+mod util;
+
+use iomodels_engine::{echo::Echo, CloseReason, Model, Server};
+use rand::{Rng, SeedableRng};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::Duration;
+use util::{config, connect, pattern, read_to_end, start, wait_until};
+
+macro_rules! smoke {
+    ($($module:ident => $model:ident),* $(,)?) => {
+        $(
+            mod $module {
+                use iomodels_engine::Model;
+                #[test]
+                fn streams_of_random_sizes() {
+                    crate::streams_of_random_sizes(Model::$model);
+                }
+                #[test]
+                fn request_response() {
+                    crate::request_response(Model::$model);
+                }
+                #[test]
+                fn half_close() {
+                    crate::half_close(Model::$model);
+                }
+                #[test]
+                fn reset_mid_traffic() {
+                    crate::reset_mid_traffic(Model::$model);
+                }
+            }
+        )*
+    };
+}
+
+smoke!(select => Select, poll => Poll, polling => Polling, signal => Signal);
+
+/// The FD_SETSIZE test holds about 2,200 descriptors in this process; while it runs, another
+/// select server's waker, listener or connections could land past FD_SETSIZE too. So it
+/// takes this lock for writing, and the other select tests take it for reading.
+static DESCRIPTORS: RwLock<()> = RwLock::new(());
+
+fn few_descriptors(model: Model) -> Option<RwLockReadGuard<'static, ()>> {
+    (model == Model::Select).then(|| DESCRIPTORS.read().unwrap_or_else(|p| p.into_inner()))
+}
+
+/// Every session closed, and the counters add up.
+fn settle(server: &Server<Echo>) {
+    assert!(
+        wait_until(Duration::from_secs(20), || server.stats().active == 0),
+        "sessions still open: {:?}",
+        server.stats()
+    );
+}
+
+/// One client: a writer thread streams `messages` writes of random sizes (1 B to 64 KiB),
+/// then shuts down its side; the reader takes the echo to the end and compares every byte.
+/// Returns the bytes sent.
+fn stream_client(addr: SocketAddr, seed: u64, messages: usize) -> u64 {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let sizes: Vec<usize> = (0..messages)
+        .map(|_| rng.gen_range(1..=64 * 1024))
+        .collect();
+    let total: usize = sizes.iter().sum();
+    let mut stream = connect(addr);
+    let mut writer = stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        let mut offset = 0;
+        for len in sizes {
+            writer.write_all(&pattern(seed, offset, len)).unwrap();
+            offset += len as u64;
+        }
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    let (echo, reset) = read_to_end(&mut stream);
+    sender.join().unwrap();
+    assert!(!reset, "client {seed}: reset instead of an orderly close");
+    assert_eq!(echo.len(), total, "client {seed}: echo length");
+    assert!(
+        echo == pattern(seed, 0, total),
+        "client {seed}: echo differs"
+    );
+    total as u64
+}
+
+/// 12 clients stream random-sized writes at once, each reading concurrently; each ends with
+/// a half-close and must get its whole echo, then EOF.
+fn streams_of_random_sizes(model: Model) {
+    let _lock = few_descriptors(model);
+    let Some(server) = start(config(model), Echo) else {
+        return;
+    };
+    let addr = server.local_addr();
+    let clients: Vec<_> = (0..12u64)
+        .map(|seed| std::thread::spawn(move || stream_client(addr, seed, 64)))
+        .collect();
+    let total: u64 = clients.into_iter().map(|c| c.join().unwrap()).sum();
+    settle(&server);
+    let stats = server.stats();
+    assert_eq!(stats.bytes_in, total);
+    assert_eq!(stats.bytes_out, total);
+    assert_eq!(stats.accepted, 12);
+    assert_eq!(stats.closed_for(CloseReason::PeerClosed), 12);
+    server.stop().unwrap();
+}
+
+/// 20 clients, each sending a message of random size and waiting for its echo, 100 times.
+fn request_response(model: Model) {
+    let _lock = few_descriptors(model);
+    let Some(server) = start(config(model), Echo) else {
+        return;
+    };
+    let addr = server.local_addr();
+    let clients: Vec<_> = (0..20u64)
+        .map(|seed| {
+            std::thread::spawn(move || {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(1000 + seed);
+                let mut stream = connect(addr);
+                let mut echo = vec![0; 64 * 1024];
+                let mut offset = 0;
+                for _ in 0..100 {
+                    let len = rng.gen_range(1..=64 * 1024);
+                    let message = pattern(seed, offset, len);
+                    offset += len as u64;
+                    stream.write_all(&message).unwrap();
+                    stream.read_exact(&mut echo[..len]).unwrap();
+                    assert!(echo[..len] == message[..], "client {seed}: echo differs");
+                }
+                offset
+            })
+        })
+        .collect();
+    let total: u64 = clients.into_iter().map(|c| c.join().unwrap()).sum();
+    settle(&server);
+    assert_eq!(server.stats().bytes_out, total);
+    server.stop().unwrap();
+}
+
+/// A client sends 1 MiB and shuts down its write side at once: it gets the whole echo, then
+/// EOF, and the server counts a peer close.
+fn half_close(model: Model) {
+    let _lock = few_descriptors(model);
+    let Some(server) = start(config(model), Echo) else {
+        return;
+    };
+    let mut stream = connect(server.local_addr());
+    let data = pattern(42, 0, 1024 * 1024);
+    let mut writer = stream.try_clone().unwrap();
+    let sent = data.clone();
+    let sender = std::thread::spawn(move || {
+        writer.write_all(&sent).unwrap();
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    let (echo, reset) = read_to_end(&mut stream);
+    sender.join().unwrap();
+    assert!(!reset);
+    assert!(
+        echo == data,
+        "echo of {} bytes differs ({} received)",
+        data.len(),
+        echo.len()
+    );
+    settle(&server);
+    assert_eq!(server.stats().closed_for(CloseReason::PeerClosed), 1);
+    server.stop().unwrap();
+}
+
+/// Clients that fill both directions and then reset (SO_LINGER 0), while others keep
+/// echoing: the others never notice, and every session ends.
+fn reset_mid_traffic(model: Model) {
+    let _lock = few_descriptors(model);
+    let Some(server) = start(config(model), Echo) else {
+        return;
+    };
+    let addr = server.local_addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let steady: Vec<_> = (0..3u64)
+        .map(|seed| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut stream = connect(addr);
+                let (mut offset, mut rounds) = (0, 0);
+                let mut echo = vec![0; 8192];
+                while !stop.load(Ordering::Relaxed) || rounds < 50 {
+                    let message = pattern(500 + seed, offset, 8192);
+                    offset += 8192;
+                    stream.write_all(&message).unwrap();
+                    stream.read_exact(&mut echo).unwrap();
+                    assert!(echo == message, "steady client {seed}: echo differs");
+                    rounds += 1;
+                }
+            })
+        })
+        .collect();
+    for round in 0..8u64 {
+        let stream = connect(addr);
+        stream.set_nonblocking(true).unwrap();
+        let chunk = pattern(round, 0, 64 * 1024);
+        for _ in 0..32 {
+            match (&stream).write(&chunk) {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => panic!("write: {e}"),
+            }
+        }
+        socket2::SockRef::from(&stream)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for client in steady {
+        client.join().unwrap();
+    }
+    settle(&server);
+    let stats = server.stats();
+    assert_eq!(stats.accepted, 11);
+    assert_eq!(stats.closed_for(CloseReason::PeerClosed), 3);
+    assert_eq!(
+        stats.closed_for(CloseReason::Reset) + stats.closed_for(CloseReason::Error),
+        8,
+        "{stats:?}"
+    );
+    server.stop().unwrap();
+}
+
+/// select with 1,100 connections open: those whose descriptor would be at or above
+/// FD_SETSIZE are closed at once and counted refused; every other one echoes; once they
+/// are gone, new connections are served again.
+#[test]
+fn select_refuses_descriptors_past_fd_setsize() {
+    let _lock = DESCRIPTORS.write().unwrap_or_else(|p| p.into_inner());
+    let Some(server) = start(config(Model::Select), Echo) else {
+        return;
+    };
+    let addr = server.local_addr();
+    let mut clients: Vec<TcpStream> = (0..1100).map(|_| connect(addr)).collect();
+    assert!(wait_until(Duration::from_secs(20), || {
+        let stats = server.stats();
+        stats.accepted + stats.refused == 1100
+    }));
+    let stats = server.stats();
+    assert!(
+        stats.refused > 0,
+        "no descriptor reached FD_SETSIZE: {stats:?}"
+    );
+    assert!(stats.accepted > 0);
+    let (mut served, mut turned_away) = (0u64, 0u64);
+    for (i, client) in clients.iter_mut().enumerate() {
+        let message = pattern(i as u64, 0, 100);
+        let mut echo = [0; 100];
+        let answered = client.write_all(&message).is_ok() && client.read_exact(&mut echo).is_ok();
+        if answered {
+            assert_eq!(echo[..], message[..], "connection {i}: echo differs");
+            served += 1;
+        } else {
+            turned_away += 1;
+        }
+    }
+    assert_eq!(served, stats.accepted);
+    assert_eq!(turned_away, stats.refused);
+    // Refused connections were never sessions: no handler call, no close counted.
+    assert_eq!(server.stats().closed.iter().sum::<u64>(), 0);
+    drop(clients);
+    settle(&server);
+    stream_client(addr, 7, 8);
+    server.stop().unwrap();
+}
+
+/// Several signal-driven servers in one process, one with two workers: each worker thread
+/// has its own mask and signalfd, and signals go to the thread that owns the descriptor.
+#[test]
+fn signal_servers_side_by_side() {
+    let servers: Vec<Server<Echo>> = (1..=3)
+        .map(|workers| {
+            let mut config = config(Model::Signal);
+            config.workers = Some(workers.min(2));
+            start(config, Echo).unwrap()
+        })
+        .collect();
+    let clients: Vec<_> = servers
+        .iter()
+        .flat_map(|server| {
+            let addr = server.local_addr();
+            (0..4u64).map(move |seed| std::thread::spawn(move || stream_client(addr, seed, 16)))
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+    for server in servers {
+        settle(&server);
+        assert_eq!(server.stats().closed_for(CloseReason::PeerClosed), 4);
+        server.stop().unwrap();
+    }
+}
