@@ -341,7 +341,7 @@ pub fn run_swarm(config: &SwarmConfig) -> Result<BotsReport, Error> {
             what: "the swarm needs at least one bot and one room".into(),
         });
     }
-    if !(config.rate > 0.0) {
+    if config.rate.is_nan() || config.rate <= 0.0 {
         return Err(Error::Config {
             what: "--rate must be above 0".into(),
         });
