@@ -28,6 +28,16 @@ enum Command {
     Models,
     /// An echo client: interactive (stdin lines out, echoes printed) or scripted.
     Client(client::ClientArgs),
+    /// Load an echo server and measure it: every echoed byte verified.
+    Bench(iomodels_load::cli::BenchArgs),
+    /// Measure every model and the peers under the same load; write report/.
+    Compare(iomodels_compare::CompareArgs),
+    /// The chat server (the tutorial's protocol) on any model.
+    ChatServer(iomodels_chat::cli::ChatServerArgs),
+    /// A swarm of chat bots that checks every notify arrives once, in order.
+    ChatBots(iomodels_chat::cli::ChatBotsArgs),
+    /// An interactive chat client: login, join, say, leave.
+    ChatClient(iomodels_chat::cli::ChatClientArgs),
 }
 
 fn main() {
@@ -47,6 +57,17 @@ fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Client(args) => client::run(args),
+        Command::Bench(args) => Ok(iomodels_load::cli::run(args)?),
+        Command::Compare(args) => Ok(iomodels_compare::run(args)?),
+        Command::ChatServer(args) => Ok(iomodels_chat::cli::run_server(args)?),
+        Command::ChatBots(args) => {
+            let report = iomodels_chat::cli::run_bots(args)?;
+            if !report.is_clean() {
+                anyhow::bail!("the swarm saw protocol errors or lost or duplicated notifies");
+            }
+            Ok(())
+        }
+        Command::ChatClient(args) => Ok(iomodels_chat::cli::run_client(args)?),
     }
 }
 

@@ -106,7 +106,7 @@ pub(crate) trait Selector: Sized + 'static {
 /// Spawn `workers` threads, each running the loop with its own selector and listener.
 pub(crate) fn start<S: Selector, H: Handler>(
     core: &Arc<Core<H>>,
-) -> Result<(Vec<std::thread::JoinHandle<Result<(), Error>>>, std::net::SocketAddr), Error> {
+) -> Result<crate::model::Started, Error> {
     let workers = core.config.worker_count();
     let (listeners, local_addr) = sys::listeners(core.config.addr, workers, core.config.backlog, true)?;
     let mut threads = Vec::with_capacity(workers);
