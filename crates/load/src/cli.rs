@@ -158,30 +158,30 @@ fn describe(p: &Progress) -> String {
     line
 }
 
-/// Run with an indicatif bar per phase on stderr.
+/// Run with an indicatif bar on stderr, restarted at each phase; a plain summary line at
+/// the end.
 fn with_bar(config: &BenchConfig) -> Result<BenchReport, Error> {
     let style =
         ProgressStyle::with_template("{prefix:>10} [{bar:30}] {elapsed_precise} {wide_msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> ");
-    let mut bar: Option<(Phase, ProgressBar)> = None;
+    let bar = ProgressBar::new(1).with_style(style);
+    let mut phase = None;
+    let mut last = None;
     let report = crate::run(config, |p| {
-        if bar.as_ref().is_none_or(|(phase, _)| *phase != p.phase) {
-            if let Some((_, old)) = bar.take() {
-                old.finish();
-            }
-            let new = ProgressBar::new(p.phase_length.as_millis().max(1) as u64)
-                .with_style(style.clone())
-                .with_prefix(p.phase.to_string());
-            bar = Some((p.phase, new));
+        if phase != Some(p.phase) {
+            phase = Some(p.phase);
+            bar.set_length(p.phase_length.as_millis().max(1) as u64);
+            bar.set_prefix(p.phase.to_string());
+            bar.reset_elapsed();
         }
-        if let Some((_, b)) = &bar {
-            b.set_position(p.elapsed.as_millis() as u64);
-            b.set_message(describe(p));
-        }
+        bar.set_position(p.elapsed.as_millis() as u64);
+        bar.set_message(describe(p));
+        last = Some(*p);
     });
-    if let Some((_, b)) = bar {
-        b.finish();
+    bar.finish_and_clear();
+    if let Some(p) = last {
+        eprintln!("bench {}: {}: {}", config.addr, p.phase, describe(&p));
     }
     report
 }
