@@ -30,6 +30,7 @@ pub fn draw_all(report: &Report, dir: &Path) -> Result<Vec<String>, Error> {
             ),
             "messages per second",
             &series,
+            Axis::Rate,
         )?;
         written.push(name);
     }
@@ -41,6 +42,7 @@ pub fn draw_all(report: &Report, dir: &Path) -> Result<Vec<String>, Error> {
         &format!("server CPU microseconds per message (ping-pong, {payload} B)"),
         "server CPU us per message",
         &series,
+        Axis::Plain,
     )?;
     written.push("cpu_per_msg.svg".to_string());
 
@@ -50,6 +52,7 @@ pub fn draw_all(report: &Report, dir: &Path) -> Result<Vec<String>, Error> {
         "server memory per connection (RSS delta / connections held, C >= 100)",
         "KiB per connection",
         &series,
+        Axis::Plain,
     )?;
     written.push("memory_per_connection.svg".to_string());
     Ok(written)
@@ -104,9 +107,24 @@ pub fn memory_series(report: &Report) -> Vec<Series> {
         .collect()
 }
 
+/// How the y axis labels its values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Axis {
+    /// Rates: 950, 12.3k, 1.23M.
+    Rate,
+    /// Small numbers: up to two decimals.
+    Plain,
+}
+
 /// A line chart with a log-scale x axis of connections.
-pub fn line_chart(path: &Path, title: &str, y_label: &str, series: &[Series]) -> Result<(), Error> {
-    draw(path, title, y_label, series).map_err(|error| Error::Chart {
+pub fn line_chart(
+    path: &Path,
+    title: &str,
+    y_label: &str,
+    series: &[Series],
+    axis: Axis,
+) -> Result<(), Error> {
+    draw(path, title, y_label, series, axis).map_err(|error| Error::Chart {
         path: path.to_path_buf(),
         message: error.to_string(),
     })
@@ -117,6 +135,7 @@ fn draw(
     title: &str,
     y_label: &str,
     series: &[Series],
+    axis: Axis,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let points = || series.iter().flat_map(|(_, points)| points.iter());
     let x_min = points().map(|p| p.0).fold(f64::INFINITY, f64::min).max(1.0);
@@ -127,7 +146,8 @@ fn draw(
         (1.0, (x_min * 10.0).max(10.0))
     };
     let y_max = points().map(|p| p.1).fold(0.0, f64::max);
-    let y_max = if y_max > 0.0 { y_max * 1.1 } else { 1.0 };
+    // Headroom above the highest point keeps the legend (upper right) off the lines.
+    let y_max = if y_max > 0.0 { y_max * 1.4 } else { 1.0 };
 
     let root = SVGBackend::new(path, (960, 600)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -139,9 +159,17 @@ fn draw(
         .build_cartesian_2d((x_min..x_max).log_scale(), 0.0..y_max)?;
     chart
         .configure_mesh()
+        .light_line_style(TRANSPARENT)
         .x_desc("concurrent connections")
         .y_desc(y_label)
         .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| match axis {
+            Axis::Rate => crate::report::format_rate(*y),
+            Axis::Plain => format!("{:.2}", y)
+                .trim_end_matches('0')
+                .trim_end_matches('.')
+                .to_string(),
+        })
         .draw()?;
     for (index, (name, points)) in series.iter().enumerate() {
         if points.is_empty() {

@@ -39,6 +39,15 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
     /// A chart could not be drawn.
     #[error("cannot draw {}: {message}", path.display())]
     Chart {
@@ -47,7 +56,7 @@ pub enum Error {
         /// What plotters said.
         message: String,
     },
-    /// The raw rows could not be encoded.
-    #[error("cannot encode the report as JSON: {0}")]
+    /// The raw rows could not be encoded or decoded.
+    #[error("report JSON: {0}")]
     Json(#[from] serde_json::Error),
 }

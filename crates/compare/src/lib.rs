@@ -88,6 +88,9 @@ pub struct CompareArgs {
     /// of the running executable].
     #[arg(long)]
     pub bin_dir: Option<PathBuf>,
+    /// Measure nothing: rewrite compare.md and the charts in `--out` from this compare.json.
+    #[arg(long, value_name = "FILE")]
+    pub from_json: Option<PathBuf>,
     /// Root of the iomodels source tree, to count the drivers' lines [default: found from
     /// the current directory].
     #[arg(long)]
@@ -212,6 +215,9 @@ impl Plan {
 
 /// Run the comparison and write the report.
 pub fn run(args: CompareArgs) -> Result<(), Error> {
+    if let Some(json) = &args.from_json {
+        return rewrite(json, &args.out);
+    }
     let plan = Plan::from_args(&args)?;
     let bin_dir = match &args.bin_dir {
         Some(dir) => dir.clone(),
@@ -311,6 +317,27 @@ pub fn run(args: CompareArgs) -> Result<(), Error> {
         args.out.join("compare.md").display(),
         report.rows.len(),
         report.elapsed_secs
+    );
+    Ok(())
+}
+
+/// Rewrite the markdown and the charts of a report from its JSON.
+fn rewrite(json: &Path, out: &Path) -> Result<(), Error> {
+    let read_error = |source| Error::Read {
+        path: json.to_path_buf(),
+        source,
+    };
+    let text = std::fs::read_to_string(json).map_err(read_error)?;
+    let report: Report = serde_json::from_str(&text)?;
+    std::fs::create_dir_all(out).map_err(|source| Error::Write {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    let charts = charts::draw_all(&report, out)?;
+    report.write_markdown(out, &charts)?;
+    eprintln!(
+        "compare: report rewritten in {}",
+        out.join("compare.md").display()
     );
     Ok(())
 }
@@ -521,5 +548,110 @@ fn summary_line(row: &Row) -> String {
                 )),
         ),
         _ => format!("{head}: {}", report::failure_reason(row)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> CompareArgs {
+        CompareArgs {
+            models: "all".into(),
+            peers: "all".into(),
+            out: "report".into(),
+            ..CompareArgs::default()
+        }
+    }
+
+    #[test]
+    fn full_plan_has_the_books_counts_and_a_capped_ramp() {
+        let plan = Plan::from_args(&args()).unwrap();
+        assert_eq!(plan.targets.len(), 10);
+        assert_eq!(
+            plan.targets[0],
+            Target::Model(iomodels_engine::Model::Blocking)
+        );
+        assert_eq!(plan.targets[9], Target::Peer(Peer::Monoio));
+        let s = &plan.settings;
+        assert_eq!(s.connections, [1, 100, 1000, 10_000]);
+        assert_eq!(s.pipelines, [1, 16]);
+        assert_eq!(s.capacity_steps, [1000, 2000, 5000, 10_000]);
+        assert_eq!(plan.runs_per_target(), 8 + 4);
+
+        let capped = Plan::from_args(&CompareArgs {
+            capacity_cap: Some(19_000),
+            ..args()
+        })
+        .unwrap();
+        assert_eq!(
+            capped.settings.capacity_steps,
+            [1000, 2000, 5000, 10_000, 19_000]
+        );
+    }
+
+    #[test]
+    fn quick_plan_is_short_and_pinning_sets_the_workers() {
+        let plan = Plan::from_args(&CompareArgs {
+            quick: true,
+            models: "epoll".into(),
+            peers: "tokio-current".into(),
+            server_cpus: Some("0".into()),
+            client_cpus: Some("1".into()),
+            ..args()
+        })
+        .unwrap();
+        let s = &plan.settings;
+        assert_eq!(s.connections, [1, 100]);
+        assert_eq!(s.capacity_steps, [1000]);
+        assert_eq!((s.warmup_secs, s.duration_secs), (0.5, 1.0));
+        assert_eq!(s.model_workers, Some(1));
+        assert_eq!(s.peer_workers, 1);
+        assert_eq!(plan.server_cpus, Some(vec![0]));
+
+        let bench = bench_args(s, "127.0.0.1:9", 100, 64, 16, 77);
+        assert_eq!(
+            bench.join(" "),
+            "bench --addr 127.0.0.1:9 --connections 100 --payload 64 --pipeline 16 \
+             --warmup 0.5 --duration 1 --server-pid 77 --cpus 1 --json"
+        );
+    }
+
+    #[test]
+    fn bad_flags_are_refused() {
+        let bad = |args: CompareArgs| Plan::from_args(&args).unwrap_err().to_string();
+        assert!(bad(CompareArgs {
+            models: "none".into(),
+            peers: "none".into(),
+            ..args()
+        })
+        .contains("no model and no peer"));
+        assert!(bad(CompareArgs {
+            connections: Some(vec![0]),
+            ..args()
+        })
+        .contains("--connections"));
+        assert!(bad(CompareArgs {
+            server_cpus: Some("3-1".into()),
+            ..args()
+        })
+        .contains("backwards"));
+        assert!(bad(CompareArgs {
+            duration: Some(0.0),
+            ..args()
+        })
+        .contains("--duration"));
+    }
+
+    #[test]
+    fn missing_binaries_name_the_build_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = Binaries::locate(dir.path(), true).unwrap_err().to_string();
+        assert!(error.contains("iomodels not found"), "{error}");
+        assert!(error.contains("cargo build --release -p iomodels -p iomodels-peers"));
+        std::fs::write(dir.path().join("iomodels"), "").unwrap();
+        let error = Binaries::locate(dir.path(), true).unwrap_err().to_string();
+        assert!(error.contains("iomodels-peers not found"), "{error}");
+        assert!(Binaries::locate(dir.path(), false).is_ok());
     }
 }

@@ -1,0 +1,113 @@
+//! `iomodels compare --quick` end to end, on two models and one peer, when the binaries
+//! are built (`cargo build --release -p iomodels -p iomodels-peers`). Set IOMODELS_BIN_DIR
+//! to use binaries from another folder.
+
+use iomodels_compare::report::Phase;
+use iomodels_compare::Report;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A folder holding both binaries, with a `compare` subcommand: the test's own profile
+/// folder first (fresh from this build), then the release folder.
+fn binaries() -> Result<PathBuf, String> {
+    let mut candidates = Vec::new();
+    if let Some(dir) = std::env::var_os("IOMODELS_BIN_DIR") {
+        candidates.push(PathBuf::from(dir));
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    // target/<profile>/deps/<test> → target/<profile>, and target/release.
+    if let Some(profile) = exe.parent().and_then(Path::parent) {
+        candidates.push(profile.to_path_buf());
+        if let Some(target) = profile.parent() {
+            candidates.push(target.join("release"));
+        }
+    }
+    for dir in &candidates {
+        let iomodels = dir.join("iomodels");
+        if !iomodels.is_file() || !dir.join("iomodels-peers").is_file() {
+            continue;
+        }
+        let help = Command::new(&iomodels).args(["compare", "--help"]).output();
+        if help.is_ok_and(|out| out.status.success()) {
+            return Ok(dir.clone());
+        }
+    }
+    Err(format!(
+        "no folder among {candidates:?} holds iomodels (with `compare`) and iomodels-peers"
+    ))
+}
+
+#[test]
+fn quick_compare_writes_a_well_formed_report() {
+    let bin_dir = match binaries() {
+        Ok(dir) => dir,
+        Err(why) => {
+            eprintln!(
+                "skipped: {why}; build them with `cargo build --release -p iomodels -p iomodels-peers`"
+            );
+            return;
+        }
+    };
+    let out = tempfile::tempdir().expect("temporary folder");
+    let status = Command::new(bin_dir.join("iomodels"))
+        .args([
+            "compare",
+            "--quick",
+            "--models",
+            "epoll,poll",
+            "--peers",
+            "tokio-current",
+        ])
+        .arg("--out")
+        .arg(out.path())
+        .status()
+        .expect("run iomodels compare");
+    assert!(status.success(), "compare exited with {status}");
+
+    let json = std::fs::read_to_string(out.path().join("compare.json")).expect("compare.json");
+    let report: Report = serde_json::from_str(&json).expect("compare.json is a report");
+    let names: Vec<&str> = report.targets.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["epoll", "poll", "tokio-current"]);
+    assert!(report.settings.quick);
+    for name in names {
+        let matrix: Vec<_> = report.rows_of(name, Phase::Matrix).collect();
+        // counts 1 and 100, ping-pong and pipelined 16.
+        assert_eq!(matrix.len(), 4, "{name}: {matrix:?}");
+        for row in matrix {
+            let bench = row
+                .clean()
+                .unwrap_or_else(|| panic!("{name} C={} failed: {row:?}", row.connections));
+            assert!(bench.messages > 0);
+            assert_eq!(bench.connections_held, row.connections);
+            let server = bench
+                .server
+                .as_ref()
+                .expect("server sampled via --server-pid");
+            assert!(server.rss_kib > 0);
+        }
+        assert_eq!(report.capacity(name).held, Some(1000), "{name}");
+    }
+
+    let md = std::fs::read_to_string(out.path().join("compare.md")).expect("compare.md");
+    assert!(md.contains("## The book's table, measured"));
+    assert!(md.contains(&format!("- CPUs: {}", report.machine.cpus)));
+    for name in ["epoll", "poll", "tokio-current"] {
+        let line = md
+            .lines()
+            .find(|line| line.starts_with(&format!("| {name} | 1000 (cap) |")))
+            .unwrap_or_else(|| panic!("no summary line for {name} in\n{md}"));
+        assert!(!line.contains("failed"), "{line}");
+    }
+    for chart in [
+        "msgs_per_sec.svg",
+        "msgs_per_sec_pipelined_16.svg",
+        "cpu_per_msg.svg",
+        "memory_per_connection.svg",
+    ] {
+        let svg = std::fs::read_to_string(out.path().join(chart)).expect(chart);
+        assert!(svg.starts_with("<svg"), "{chart} is not SVG");
+        // Legend entries are text elements of their own.
+        assert!(svg.contains("\nepoll\n"), "{chart} has no line for epoll");
+        assert!(md.contains(&format!("]({chart})")), "{chart} not linked");
+    }
+}
