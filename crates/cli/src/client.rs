@@ -58,7 +58,9 @@ fn interactive(stream: &mut TcpStream) -> Result<()> {
         line.push('\n');
         stream.write_all(line.as_bytes())?;
         let mut echo = vec![0; line.len()];
-        stream.read_exact(&mut echo).context("the server closed the connection")?;
+        stream
+            .read_exact(&mut echo)
+            .context("the server closed the connection")?;
         stdout.write_all(&echo)?;
         stdout.flush()?;
     }

@@ -77,7 +77,11 @@ pub fn run(args: ServeArgs) -> Result<()> {
         model,
         server.local_addr(),
         server.config().worker_count(),
-        if server.config().worker_count() == 1 { "" } else { "s" }
+        if server.config().worker_count() == 1 {
+            ""
+        } else {
+            "s"
+        }
     );
     let signal = wait_stop_signal(&signals);
     tracing::info!(signal, "stopping");

@@ -33,12 +33,17 @@ fn serve(model: &str) -> (std::process::Child, String) {
 fn sigterm_flushes_and_exits_zero() {
     for model in ["epoll", "blocking", "uring"] {
         if model == "uring" && iomodels_engine::uring_probe().is_err() {
-            eprintln!("SKIPPED: uring: {}", iomodels_engine::uring_probe().unwrap_err());
+            eprintln!(
+                "SKIPPED: uring: {}",
+                iomodels_engine::uring_probe().unwrap_err()
+            );
             continue;
         }
         let (mut child, addr) = serve(model);
         let mut client = TcpStream::connect(&addr).unwrap();
-        client.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
         client.write_all(b"hello").unwrap();
         let mut echo = [0; 5];
         client.read_exact(&mut echo).unwrap();
@@ -71,17 +76,25 @@ fn busy_port_is_one_clear_error() {
 
 #[test]
 fn unknown_model_lists_the_models() {
-    let output = iomodels().args(["serve", "--model", "iocp"]).output().unwrap();
+    let output = iomodels()
+        .args(["serve", "--model", "iocp"])
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    for model in ["blocking", "polling", "select", "poll", "signal", "epoll", "uring"] {
+    for model in [
+        "blocking", "polling", "select", "poll", "signal", "epoll", "uring",
+    ] {
         assert!(stderr.contains(model), "{stderr}");
     }
 }
 
 #[test]
 fn bad_address_is_one_clear_error() {
-    let output = iomodels().args(["serve", "--addr", "localhost:seven"]).output().unwrap();
+    let output = iomodels()
+        .args(["serve", "--addr", "localhost:seven"])
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("not an address"), "{stderr}");
@@ -101,7 +114,15 @@ fn models_lists_windows_originals() {
 fn scripted_client_verifies_echoes() {
     let (mut child, addr) = serve("epoll");
     let output = iomodels()
-        .args(["client", "--addr", &addr, "--message", "ping", "--count", "100"])
+        .args([
+            "client",
+            "--addr",
+            &addr,
+            "--message",
+            "ping",
+            "--count",
+            "100",
+        ])
         .output()
         .unwrap();
     // SAFETY: sending a signal to our own child process.

@@ -49,7 +49,10 @@ impl<S: Send + 'static> Conn<S> {
         let _scope = CallbackScope::enter(&self.session);
         if self.input.is_empty() {
             // The common case: no copy, the handler reads the driver's buffer.
-            let used = core.handler.data(state, &self.session, data).min(data.len());
+            let used = core
+                .handler
+                .data(state, &self.session, data)
+                .min(data.len());
             if used < data.len() {
                 self.input.extend_from_slice(&data[used..]);
             }

@@ -50,7 +50,10 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn setup(model: &'static str, context: &'static str) -> impl FnOnce(io::Error) -> Error {
+    pub(crate) fn setup(
+        model: &'static str,
+        context: &'static str,
+    ) -> impl FnOnce(io::Error) -> Error {
         move |source| Error::Setup {
             model,
             context,

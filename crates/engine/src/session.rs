@@ -119,11 +119,6 @@ impl Outbox {
         self.buf.len() - self.head + self.in_flight
     }
 
-    /// Nothing queued and nothing in flight.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// `n` bytes of [`Outbox::pending`] were written.
     pub(crate) fn consume(&mut self, n: usize) {
         self.head += n;
@@ -156,12 +151,6 @@ impl Outbox {
     pub(crate) fn finish(&mut self, n: usize) {
         debug_assert!(n <= self.in_flight);
         self.in_flight -= n;
-    }
-
-    /// Put back the unsent tail of a taken buffer, ahead of anything queued since.
-    pub(crate) fn unsend(&mut self, tail: &[u8]) {
-        self.in_flight -= tail.len();
-        self.buf.splice(self.head..self.head, tail.iter().copied());
     }
 
     /// The close asked for, if any.

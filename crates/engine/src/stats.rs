@@ -59,7 +59,12 @@ impl CounterSet {
 
     pub(crate) fn snapshot(&self) -> Stats {
         let mut stats = Stats::default();
-        for w in self.workers.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        for w in self
+            .workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
             stats.accepted += w.accepted.load(Relaxed);
             stats.refused += w.refused.load(Relaxed);
             for (sum, c) in stats.closed.iter_mut().zip(&w.closed) {

@@ -52,7 +52,7 @@ scenarios!(
     idle_timeout,
 );
 
-/// 1. 50 concurrent clients x 1,000 messages of random sizes from 1 B to 64 KiB: every byte
+/// Scenario 1: 50 concurrent clients x 1,000 messages of random sizes from 1 B to 64 KiB: every byte
 /// echoed exactly, per connection in order.
 fn many_clients(model: Model) {
     let Some(server) = start(config(model), Echo) else {
@@ -84,7 +84,10 @@ fn many_clients(model: Model) {
         })
         .collect();
     let total: u64 = clients.into_iter().map(|c| c.join().unwrap()).sum();
-    assert!(wait_until(Duration::from_secs(10), || server.stats().active == 0));
+    assert!(wait_until(Duration::from_secs(10), || server
+        .stats()
+        .active
+        == 0));
     let stats = server.stats();
     assert_eq!(stats.bytes_in, total);
     assert_eq!(stats.bytes_out, total);
@@ -93,7 +96,7 @@ fn many_clients(model: Model) {
     server.stop().unwrap();
 }
 
-/// 2. One client sends 8 MiB while reading slowly: partial writes and the send queue are
+/// Scenario 2: One client sends 8 MiB while reading slowly: partial writes and the send queue are
 /// exercised, nothing is lost, and back-pressure keeps the session open.
 fn slow_reader(model: Model) {
     let Some(server) = start(config(model), Echo) else {
@@ -126,12 +129,15 @@ fn slow_reader(model: Model) {
     writer.join().unwrap();
     assert_eq!(received.len(), total);
     assert!(received == data, "the echo of 8 MiB differs");
-    assert!(wait_until(Duration::from_secs(10), || server.stats().active == 0));
+    assert!(wait_until(Duration::from_secs(10), || server
+        .stats()
+        .active
+        == 0));
     assert_eq!(server.stats().closed_for(CloseReason::SendQueueFull), 0);
     server.stop().unwrap();
 }
 
-/// 3. Half-close: a client writes, then shuts down its write side: it receives the full echo,
+/// Scenario 3: Half-close: a client writes, then shuts down its write side: it receives the full echo,
 /// then EOF.
 fn half_close(model: Model) {
     let Some(server) = start(config(model), Echo) else {
@@ -145,12 +151,15 @@ fn half_close(model: Model) {
     assert!(!reset, "the server reset instead of closing in order");
     assert_eq!(echo.len(), data.len());
     assert!(echo == data);
-    assert!(wait_until(Duration::from_secs(10), || server.stats().active == 0));
+    assert!(wait_until(Duration::from_secs(10), || server
+        .stats()
+        .active
+        == 0));
     assert_eq!(server.stats().closed_for(CloseReason::PeerClosed), 1);
     server.stop().unwrap();
 }
 
-/// 4. Abrupt reset (SO_LINGER 0) in the middle of traffic: the server keeps serving the
+/// Scenario 4: Abrupt reset (SO_LINGER 0) in the middle of traffic: the server keeps serving the
 /// others; active sessions return to 0.
 fn reset_mid_traffic(model: Model) {
     let Some(server) = start(config(model), Echo) else {
@@ -200,14 +209,17 @@ fn reset_mid_traffic(model: Model) {
     for other in others {
         other.join().unwrap();
     }
-    assert!(wait_until(Duration::from_secs(10), || server.stats().active == 0));
+    assert!(wait_until(Duration::from_secs(10), || server
+        .stats()
+        .active
+        == 0));
     let stats = server.stats();
     assert_eq!(stats.accepted, 9);
     assert_eq!(stats.closed_for(CloseReason::PeerClosed), 4);
     server.stop().unwrap();
 }
 
-/// 5. `max_connections` 10 with 20 clients: 10 served, 10 refused, the server still answers.
+/// Scenario 5: `max_connections` 10 with 20 clients: 10 served, 10 refused, the server still answers.
 fn max_connections(model: Model) {
     let mut config = config(model);
     config.max_connections = 10;
@@ -232,7 +244,10 @@ fn max_connections(model: Model) {
     let stats = server.stats();
     assert_eq!((stats.accepted, stats.refused), (10, 10));
     drop(clients);
-    assert!(wait_until(Duration::from_secs(10), || server.stats().active == 0));
+    assert!(wait_until(Duration::from_secs(10), || server
+        .stats()
+        .active
+        == 0));
     // Slots come back: a new client is served.
     let mut client = connect(addr);
     client.write_all(b"again").unwrap();
@@ -242,7 +257,7 @@ fn max_connections(model: Model) {
     server.stop().unwrap();
 }
 
-/// 6. 1,100 connections open at once. Every model but select serves them all; select refuses
+/// Scenario 6: 1,100 connections open at once. Every model but select serves them all; select refuses
 /// those whose descriptor is at or above FD_SETSIZE, cleanly, and the rest still echo.
 fn many_connections(model: Model) {
     let Some(server) = start(config(model), Echo) else {
@@ -256,7 +271,10 @@ fn many_connections(model: Model) {
     }));
     let stats = server.stats();
     if model == Model::Select {
-        assert!(stats.refused > 0, "select accepted descriptors past FD_SETSIZE");
+        assert!(
+            stats.refused > 0,
+            "select accepted descriptors past FD_SETSIZE"
+        );
     } else {
         assert_eq!(stats.refused, 0);
     }
@@ -273,7 +291,10 @@ fn many_connections(model: Model) {
     assert_eq!(served, stats.accepted);
     assert_eq!(served + stats.refused, 1100);
     drop(clients);
-    assert!(wait_until(Duration::from_secs(20), || server.stats().active == 0));
+    assert!(wait_until(Duration::from_secs(20), || server
+        .stats()
+        .active
+        == 0));
     server.stop().unwrap();
 }
 
@@ -298,7 +319,7 @@ impl Handler for Registry {
     }
 }
 
-/// 7. Two threads broadcast numbered records to every session at once: every record
+/// Scenario 7: Two threads broadcast numbered records to every session at once: every record
 /// arrives, whole, and each sender's records in order.
 fn cross_thread_broadcast(model: Model) {
     let Some(server) = start(config(model), Registry::default()) else {
@@ -338,14 +359,17 @@ fn cross_thread_broadcast(model: Model) {
             assert!(tag < 2, "a record was torn or interleaved");
             assert!(record[5..].iter().all(|&b| b == tag), "a record was torn");
             let seq = u32::from_le_bytes(record[1..5].try_into().unwrap());
-            assert_eq!(seq, next[tag as usize], "records of one sender out of order");
+            assert_eq!(
+                seq, next[tag as usize],
+                "records of one sender out of order"
+            );
             next[tag as usize] += 1;
         }
     }
     server.stop().unwrap();
 }
 
-/// 8. Graceful shutdown with output still queued: the client receives everything queued
+/// Scenario 8: Graceful shutdown with output still queued: the client receives everything queued
 /// before EOF, and the server stops cleanly.
 fn graceful_shutdown(model: Model) {
     let mut config = config(model);
@@ -358,7 +382,9 @@ fn graceful_shutdown(model: Model) {
     socket.set_recv_buffer_size(4096).unwrap();
     socket.connect(&server.local_addr().into()).unwrap();
     let mut client: TcpStream = socket.into();
-    client.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     assert!(wait_until(Duration::from_secs(10), || {
         server.handler().sessions.lock().unwrap().len() == 1
     }));
@@ -382,7 +408,7 @@ fn graceful_shutdown(model: Model) {
     assert_eq!(stats.closed_for(CloseReason::ServerShutdown), 1);
 }
 
-/// 9. A consumer that never reads while another thread keeps sending: it is closed with
+/// Scenario 9: A consumer that never reads while another thread keeps sending: it is closed with
 /// "send queue full", and the queue never holds more than its limit.
 fn slow_consumer(model: Model) {
     let mut config = config(model);
@@ -411,7 +437,10 @@ fn slow_consumer(model: Model) {
         })
     };
     pump.join().unwrap();
-    assert!(wait_until(Duration::from_secs(10), || server.stats().active == 0));
+    assert!(wait_until(Duration::from_secs(10), || server
+        .stats()
+        .active
+        == 0));
     assert_eq!(
         *server.handler().closed.lock().unwrap(),
         vec![CloseReason::SendQueueFull]

@@ -36,7 +36,10 @@ impl Wake for EventFd {
 
 impl Epoll {
     fn ctl(&self, op: libc::c_int, fd: RawFd, token: u64, flags: u32) -> io::Result<()> {
-        let mut event = libc::epoll_event { events: flags, u64: token };
+        let mut event = libc::epoll_event {
+            events: flags,
+            u64: token,
+        };
         // SAFETY: `event` is a valid epoll_event for the duration of the call.
         syscall!(epoll_ctl(self.epfd.as_raw_fd(), op, fd, &mut event))?;
         Ok(())
@@ -68,7 +71,12 @@ impl Selector for Epoll {
             waker,
             buffer: Vec::with_capacity(BATCH),
         };
-        epoll.ctl(libc::EPOLL_CTL_ADD, epoll.waker.as_raw_fd(), WAKER, (libc::EPOLLIN | libc::EPOLLET) as u32)?;
+        epoll.ctl(
+            libc::EPOLL_CTL_ADD,
+            epoll.waker.as_raw_fd(),
+            WAKER,
+            (libc::EPOLLIN | libc::EPOLLET) as u32,
+        )?;
         Ok(epoll)
     }
 
@@ -86,7 +94,12 @@ impl Selector for Epoll {
 
     fn deregister(&mut self, fd: RawFd, _token: usize) -> io::Result<()> {
         // SAFETY: a null event is allowed for EPOLL_CTL_DEL since Linux 2.6.9.
-        syscall!(epoll_ctl(self.epfd.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()))?;
+        syscall!(epoll_ctl(
+            self.epfd.as_raw_fd(),
+            libc::EPOLL_CTL_DEL,
+            fd,
+            std::ptr::null_mut()
+        ))?;
         Ok(())
     }
 

@@ -38,7 +38,10 @@ impl Mailbox {
     /// queued so far, and the queue keeps the spare's allocation.
     pub(crate) fn swap(&self, spare: &mut Vec<Session>) {
         debug_assert!(spare.is_empty());
-        std::mem::swap(spare, &mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
+        std::mem::swap(
+            spare,
+            &mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()),
+        );
     }
 
     /// Everything queued so far.

@@ -108,7 +108,8 @@ pub(crate) fn start<S: Selector, H: Handler>(
     core: &Arc<Core<H>>,
 ) -> Result<crate::model::Started, Error> {
     let workers = core.config.worker_count();
-    let (listeners, local_addr) = sys::listeners(core.config.addr, workers, core.config.backlog, true)?;
+    let (listeners, local_addr) =
+        sys::listeners(core.config.addr, workers, core.config.backlog, true)?;
     let mut threads = Vec::with_capacity(workers);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), Error>>();
     for (index, listener) in listeners.into_iter().enumerate() {
@@ -327,11 +328,15 @@ impl<S: Selector, H: Handler> Worker<S, H> {
         {
             return Some(Duration::ZERO);
         }
-        [self.next_idle_check, self.shutdown_deadline, self.accept_paused_until]
-            .into_iter()
-            .flatten()
-            .min()
-            .map(|at| at.saturating_duration_since(Instant::now()))
+        [
+            self.next_idle_check,
+            self.shutdown_deadline,
+            self.accept_paused_until,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|at| at.saturating_duration_since(Instant::now()))
     }
 
     fn accept_some(&mut self) {
@@ -352,7 +357,10 @@ impl<S: Selector, H: Handler> Worker<S, H> {
                 Err(e) if sys::is_fd_exhaustion(&e) => {
                     if self.reserve.shed(listener) {
                         self.counters.refused();
-                        tracing::warn!(model = S::NAME, "out of descriptors ({e}); refused a connection");
+                        tracing::warn!(
+                            model = S::NAME,
+                            "out of descriptors ({e}); refused a connection"
+                        );
                         continue;
                     }
                     tracing::warn!(model = S::NAME, "out of descriptors ({e}); pausing accept");
@@ -509,11 +517,14 @@ impl<S: Selector, H: Handler> Worker<S, H> {
                 self.accept_paused_until = None;
                 self.accept_ready = true;
                 if let (false, Some(listener)) = (S::EDGE_TRIGGERED, &self.listener) {
-                    let _ = self.selector.reregister(listener.as_raw_fd(), LISTENER, Interest::READ);
+                    let _ =
+                        self.selector
+                            .reregister(listener.as_raw_fd(), LISTENER, Interest::READ);
                 }
             }
         }
-        let (Some(check), Some(idle)) = (self.next_idle_check, self.core.config.idle_timeout) else {
+        let (Some(check), Some(idle)) = (self.next_idle_check, self.core.config.idle_timeout)
+        else {
             return;
         };
         if self.now < check {

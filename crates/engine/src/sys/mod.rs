@@ -46,7 +46,12 @@ pub(crate) fn accept(listener: RawFd, nonblocking: bool) -> io::Result<(OwnedFd,
     let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     let flags = libc::SOCK_CLOEXEC | if nonblocking { libc::SOCK_NONBLOCK } else { 0 };
     // SAFETY: `storage` and `len` are valid for writes and `len` holds the storage's size.
-    let fd = syscall!(accept4(listener, storage.as_mut_ptr().cast(), &mut len, flags))?;
+    let fd = syscall!(accept4(
+        listener,
+        storage.as_mut_ptr().cast(),
+        &mut len,
+        flags
+    ))?;
     // SAFETY: accept4 returned a new descriptor that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     // SAFETY: the kernel initialised `len` bytes of `storage` with the peer's address.
@@ -110,8 +115,17 @@ pub(crate) fn listeners(
     Ok((fds, addr))
 }
 
-fn bind_one(addr: SocketAddr, backlog: i32, reuse_port: bool, nonblocking: bool) -> io::Result<Socket> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), Some(Protocol::TCP))?;
+fn bind_one(
+    addr: SocketAddr,
+    backlog: i32,
+    reuse_port: bool,
+    nonblocking: bool,
+) -> io::Result<Socket> {
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.cloexec(),
+        Some(Protocol::TCP),
+    )?;
     socket.set_reuse_address(true)?;
     if reuse_port {
         socket.set_reuse_port(true)?;
@@ -143,7 +157,10 @@ impl Reserve {
 
 fn open_null() -> io::Result<OwnedFd> {
     // SAFETY: the path is a NUL-terminated literal.
-    let fd = syscall!(open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC))?;
+    let fd = syscall!(open(
+        c"/dev/null".as_ptr(),
+        libc::O_RDONLY | libc::O_CLOEXEC
+    ))?;
     // SAFETY: open returned a new descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }

@@ -21,7 +21,10 @@ pub fn config(model: Model) -> Config {
 pub fn start<H: Handler>(config: Config, handler: H) -> Option<Server<H>> {
     match Server::start(config, handler) {
         Ok(server) => Some(server),
-        Err(Error::Unsupported { model: "uring", what }) => {
+        Err(Error::Unsupported {
+            model: "uring",
+            what,
+        }) => {
             eprintln!("SKIPPED: the uring model cannot run here: {what}");
             None
         }
