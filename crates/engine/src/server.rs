@@ -6,6 +6,7 @@ use crate::handler::Handler;
 use crate::model;
 use crate::stats::{CounterSet, Stats};
 use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -59,6 +60,64 @@ impl<H: Handler> Core<H> {
             waker.wake();
         }
     }
+}
+
+/// What a worker thread runs once it is built.
+pub(crate) type WorkerRun = Box<dyn FnOnce() -> Result<(), Error>>;
+
+/// Bind `worker_count` listeners and start a thread for each. Every worker is built on its own
+/// thread (an io_uring ring with SINGLE_ISSUER, a signal mask, a mailbox belong to a thread),
+/// and the start returns only once each has reported that it is ready, or undoes itself and
+/// returns the first error.
+pub(crate) fn spawn_workers<H: Handler>(
+    core: &Arc<Core<H>>,
+    model: &'static str,
+    build: fn(Arc<Core<H>>, OwnedFd) -> Result<WorkerRun, Error>,
+) -> Result<model::Started, Error> {
+    let workers = core.config.worker_count();
+    let (listeners, local_addr) =
+        crate::sys::listeners(core.config.addr, workers, core.config.backlog, true)?;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), Error>>();
+    let mut threads = Vec::with_capacity(workers);
+    for (index, listener) in listeners.into_iter().enumerate() {
+        let worker_core = core.clone();
+        let ready_tx = ready_tx.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("{model}-{index}"))
+            .spawn(move || {
+                let run = match build(worker_core, listener) {
+                    Ok(run) => run,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return Ok(());
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                drop(ready_tx);
+                run()
+            });
+        match thread {
+            Ok(thread) => threads.push(thread),
+            Err(e) => {
+                abort_start(core, threads);
+                return Err(Error::setup(model, "spawning a worker")(e));
+            }
+        }
+    }
+    drop(ready_tx);
+    for _ in 0..workers {
+        let failure = match ready_rx.recv() {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => e,
+            Err(_) => Error::Worker {
+                model,
+                message: "a worker died while starting".into(),
+            },
+        };
+        abort_start(core, threads);
+        return Err(failure);
+    }
+    Ok((threads, local_addr))
 }
 
 /// Undo a start that failed half-way: stop and join the threads already running.

@@ -8,6 +8,7 @@
 //! Windows original: WSAEventSelect (kernel event objects signalled per socket); on Linux
 //! epoll is the answer the book gives. Limit: none but descriptors and memory.
 
+use crate::reactor::watched::timeout_ms;
 use crate::reactor::{Event, Interest, Selector};
 use crate::server::Wake;
 use crate::sys::{syscall, EventFd};
@@ -104,12 +105,6 @@ impl Selector for Epoll {
     }
 
     fn select(&mut self, events: &mut Vec<Event>, timeout: Option<Duration>) -> io::Result<()> {
-        let timeout_ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
-        // Round a sub-millisecond timeout up, or a short wait would spin.
-        let timeout_ms = match timeout {
-            Some(t) if !t.is_zero() && timeout_ms == 0 => 1,
-            _ => timeout_ms,
-        };
         self.buffer.clear();
         // SAFETY: the buffer has room for BATCH events, and the kernel writes at most that
         // many; `set_len` below trusts the count it returns.
@@ -117,7 +112,7 @@ impl Selector for Epoll {
             self.epfd.as_raw_fd(),
             self.buffer.as_mut_ptr(),
             BATCH as libc::c_int,
-            timeout_ms
+            timeout_ms(timeout)
         ))? as usize;
         // SAFETY: epoll_wait initialised the first `n` entries.
         unsafe { self.buffer.set_len(n) };

@@ -10,10 +10,10 @@
 //! Limit: none on descriptor numbers (unlike select); only the O(n) cost per round.
 //! Windows original: WSAPoll.
 
+use crate::reactor::watched::{timeout_ms, Watched};
 use crate::reactor::{Event, Interest, Selector};
 use crate::server::Wake;
 use crate::sys::{syscall, EventFd};
-use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
@@ -24,12 +24,8 @@ const WAKER: usize = usize::MAX - 1;
 
 /// One worker's poll array.
 pub(crate) struct Poll {
-    /// The array handed to poll(2). Entry 0 is the waker.
-    fds: Vec<libc::pollfd>,
-    /// The token of each entry of `fds`, at the same position.
-    tokens: Vec<usize>,
-    /// Where each token's entry is.
-    positions: HashMap<usize, usize>,
+    /// The array handed to poll(2), with each entry's token. Entry 0 is the waker.
+    fds: Watched<libc::pollfd>,
     waker: Arc<EventFd>,
 }
 
@@ -48,25 +44,15 @@ fn pollfd(fd: RawFd, interest: Interest) -> libc::pollfd {
     }
 }
 
-fn not_watched(token: usize) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::NotFound,
-        format!("token {token} is not watched"),
-    )
-}
-
 impl Selector for Poll {
     const NAME: &'static str = "poll";
     const EDGE_TRIGGERED: bool = false;
 
     fn new() -> io::Result<Poll> {
         let waker = Arc::new(EventFd::new()?);
-        Ok(Poll {
-            fds: vec![pollfd(waker.as_raw_fd(), Interest::READ)],
-            tokens: vec![WAKER],
-            positions: HashMap::new(),
-            waker,
-        })
+        let mut fds = Watched::new();
+        fds.insert(WAKER, pollfd(waker.as_raw_fd(), Interest::READ));
+        Ok(Poll { fds, waker })
     }
 
     fn waker(&self) -> Arc<dyn Wake> {
@@ -74,49 +60,29 @@ impl Selector for Poll {
     }
 
     fn register(&mut self, fd: RawFd, token: usize, interest: Interest) -> io::Result<()> {
-        self.positions.insert(token, self.fds.len());
-        self.fds.push(pollfd(fd, interest));
-        self.tokens.push(token);
+        self.fds.insert(token, pollfd(fd, interest));
         Ok(())
     }
 
     fn reregister(&mut self, fd: RawFd, token: usize, interest: Interest) -> io::Result<()> {
-        let position = *self
-            .positions
-            .get(&token)
-            .ok_or_else(|| not_watched(token))?;
-        self.fds[position] = pollfd(fd, interest);
+        *self.fds.get_mut(token)? = pollfd(fd, interest);
         Ok(())
     }
 
     fn deregister(&mut self, _fd: RawFd, token: usize) -> io::Result<()> {
-        let position = self
-            .positions
-            .remove(&token)
-            .ok_or_else(|| not_watched(token))?;
-        self.fds.swap_remove(position);
-        self.tokens.swap_remove(position);
-        if let Some(&moved) = self.tokens.get(position) {
-            self.positions.insert(moved, position);
-        }
-        Ok(())
+        self.fds.remove(token).map(drop)
     }
 
     fn select(&mut self, events: &mut Vec<Event>, timeout: Option<Duration>) -> io::Result<()> {
-        let timeout_ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
-        // Round a sub-millisecond timeout up, or a short wait would spin.
-        let timeout_ms = match timeout {
-            Some(t) if !t.is_zero() && timeout_ms == 0 => 1,
-            _ => timeout_ms,
-        };
+        let fds = self.fds.items_mut();
         // SAFETY: the pointer and length describe the initialised `fds` array, which lives
         // for the whole call.
         let mut ready = syscall!(poll(
-            self.fds.as_mut_ptr(),
-            self.fds.len() as libc::nfds_t,
-            timeout_ms
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            timeout_ms(timeout)
         ))?;
-        for (raw, &token) in self.fds.iter().zip(&self.tokens) {
+        for (raw, &token) in self.fds.items().iter().zip(self.fds.tokens()) {
             if ready == 0 {
                 break;
             }

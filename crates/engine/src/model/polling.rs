@@ -16,9 +16,9 @@
 //! Windows original: the ioctlsocket(FIONBIO) loop, which retries on WSAEWOULDBLOCK (and,
 //! in the book, spins on it when sending: ours keeps output per connection instead).
 
+use crate::reactor::watched::Watched;
 use crate::reactor::{Event, Interest, Selector};
 use crate::server::Wake;
-use std::collections::HashMap;
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::Arc;
@@ -30,10 +30,8 @@ const NAP: Duration = Duration::from_millis(1);
 
 /// One worker's list of descriptors to sweep.
 pub(crate) struct Polling {
-    /// Every registered token and what it is watched for.
-    watched: Vec<(usize, Interest)>,
-    /// Where each token is in `watched`.
-    positions: HashMap<usize, usize>,
+    /// What every registered token is watched for.
+    watched: Watched<Interest>,
     /// The last sweep made no progress: nap before the next.
     idle: bool,
     waker: Arc<Unpark>,
@@ -48,21 +46,13 @@ impl Wake for Unpark {
     }
 }
 
-fn not_watched(token: usize) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::NotFound,
-        format!("token {token} is not watched"),
-    )
-}
-
 impl Selector for Polling {
     const NAME: &'static str = "polling";
     const EDGE_TRIGGERED: bool = true;
 
     fn new() -> io::Result<Polling> {
         Ok(Polling {
-            watched: Vec::new(),
-            positions: HashMap::new(),
+            watched: Watched::new(),
             idle: false,
             waker: Arc::new(Unpark(std::thread::current())),
         })
@@ -73,30 +63,17 @@ impl Selector for Polling {
     }
 
     fn register(&mut self, _fd: RawFd, token: usize, interest: Interest) -> io::Result<()> {
-        self.positions.insert(token, self.watched.len());
-        self.watched.push((token, interest));
+        self.watched.insert(token, interest);
         Ok(())
     }
 
     fn reregister(&mut self, _fd: RawFd, token: usize, interest: Interest) -> io::Result<()> {
-        let position = *self
-            .positions
-            .get(&token)
-            .ok_or_else(|| not_watched(token))?;
-        self.watched[position].1 = interest;
+        *self.watched.get_mut(token)? = interest;
         Ok(())
     }
 
     fn deregister(&mut self, _fd: RawFd, token: usize) -> io::Result<()> {
-        let position = self
-            .positions
-            .remove(&token)
-            .ok_or_else(|| not_watched(token))?;
-        self.watched.swap_remove(position);
-        if let Some(&(moved, _)) = self.watched.get(position) {
-            self.positions.insert(moved, position);
-        }
-        Ok(())
+        self.watched.remove(token).map(drop)
     }
 
     fn select(&mut self, events: &mut Vec<Event>, timeout: Option<Duration>) -> io::Result<()> {
@@ -107,11 +84,11 @@ impl Selector for Polling {
                 std::thread::park_timeout(nap);
             }
         }
+        let watched = self.watched.items().iter().zip(self.watched.tokens());
         events.extend(
-            self.watched
-                .iter()
-                .filter(|(_, interest)| interest.read || interest.write)
-                .map(|&(token, interest)| Event {
+            watched
+                .filter(|(interest, _)| interest.read || interest.write)
+                .map(|(&interest, &token)| Event {
                     token,
                     readable: interest.read,
                     writable: interest.write,

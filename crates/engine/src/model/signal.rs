@@ -27,6 +27,7 @@
 //! installed for both signals where none is set.
 //! Windows original: WSAAsyncSelect, which posts a window message per network event.
 
+use crate::reactor::watched::timeout_ms;
 use crate::reactor::{Event, Interest, Selector};
 use crate::server::Wake;
 use crate::sys::syscall;
@@ -367,19 +368,13 @@ impl Selector for Signal {
         if self.take(events)? || timeout == Some(Duration::ZERO) {
             return Ok(());
         }
-        let timeout_ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
-        // Round a sub-millisecond timeout up, or a short wait would spin.
-        let timeout_ms = match timeout {
-            Some(t) if !t.is_zero() && timeout_ms == 0 => 1,
-            _ => timeout_ms,
-        };
         let mut queue = libc::pollfd {
             fd: self.signalfd.as_raw_fd(),
             events: libc::POLLIN,
             revents: 0,
         };
         // SAFETY: one valid pollfd for the duration of the call.
-        if syscall!(poll(&mut queue, 1, timeout_ms))? > 0 {
+        if syscall!(poll(&mut queue, 1, timeout_ms(timeout)))? > 0 {
             self.take(events)?;
         }
         Ok(())

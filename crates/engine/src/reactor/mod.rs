@@ -11,6 +11,7 @@
 //! level-triggered ones (select, poll), which keep reporting it.
 
 pub(crate) mod mailbox;
+pub(crate) mod watched;
 
 use crate::conn::Conn;
 use crate::error::Error;
@@ -103,53 +104,15 @@ pub(crate) trait Selector: Sized + 'static {
     }
 }
 
-/// Spawn `workers` threads, each running the loop with its own selector and listener.
+/// Start the loop for selector `S`: one thread per worker, each with its own selector and
+/// listener.
 pub(crate) fn start<S: Selector, H: Handler>(
     core: &Arc<Core<H>>,
 ) -> Result<crate::model::Started, Error> {
-    let workers = core.config.worker_count();
-    let (listeners, local_addr) =
-        sys::listeners(core.config.addr, workers, core.config.backlog, true)?;
-    let mut threads = Vec::with_capacity(workers);
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), Error>>();
-    for (index, listener) in listeners.into_iter().enumerate() {
-        let core = core.clone();
-        let ready_tx = ready_tx.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("{}-{index}", S::NAME))
-            .spawn(move || {
-                let mut worker = match Worker::<S, H>::new(core, listener) {
-                    Ok(worker) => worker,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return Ok(());
-                    }
-                };
-                let _ = ready_tx.send(Ok(()));
-                drop(ready_tx);
-                worker.run()
-            })
-            .map_err(Error::setup(S::NAME, "spawning a worker"))?;
-        threads.push(thread);
-    }
-    drop(ready_tx);
-    for _ in 0..workers {
-        match ready_rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                crate::server::abort_start(core, threads);
-                return Err(e);
-            }
-            Err(_) => {
-                crate::server::abort_start(core, threads);
-                return Err(Error::Worker {
-                    model: S::NAME,
-                    message: "a worker died while starting".into(),
-                });
-            }
-        }
-    }
-    Ok((threads, local_addr))
+    crate::server::spawn_workers(core, S::NAME, |core, listener| {
+        let mut worker = Worker::<S, H>::new(core, listener)?;
+        Ok(Box::new(move || worker.run()))
+    })
 }
 
 /// One connection as the loop sees it.

@@ -56,7 +56,6 @@ mod worker;
 use crate::error::Error;
 use crate::handler::Handler;
 use crate::server::Core;
-use crate::sys;
 use io_uring::{opcode, Probe};
 use ring::Ring;
 use std::sync::Arc;
@@ -67,51 +66,11 @@ const MODEL: &str = "uring";
 /// Start one worker per configured thread, each with its ring and listener.
 pub(crate) fn start<H: Handler>(core: &Arc<Core<H>>) -> Result<super::Started, Error> {
     probe()?;
-    let workers = core.config.worker_count();
-    let (listeners, local_addr) =
-        sys::listeners(core.config.addr, workers, core.config.backlog, true)?;
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), Error>>();
-    let mut threads = Vec::with_capacity(workers);
-    for (index, listener) in listeners.into_iter().enumerate() {
-        let worker_core = core.clone();
-        let ready_tx = ready_tx.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("{MODEL}-{index}"))
-            .spawn(move || {
-                // The ring is created here: SINGLE_ISSUER ties it to this thread.
-                let worker = match Worker::new(worker_core, listener) {
-                    Ok(worker) => worker,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return Ok(());
-                    }
-                };
-                let _ = ready_tx.send(Ok(()));
-                drop(ready_tx);
-                worker.run()
-            });
-        match thread {
-            Ok(thread) => threads.push(thread),
-            Err(e) => {
-                crate::server::abort_start(core, threads);
-                return Err(Error::setup(MODEL, "spawning a worker")(e));
-            }
-        }
-    }
-    drop(ready_tx);
-    for _ in 0..workers {
-        let failure = match ready_rx.recv() {
-            Ok(Ok(())) => continue,
-            Ok(Err(e)) => e,
-            Err(_) => Error::Worker {
-                model: MODEL,
-                message: "a worker died while starting".into(),
-            },
-        };
-        crate::server::abort_start(core, threads);
-        return Err(failure);
-    }
-    Ok((threads, local_addr))
+    // Each ring is created on its worker's thread: SINGLE_ISSUER ties it to that thread.
+    crate::server::spawn_workers(core, MODEL, |core, listener| {
+        let worker = Worker::new(core, listener)?;
+        Ok(Box::new(move || worker.run()))
+    })
 }
 
 /// Check that the kernel can run the uring model: io_uring_setup works (it may be
