@@ -179,9 +179,26 @@ impl Tail {
     }
 }
 
-/// Collapse whitespace runs (newlines included) so a message fits a table cell.
+/// Drop terminal colour codes and collapse whitespace runs (newlines included), so a
+/// message fits a table cell.
 pub fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI sequence: ESC [ parameters, ended by a letter.
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Pin the process about to be exec'd to `cpus`.
@@ -415,5 +432,24 @@ impl Binaries {
             iomodels: find("iomodels")?,
             peers: need_peers.then(|| find("iomodels-peers")).transpose()?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_drops_colour_codes_and_newlines() {
+        let text = "\u{1b}[2m2026\u{1b}[0m \u{1b}[33m WARN\u{1b}[0m refused:\n  cannot start\n";
+        assert_eq!(one_line(text), "2026 WARN refused: cannot start");
+    }
+
+    #[test]
+    fn cpu_lists_parse() {
+        assert_eq!(parse_cpu_list("0").unwrap(), [0]);
+        assert_eq!(parse_cpu_list("0,2-3,2").unwrap(), [0, 2, 3]);
+        assert!(parse_cpu_list("x").is_err());
+        assert!(parse_cpu_list("").is_err());
     }
 }

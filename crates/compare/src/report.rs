@@ -639,12 +639,17 @@ fn rate_cell(row: &Row) -> String {
     }
 }
 
+/// One line of at most about `limit` characters: the start (what failed) and the end
+/// (the last thing the process said), without colour codes.
 fn truncate(text: &str, limit: usize) -> String {
-    if text.chars().count() <= limit {
-        return text.to_string();
+    let text = crate::process::one_line(text);
+    let count = text.chars().count();
+    if count <= limit {
+        return text;
     }
-    let cut: String = text.chars().take(limit).collect();
-    format!("{cut}…")
+    let head: String = text.chars().take(limit * 2 / 5).collect();
+    let tail: String = text.chars().skip(count - limit * 3 / 5).collect();
+    format!("{head} … {tail}")
 }
 
 fn join(values: &[u64]) -> String {
