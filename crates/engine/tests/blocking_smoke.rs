@@ -1,80 +1,17 @@
-//! Smoke tests of the blocking driver (thread per connection), beyond the shared scenarios:
-//! the paths only this driver has (the keeper's aborts, a panicking handler, thread joins).
+//! What is specific to the blocking driver (thread per connection): the keeper's aborts, a
+//! panicking handler, the shutdown deadline and thread joins, sends from other threads. The
+//! generic scenarios live in scenarios.rs; this file covers what is specific to blocking.
+
+mod util;
 
 use iomodels_engine::{echo::Echo, CloseReason, Config, Handler, Model, Server, Session};
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
+use util::connect;
 
 fn config() -> Config {
-    Config::new(Model::Blocking, "127.0.0.1:0".parse().unwrap())
-}
-
-fn connect(server: &Server<impl Handler>) -> TcpStream {
-    let stream = TcpStream::connect(server.local_addr()).unwrap();
-    stream.set_nodelay(true).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    stream
-}
-
-/// Echo that reports every close (reason and when) on a channel.
-struct Tracked {
-    start: Instant,
-    closed: Mutex<mpsc::Sender<(u64, CloseReason, Duration)>>,
-}
-
-impl Handler for Tracked {
-    type State = ();
-    fn opened(&self, _: &Session) {}
-    fn data(&self, _: &mut (), session: &Session, data: &[u8]) -> usize {
-        Echo.data(&mut (), session, data)
-    }
-    fn closed(&self, _: (), session: &Session, reason: CloseReason) {
-        let _ =
-            self.closed
-                .lock()
-                .unwrap()
-                .send((session.id().get(), reason, self.start.elapsed()));
-    }
-}
-
-#[test]
-fn idle_timeout_spares_an_active_session() {
-    let (tx, rx) = mpsc::channel();
-    let mut config = config();
-    config.idle_timeout = Some(Duration::from_millis(300));
-    let server = Server::start(
-        config,
-        Tracked {
-            start: Instant::now(),
-            closed: Mutex::new(tx),
-        },
-    )
-    .unwrap();
-    let _silent = connect(&server);
-    let mut chatty = connect(&server);
-    let mut echo = [0; 1];
-    let start = Instant::now();
-    for i in 0..20 {
-        let t = start.elapsed();
-        if chatty
-            .write_all(b"x")
-            .and_then(|()| chatty.read_exact(&mut echo))
-            .is_err()
-        {
-            panic!(
-                "chatty failed at round {i}, {t:?}: {:?}",
-                rx.try_iter().collect::<Vec<_>>()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let (_, reason, _) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    assert_eq!(reason, CloseReason::IdleTimeout);
-    server.stop().unwrap();
+    util::config(Model::Blocking)
 }
 
 /// Hands each session to the test on open; echoes; reports closes.
@@ -112,7 +49,8 @@ fn handed(
         opened: Mutex::new(open_tx),
         closed: Mutex::new(close_tx),
     };
-    (Server::start(config, handler).unwrap(), open_rx, close_rx)
+    let server = util::start(config, handler).expect("the blocking model always starts");
+    (server, open_rx, close_rx)
 }
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -122,7 +60,7 @@ const WAIT: Duration = Duration::from_secs(10);
 #[test]
 fn abort_from_another_thread_reaches_a_writer_stuck_in_send() {
     let (server, opened, closed) = handed(config());
-    let mut client = connect(&server);
+    let mut client = connect(server.local_addr());
     let session = opened.recv_timeout(WAIT).unwrap();
     // Far more than the kernel buffers hold, so the writer blocks in send.
     let chunk = vec![1u8; 64 * 1024];
@@ -150,8 +88,8 @@ fn abort_from_another_thread_reaches_a_writer_stuck_in_send() {
 #[test]
 fn a_panicking_handler_ends_only_its_session() {
     let (server, _opened, closed) = handed(config());
-    let mut victim = connect(&server);
-    let mut other = connect(&server);
+    let mut victim = connect(server.local_addr());
+    let mut other = connect(server.local_addr());
     victim.write_all(b"boom").unwrap();
     // The handler's state unwound with the panic, so `closed` is not called; the session
     // is counted closed with `Error` before its socket closes.
@@ -177,7 +115,7 @@ fn shutdown_deadline_aborts_a_session_that_cannot_drain() {
     config.shutdown_timeout = Duration::from_millis(300);
     config.send_queue_limit = 32 * 1024 * 1024;
     let (server, opened, closed) = handed(config);
-    let _client = connect(&server);
+    let _client = connect(server.local_addr());
     let session = opened.recv_timeout(WAIT).unwrap();
     session.send(&vec![2u8; 16 * 1024 * 1024]).unwrap();
     let begun = Instant::now();
@@ -196,7 +134,7 @@ fn shutdown_deadline_aborts_a_session_that_cannot_drain() {
 #[test]
 fn cross_thread_sends_then_close_arrive_in_order() {
     let (server, opened, closed) = handed(config());
-    let mut client = connect(&server);
+    let mut client = connect(server.local_addr());
     let session = opened.recv_timeout(WAIT).unwrap();
     let sender = std::thread::spawn(move || {
         for i in 0u32..20_000 {

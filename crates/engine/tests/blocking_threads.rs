@@ -6,10 +6,11 @@
 //! reserved, not memory used: only touched stack pages are resident. The test prints what
 //! is resident and fails if it passes 256 MiB, 4x under the book's lowest figure.
 
-use iomodels_engine::{echo::Echo, Config, Model, Server};
+mod util;
+
+use iomodels_engine::{echo::Echo, Model};
 use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
+use util::{config, connect, start};
 
 const CONNECTIONS: usize = 1000;
 
@@ -35,18 +36,14 @@ fn threads_named(prefix: &str) -> usize {
 /// Open [`CONNECTIONS`] connections to a blocking server with `stack`-byte thread stacks,
 /// print what they cost, check the threads, and stop it.
 fn measure(stack: usize) {
-    let mut config = Config::new(Model::Blocking, "127.0.0.1:0".parse().unwrap());
+    let mut config = config(Model::Blocking);
     config.thread_stack = stack;
-    let server = Server::start(config, Echo).unwrap();
+    let server = start(config, Echo).expect("the blocking model always starts");
     let (rss_before, threads_before) = (status("VmRSS"), status("Threads"));
     let vm_before = status("VmSize");
     let mut clients = Vec::with_capacity(CONNECTIONS);
     for _ in 0..CONNECTIONS {
-        let client = TcpStream::connect(server.local_addr()).unwrap();
-        client
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        clients.push(client);
+        clients.push(connect(server.local_addr()));
     }
     // One round trip each: every connection has its threads and has served a request.
     let mut byte = [0u8; 1];

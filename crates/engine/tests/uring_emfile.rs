@@ -4,39 +4,28 @@
 //!
 //! Its own test binary: it lowers RLIMIT_NOFILE, which is per process.
 
-use iomodels_engine::{echo::Echo, Config, Model, Server};
-use std::io::{Read, Write};
+mod util;
+
+use iomodels_engine::{echo::Echo, Model};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use util::{connect, echo_once, start, wait_until};
 
-fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while !condition() {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    true
+/// The soft descriptor limit of this process.
+fn soft_limit() -> u64 {
+    nofile_limit().rlim_cur
 }
 
+/// Set the soft descriptor limit, keeping the hard one.
 fn set_soft_limit(soft: u64) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `limit` is a valid rlimit to write into.
-    assert_eq!(
-        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
-        0
-    );
+    let mut limit = nofile_limit();
     limit.rlim_cur = soft;
     // SAFETY: `limit` is a valid rlimit; lowering or restoring the soft limit is allowed.
     assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
 }
 
-fn soft_limit() -> u64 {
+fn nofile_limit() -> libc::rlimit {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -46,26 +35,16 @@ fn soft_limit() -> u64 {
         unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
         0
     );
-    limit.rlim_cur
-}
-
-fn echo_once(stream: &mut TcpStream, message: &[u8]) -> bool {
-    if stream.write_all(message).is_err() {
-        return false;
-    }
-    let mut echo = vec![0; message.len()];
-    stream.read_exact(&mut echo).is_ok() && echo == message
+    limit
 }
 
 #[test]
 fn out_of_descriptors_sheds_then_recovers() {
-    if let Err(e) = iomodels_engine::uring_probe() {
-        eprintln!("SKIP: {e}");
-        return;
-    }
-    let mut config = Config::new(Model::Uring, "127.0.0.1:0".parse().unwrap());
+    let mut config = util::config(Model::Uring);
     config.workers = Some(1);
-    let server = Server::start(config, Echo).unwrap();
+    let Some(server) = start(config, Echo) else {
+        return;
+    };
     let addr = server.local_addr();
     const CLIENTS: usize = 30;
     // Make the client sockets while descriptors are plentiful; connecting needs none.
@@ -115,9 +94,7 @@ fn out_of_descriptors_sheds_then_recovers() {
         .stats()
         .active
         == 0));
-    let mut late = TcpStream::connect(addr).unwrap();
-    late.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let mut late = connect(addr);
     assert!(echo_once(&mut late, b"recovered"));
     assert_eq!(server.stats().accepted, stats.accepted + 1);
     drop(late);

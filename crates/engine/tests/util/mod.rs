@@ -1,9 +1,10 @@
 //! Helpers shared by the engine's integration tests.
 #![allow(dead_code)]
 
-use iomodels_engine::{Config, Error, Handler, Model, Server};
-use std::io::{ErrorKind, Read};
-use std::net::{SocketAddr, TcpStream};
+use iomodels_engine::{CloseReason, Config, Error, Handler, Model, Server, Session};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// A config for `model` on a free loopback port.
@@ -80,4 +81,105 @@ pub fn pattern(seed: u64, offset: u64, len: usize) -> Vec<u8> {
             (x ^ (x >> 7) ^ (x >> 13)) as u8
         })
         .collect()
+}
+
+/// Wait until the server has no session open, and fail with its counters if that takes
+/// more than 20 seconds.
+pub fn settle<H: Handler>(server: &Server<H>) {
+    assert!(
+        wait_until(Duration::from_secs(20), || server.stats().active == 0),
+        "sessions still open: {:?}",
+        server.stats()
+    );
+}
+
+/// Write `message` and read its echo: whether the whole echo came back unchanged.
+pub fn echo_once(stream: &mut TcpStream, message: &[u8]) -> bool {
+    if stream.write_all(message).is_err() {
+        return false;
+    }
+    let mut echo = vec![0; message.len()];
+    stream.read_exact(&mut echo).is_ok() && echo == message
+}
+
+/// One streaming client of an echo server: a writer thread sends `sizes.len()` writes of
+/// `pattern(seed, ..)`, then shuts down its write side, while this thread reads the echo
+/// to the end, concurrently. With `pace` `Some((every, pause))` the reader is slow: it
+/// sleeps `pause` after every `every` reads of 16 KiB, so the server's output backs up.
+///
+/// Checks that every byte came back in order and the stream ended with EOF, not a reset.
+/// Returns the bytes sent.
+pub fn stream_echo(
+    addr: SocketAddr,
+    seed: u64,
+    sizes: Vec<usize>,
+    pace: Option<(u32, Duration)>,
+) -> u64 {
+    let total: usize = sizes.iter().sum();
+    let mut stream = connect(addr);
+    let mut writer = stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        let mut offset = 0;
+        for len in sizes {
+            writer.write_all(&pattern(seed, offset, len)).unwrap();
+            offset += len as u64;
+        }
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    let (echo, reset) = match pace {
+        None => read_to_end(&mut stream),
+        Some((every, pause)) => read_slowly(&mut stream, every, pause),
+    };
+    sender.join().unwrap();
+    assert!(!reset, "client {seed}: reset instead of an orderly close");
+    assert_eq!(echo.len(), total, "client {seed}: echo length");
+    assert!(
+        echo == pattern(seed, 0, total),
+        "client {seed}: echo differs"
+    );
+    total as u64
+}
+
+/// Like [`read_to_end`], but 16 KiB at a time with a `pause` after every `every` reads.
+fn read_slowly(stream: &mut TcpStream, every: u32, pause: Duration) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    let mut buf = vec![0; 16 * 1024];
+    let mut reads = 0u32;
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return (out, false),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return (out, true),
+            Err(e) => panic!("read failed: {e}"),
+        }
+        reads += 1;
+        if reads % every == 0 {
+            std::thread::sleep(pause);
+        }
+    }
+}
+
+/// A handler that keeps every open session in a list, for tests that send from other
+/// threads, and the reason of every close; it consumes what it receives.
+#[derive(Default)]
+pub struct Registry {
+    /// The sessions open now.
+    pub sessions: Mutex<Vec<Session>>,
+    /// Why each closed session closed, in order.
+    pub closed: Mutex<Vec<CloseReason>>,
+}
+
+impl Handler for Registry {
+    type State = ();
+    fn opened(&self, session: &Session) {
+        self.sessions.lock().unwrap().push(session.clone());
+    }
+    fn data(&self, _: &mut (), _: &Session, data: &[u8]) -> usize {
+        data.len()
+    }
+    fn closed(&self, _: (), session: &Session, reason: CloseReason) {
+        self.sessions.lock().unwrap().retain(|s| !s.same(session));
+        self.closed.lock().unwrap().push(reason);
+    }
 }
