@@ -148,7 +148,26 @@ impl Reserve {
     /// Free the reserve, accept and drop one pending connection, take the reserve back.
     /// Returns whether a connection was shed.
     pub(crate) fn shed(&mut self, listener: RawFd) -> bool {
-        self.0 = None;
+        // accept(2) takes a descriptor before it looks for a connection, so EMFILE comes
+        // back even when none is pending. Shed only a connection that is there: on a
+        // blocking listener the accept below would otherwise wait for the next one to come
+        // and drop it, although descriptors may be free by then.
+        let mut pending = libc::pollfd {
+            fd: listener,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call; a zero timeout never blocks.
+        if !matches!(syscall!(poll(&mut pending, 1, 0)), Ok(1)) {
+            return false;
+        }
+        if self.0.take().is_none() {
+            // No reserve to give up (it could not be taken back last time). Accepting now
+            // would shed a connection that may have a descriptor after all: try to take the
+            // reserve again instead, and let the caller back off.
+            self.0 = open_null().ok();
+            return false;
+        }
         let shed = accept(listener, true).is_ok();
         self.0 = open_null().ok();
         shed
