@@ -20,6 +20,7 @@ macro_rules! model_tests {
             $(
                 #[test]
                 fn $scenario() {
+                    let _table = crate::util::descriptors(stringify!($scenario) == "many_connections");
                     crate::$scenario(iomodels_engine::Model::$model);
                 }
             )*

@@ -61,6 +61,7 @@ fn flags(interest: Interest) -> u32 {
 impl Selector for Epoll {
     const NAME: &'static str = "epoll";
     const EDGE_TRIGGERED: bool = true;
+    const SHORT_READ_DRAINS: bool = true;
 
     fn new() -> io::Result<Epoll> {
         let epfd = syscall!(epoll_create1(libc::EPOLL_CLOEXEC))?;
@@ -128,6 +129,7 @@ impl Selector for Epoll {
                 token: token as usize,
                 readable: broken || bits & (libc::EPOLLIN | libc::EPOLLRDHUP) != 0,
                 writable: broken || bits & libc::EPOLLOUT != 0,
+                hangup: broken || bits & libc::EPOLLRDHUP != 0,
             });
         }
         Ok(())

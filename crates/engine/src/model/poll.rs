@@ -47,6 +47,7 @@ fn pollfd(fd: RawFd, interest: Interest) -> libc::pollfd {
 impl Selector for Poll {
     const NAME: &'static str = "poll";
     const EDGE_TRIGGERED: bool = false;
+    const SHORT_READ_DRAINS: bool = true;
 
     fn new() -> io::Result<Poll> {
         let waker = Arc::new(EventFd::new()?);
@@ -101,6 +102,7 @@ impl Selector for Poll {
                 token,
                 readable: broken || raw.revents & (libc::POLLIN | libc::POLLPRI) != 0,
                 writable: broken || raw.revents & libc::POLLOUT != 0,
+                hangup: broken,
             });
         }
         Ok(())

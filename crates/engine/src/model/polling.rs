@@ -49,6 +49,7 @@ impl Wake for Unpark {
 impl Selector for Polling {
     const NAME: &'static str = "polling";
     const EDGE_TRIGGERED: bool = true;
+    const SHORT_READ_DRAINS: bool = true;
 
     fn new() -> io::Result<Polling> {
         Ok(Polling {
@@ -92,6 +93,7 @@ impl Selector for Polling {
                     token,
                     readable: interest.read,
                     writable: interest.write,
+                    hangup: false,
                 }),
         );
         Ok(())

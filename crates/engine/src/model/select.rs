@@ -67,6 +67,7 @@ impl Select {
 impl Selector for Select {
     const NAME: &'static str = "select";
     const EDGE_TRIGGERED: bool = false;
+    const SHORT_READ_DRAINS: bool = true;
 
     fn new() -> io::Result<Select> {
         let waker = Arc::new(EventFd::new()?);
@@ -167,6 +168,7 @@ impl Selector for Select {
                     token: watch.token,
                     readable,
                     writable,
+                    hangup: false,
                 });
             }
         }

@@ -266,6 +266,7 @@ impl Signal {
                     token: slot.token,
                     readable: true,
                     writable: true,
+                    hangup: false,
                 });
             }
         }
@@ -275,6 +276,7 @@ impl Signal {
                     token: slot.token,
                     readable: slot.readable,
                     writable: slot.writable,
+                    hangup: false,
                 });
                 slot.readable = false;
                 slot.writable = false;

@@ -62,6 +62,8 @@ pub(crate) struct Event {
     pub(crate) readable: bool,
     /// Writing would not block (or would fail at once).
     pub(crate) writable: bool,
+    /// The peer hung up or the socket failed (EPOLLRDHUP, HUP, ERR): read to the end.
+    pub(crate) hangup: bool,
 }
 
 /// The token of a worker's listening socket.
@@ -77,6 +79,13 @@ pub(crate) trait Selector: Sized + 'static {
     /// write interest once and never changes it), `false` if it is reported for as long as
     /// it lasts (the loop then keeps interest exact, or the wait would return at once).
     const EDGE_TRIGGERED: bool;
+
+    /// `true` if, after a read that returned less than asked, the loop may wait for the
+    /// next event instead of reading until EAGAIN: the selector reports the socket again if
+    /// anything is left, or sets [`Event::hangup`] when a FIN may sit behind the data. That
+    /// saves a `recv` returning EAGAIN per message. `false` (the safe default) for a
+    /// selector that cannot promise it (signals: a FIN merged into a data signal).
+    const SHORT_READ_DRAINS: bool = false;
 
     /// Create the selector on the worker thread that will use it.
     fn new() -> io::Result<Self>;
@@ -127,6 +136,8 @@ struct Entry<St> {
     read_closed: bool,
     /// Output passed the high-water mark: stop reading until it drains.
     paused: bool,
+    /// An event said the peer hung up: a short read no longer proves the socket empty.
+    hangup: bool,
     /// Interest registered with a level-triggered selector.
     interest: Interest,
     /// When data last arrived, for the idle timeout.
@@ -247,6 +258,7 @@ impl<S: Selector, H: Handler> Worker<S, H> {
                 if let Some(Some(entry)) = self.entries.get_mut(event.token) {
                     entry.readable |= event.readable;
                     entry.writable |= event.writable;
+                    entry.hangup |= event.hangup;
                     self.service(event.token);
                 }
             }
@@ -378,6 +390,7 @@ impl<S: Selector, H: Handler> Worker<S, H> {
             writable: true,
             read_closed: false,
             paused: false,
+            hangup: false,
             interest,
             last_active: self.now,
         });
@@ -401,6 +414,7 @@ impl<S: Selector, H: Handler> Worker<S, H> {
             &mut self.progressed,
             &mut self.ready,
             token,
+            S::SHORT_READ_DRAINS,
         );
         match step {
             Step::Close(reason, how) => self.close(token, reason, how),
@@ -531,6 +545,7 @@ fn drive<H: Handler>(
     progressed: &mut bool,
     ready: &mut Vec<usize>,
     token: usize,
+    short_read_drains: bool,
 ) -> Step {
     let fd = entry.fd.as_raw_fd();
     let mut reads = 0;
@@ -553,10 +568,12 @@ fn drive<H: Handler>(
                         *progressed = true;
                         counters.received(n);
                         entry.last_active = now;
-                        // Read on until EAGAIN: a short read does not prove the queue
-                        // empty when a FIN came with the data, and an edge-triggered
-                        // selector would not report that FIN again.
-                        more = true;
+                        // A short read emptied the queue, unless a FIN may sit behind
+                        // the data (an edge-triggered selector would not report it
+                        // again): then, or if the selector cannot tell, read to EAGAIN.
+                        let drained = short_read_drains && !entry.hangup && n < scratch.len();
+                        entry.readable = !drained;
+                        more = !drained;
                         if let Err(reason) = entry.conn.deliver(core, &scratch[..n]) {
                             return Step::Close(reason, Closing::Abortive);
                         }

@@ -183,3 +183,23 @@ impl Handler for Registry {
         self.closed.lock().unwrap().push(reason);
     }
 }
+
+/// Tests share one descriptor table. A test that opens a thousand connections takes this
+/// exclusively (`heavy`), the others shared: otherwise a select server started meanwhile
+/// could get descriptors past FD_SETSIZE and refuse connections its test expects served.
+pub enum DescriptorGuard {
+    /// Held by a test that opens many descriptors.
+    Heavy(std::sync::RwLockWriteGuard<'static, ()>),
+    /// Held by every other test.
+    Light(std::sync::RwLockReadGuard<'static, ()>),
+}
+
+/// Take the descriptor table, exclusively when `heavy`.
+pub fn descriptors(heavy: bool) -> DescriptorGuard {
+    static TABLE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+    if heavy {
+        DescriptorGuard::Heavy(TABLE.write().unwrap_or_else(|p| p.into_inner()))
+    } else {
+        DescriptorGuard::Light(TABLE.read().unwrap_or_else(|p| p.into_inner()))
+    }
+}
