@@ -348,3 +348,20 @@ fn charts_are_svg_with_one_line_per_server() {
         &vec![(100.0, 2.0), (1000.0, 1.0), (10_000.0, 0.2)]
     );
 }
+
+#[test]
+fn latency_and_cpu_columns_skip_a_count_that_failed() {
+    let mut report = synthetic();
+    report.settings.connections.push(1000);
+    let mut dead = bench(1000, 0, 0.0, 0.0, 0.0, 1000);
+    dead.messages = 0;
+    dead.errors.disconnected = 1000;
+    report
+        .rows
+        .push(row("epoll", Kind::Model, Phase::Matrix, 1000, Some(dead)));
+    let md = report.markdown(&[]);
+    let epoll = cells(summary_line(&md, "epoll"));
+    assert_eq!(epoll[4], "0 (errors)");
+    assert_eq!(epoll[5], "600 us (C=100)");
+    assert_eq!(epoll[6], "3.25");
+}
