@@ -72,16 +72,14 @@ pub fn run(args: ServeArgs) -> Result<()> {
 
     let signals = block_stop_signals();
     let server = Server::start(config, Echo)?;
+    let threads = match server.config().worker_count() {
+        _ if !model.has_workers() => "two threads per connection".to_string(),
+        1 => "1 worker".to_string(),
+        n => format!("{n} workers"),
+    };
     eprintln!(
-        "iomodels: {} echo server on {} ({} worker{})",
-        model,
-        server.local_addr(),
-        server.config().worker_count(),
-        if server.config().worker_count() == 1 {
-            ""
-        } else {
-            "s"
-        }
+        "iomodels: {model} echo server on {} ({threads})",
+        server.local_addr()
     );
     let signal = wait_stop_signal(&signals);
     tracing::info!(signal, "stopping");

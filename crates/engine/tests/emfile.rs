@@ -55,6 +55,17 @@ fn sheds_then_recovers(model: Model) {
             stream
         })
         .collect();
+    // While the table is full, pending connections are shed through the reserve.
+    let shed = wait_until(Duration::from_secs(10), || server.stats().refused > 0);
+    assert!(
+        shed,
+        "{model}: descriptors ran out, so some were shed: {:?}",
+        server.stats()
+    );
+    // The reserve is best-effort: another thread of the process (glibc opens files when a
+    // new thread first allocates) may take its slot, and then the rest wait in the backlog
+    // until descriptors free up. Either way, once they do, every connection is resolved.
+    drop(filler);
     let settled = wait_until(Duration::from_secs(10), || {
         let stats = server.stats();
         stats.accepted + stats.refused == CLIENTS as u64
@@ -64,23 +75,14 @@ fn sheds_then_recovers(model: Model) {
         settled,
         "{model}: every connection is either served or refused: {stats:?}"
     );
-    assert!(
-        stats.refused > 0,
-        "{model}: descriptors ran out, so some were shed: {stats:?}"
-    );
-    assert!(
-        stats.accepted > 0,
-        "{model}: the first few were served: {stats:?}"
-    );
-    // The sessions that were accepted still echo.
+    assert!(stats.accepted > 0, "{model}: some were served: {stats:?}");
+    // Exactly the sessions that were accepted echo; the shed ones see a close.
     let served = clients
         .iter_mut()
         .map(|c| echo_once(c, b"served?"))
         .filter(|&ok| ok)
         .count();
     assert_eq!(served as u64, stats.accepted, "{model}");
-    // Descriptors free up: the server accepts again.
-    drop(filler);
     drop(clients);
     assert!(wait_until(Duration::from_secs(10), || server
         .stats()
