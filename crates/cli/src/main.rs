@@ -2,6 +2,8 @@
 //!
 //! Each subcommand parses its flags and calls one library function; nothing else lives here.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 mod client;
 mod serve;
 

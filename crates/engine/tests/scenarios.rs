@@ -5,14 +5,14 @@
 
 mod util;
 
-use iomodels_engine::{echo::Echo, CloseReason, Handler, Model, SendError, Session};
+use iomodels_engine::{echo::Echo, CloseReason, Model, SendError};
 use rand::{Rng, SeedableRng};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-use util::{config, connect, pattern, read_to_end, start, wait_until};
+use util::{config, connect, pattern, read_to_end, start, wait_until, Registry};
 
 macro_rules! model_tests {
     ($module:ident, $model:ident: $($scenario:ident),*) => {
@@ -217,6 +217,11 @@ fn reset_mid_traffic(model: Model) {
     let stats = server.stats();
     assert_eq!(stats.accepted, 9);
     assert_eq!(stats.closed_for(CloseReason::PeerClosed), 4);
+    assert_eq!(
+        stats.closed_for(CloseReason::Reset) + stats.closed_for(CloseReason::Error),
+        5,
+        "every reset connection ends as a reset: {stats:?}"
+    );
     server.stop().unwrap();
 }
 
@@ -297,27 +302,6 @@ fn many_connections(model: Model) {
         .active
         == 0));
     server.stop().unwrap();
-}
-
-/// Keeps every open session in a list, for tests that send from other threads.
-#[derive(Default)]
-struct Registry {
-    sessions: Mutex<Vec<Session>>,
-    closed: Mutex<Vec<CloseReason>>,
-}
-
-impl Handler for Registry {
-    type State = ();
-    fn opened(&self, session: &Session) {
-        self.sessions.lock().unwrap().push(session.clone());
-    }
-    fn data(&self, _: &mut (), _: &Session, data: &[u8]) -> usize {
-        data.len()
-    }
-    fn closed(&self, _: (), session: &Session, reason: CloseReason) {
-        self.sessions.lock().unwrap().retain(|s| !s.same(session));
-        self.closed.lock().unwrap().push(reason);
-    }
 }
 
 /// Scenario 7: Two threads broadcast numbered records to every session at once: every record

@@ -18,6 +18,8 @@
 //! Nothing is printed on stdout; errors go to stderr. SIGTERM and SIGINT end the process
 //! with status 0.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use clap::{Parser, ValueEnum};
 use std::io;
 use std::net::SocketAddr;
