@@ -43,5 +43,5 @@ pub use error::Error;
 pub use handler::{CloseReason, Handler};
 pub use model::uring_probe;
 pub use server::{Server, ServerHandle};
-pub use session::{SendError, Session, SessionId};
+pub use session::{DetachedSession, SendError, Session, SessionId};
 pub use stats::Stats;

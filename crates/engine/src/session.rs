@@ -367,3 +367,72 @@ impl Session {
         Arc::ptr_eq(&self.shared, &other.shared)
     }
 }
+
+/// Owner of a [`DetachedSession`]: nobody to wake.
+struct Detached;
+
+impl Owner for Detached {
+    fn schedule(&self, _session: &Session) -> bool {
+        false
+    }
+}
+
+/// A session attached to no server and no socket: for unit tests of a [`crate::Handler`]
+/// (call its methods with [`DetachedSession::session`], then look at what it sent) and for
+/// benchmarks of the send queue. Sends, limits and close requests behave as on a server.
+///
+/// ```
+/// use iomodels_engine::{echo::Echo, CloseReason, DetachedSession, Handler, SendError};
+///
+/// let detached = DetachedSession::new("127.0.0.1:9".parse().unwrap(), 8);
+/// let mut state = Echo.opened(detached.session());
+/// assert_eq!(Echo.data(&mut state, detached.session(), b"ping"), 4);
+/// let mut wire = Vec::new();
+/// assert_eq!(detached.drain_into(&mut wire), 4);
+/// assert_eq!(wire, b"ping");
+/// // Past the limit the send fails and the session is marked for closing.
+/// assert_eq!(detached.session().send(b"too long!"), Err(SendError::QueueFull));
+/// assert_eq!(detached.close_requested(), Some(CloseReason::SendQueueFull));
+/// ```
+#[derive(Debug)]
+pub struct DetachedSession {
+    session: Session,
+}
+
+impl DetachedSession {
+    /// A session "from" `peer` whose send queue holds at most `send_queue_limit` bytes.
+    pub fn new(peer: SocketAddr, send_queue_limit: usize) -> DetachedSession {
+        DetachedSession {
+            session: Session::new(
+                peer,
+                0,
+                Arc::new(Detached),
+                Arc::new(Counters::default()),
+                send_queue_limit,
+            ),
+        }
+    }
+
+    /// The session, to hand to a handler or to clone into other threads.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// Move everything queued so far to the end of `out`, as a driver would write it.
+    /// Returns the number of bytes moved.
+    pub fn drain_into(&self, out: &mut Vec<u8>) -> usize {
+        let mut outbox = self.session.outbox();
+        let n = outbox.pending().len();
+        out.extend_from_slice(outbox.pending());
+        outbox.consume(n);
+        n
+    }
+
+    /// The close asked for (by the application, or by an overflowing queue), if any.
+    pub fn close_requested(&self) -> Option<CloseReason> {
+        self.session
+            .outbox()
+            .close_request()
+            .map(CloseRequest::reason)
+    }
+}
