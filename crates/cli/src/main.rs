@@ -75,14 +75,29 @@ fn run(command: Command) -> Result<()> {
 
 fn print_models() {
     use iomodels_engine::Model;
-    println!("{:<9} {:<28} description", "model", "Windows original");
+    println!(
+        "{:<9} {:<28} {:<6} description",
+        "model", "Windows original", "here"
+    );
+    let mut missing = Vec::new();
     for model in Model::ALL {
+        let here = match (model, iomodels_engine::uring_probe()) {
+            (Model::Uring, Err(e)) => {
+                missing.push(e.to_string());
+                "no"
+            }
+            _ => "yes",
+        };
         println!(
-            "{:<9} {:<28} {}",
+            "{:<9} {:<28} {:<6} {}",
             model.name(),
             model.windows_original(),
+            here,
             model.description()
         );
+    }
+    for why in missing {
+        println!("\n{why}");
     }
 }
 
