@@ -77,6 +77,10 @@ pub struct CompareArgs {
     /// Load generator threads (passed to bench as --threads).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Run the matrix this many times, every server once per round in turn, and report
+    /// each cell's median round (the machine's noise shows in the spread; see compare.json).
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
     /// A short run (about a minute for two servers): counts 1,100, 1 s windows, one
     /// capacity step of 1000.
     #[arg(long)]
@@ -201,6 +205,7 @@ impl Plan {
                 peer_workers,
                 bench_threads: args.threads,
                 quick,
+                rounds: args.rounds.max(1),
             },
             server_cpus,
         })
@@ -252,61 +257,87 @@ pub fn run(args: CompareArgs) -> Result<(), Error> {
         targets,
         shared_loop_lines: engine_src.as_deref().and_then(loc::shared_loop_lines),
         rows: Vec::new(),
+        all_rows: Vec::new(),
     };
 
+    let rounds = plan.settings.rounds;
     let per_target = plan.runs_per_target();
-    let mut progress = Progress::new((per_target * plan.targets.len()) as u64);
-    for &target in &plan.targets {
-        let mut remaining = per_target as u64;
-        let mut runs = Vec::new();
-        for &pipeline in &plan.settings.pipelines {
-            for &payload in &plan.settings.payloads {
-                for &connections in &plan.settings.connections {
-                    runs.push((Phase::Matrix, connections, payload, pipeline));
+    let matrix_runs = per_target - plan.settings.capacity_steps.len();
+    let total = per_target + (rounds - 1) * matrix_runs;
+    let mut progress = Progress::new((total * plan.targets.len()) as u64);
+    let mut failed: Vec<Target> = Vec::new();
+    for round in 0..rounds {
+        for &target in &plan.targets {
+            // Later rounds repeat the matrix only; the capacity ramp runs once.
+            let per_target = if round == 0 { per_target } else { matrix_runs };
+            if failed.contains(&target) {
+                progress.skip(per_target as u64);
+                continue;
+            }
+            let mut remaining = per_target as u64;
+            let mut runs = Vec::new();
+            for &pipeline in &plan.settings.pipelines {
+                for &payload in &plan.settings.payloads {
+                    for &connections in &plan.settings.connections {
+                        runs.push((Phase::Matrix, connections, payload, pipeline));
+                    }
                 }
             }
-        }
-        let first_payload = plan.settings.payloads[0];
-        runs.extend(
-            plan.settings
-                .capacity_steps
-                .iter()
-                .map(|&step| (Phase::Capacity, step, first_payload, 1)),
-        );
-        for (phase, connections, payload, pipeline) in runs {
-            progress.start(&format!(
-                "{target} {} C={connections}",
-                report::mode_name(pipeline)
-            ));
-            let row = measure(
-                &binaries,
-                &plan,
-                target,
-                phase,
-                connections,
-                payload,
-                pipeline,
-            );
-            remaining -= 1;
-            progress.finish(&summary_line(&row));
-            let start_failed = row.bench_command.is_none();
-            let ramp_over =
-                phase == Phase::Capacity && (row.clean().is_none() || row.server_note.is_some());
-            report.rows.push(row);
-            if start_failed {
-                // A server that does not start will not start for the next run either.
-                progress.skip(remaining);
-                break;
+            let first_payload = plan.settings.payloads[0];
+            if round == 0 {
+                runs.extend(
+                    plan.settings
+                        .capacity_steps
+                        .iter()
+                        .map(|&step| (Phase::Capacity, step, first_payload, 1)),
+                );
             }
-            if ramp_over {
-                progress.skip(remaining);
-                break;
+            for (phase, connections, payload, pipeline) in runs {
+                progress.start(&format!(
+                    "{target} {} C={connections}{}",
+                    report::mode_name(pipeline),
+                    if rounds > 1 {
+                        format!(" (round {}/{rounds})", round + 1)
+                    } else {
+                        String::new()
+                    }
+                ));
+                let mut row = measure(
+                    &binaries,
+                    &plan,
+                    target,
+                    phase,
+                    connections,
+                    payload,
+                    pipeline,
+                );
+                row.round = round;
+                remaining -= 1;
+                progress.finish(&summary_line(&row));
+                let start_failed = row.bench_command.is_none();
+                let ramp_over = phase == Phase::Capacity
+                    && (row.clean().is_none() || row.server_note.is_some());
+                report.rows.push(row);
+                if start_failed {
+                    // A server that does not start will not start for the next run either.
+                    failed.push(target);
+                    progress.skip(remaining);
+                    break;
+                }
+                if ramp_over {
+                    progress.skip(remaining);
+                    break;
+                }
             }
+            report.elapsed_secs = started.elapsed().as_secs_f64();
+            report.write_json(&args.out)?;
         }
-        report.elapsed_secs = started.elapsed().as_secs_f64();
-        report.write_json(&args.out)?;
     }
     progress.close();
+    if rounds > 1 {
+        report.all_rows = report.rows.clone();
+        report.rows = report::median_rows(&report.all_rows);
+    }
 
     report.elapsed_secs = started.elapsed().as_secs_f64();
     report.write_json(&args.out)?;
@@ -485,6 +516,7 @@ fn measure(
         bench: None,
         error: None,
         server_note: None,
+        round: 0,
     };
     let addr = match process::free_loopback_addr() {
         Ok(addr) => addr,

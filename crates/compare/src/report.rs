@@ -54,6 +54,9 @@ pub struct Row {
     pub error: Option<String>,
     /// The server did not stop cleanly (crashed during the run, ignored SIGTERM).
     pub server_note: Option<String>,
+    /// Which round of `--rounds` it came from (0 for the first).
+    #[serde(default)]
+    pub round: usize,
 }
 
 impl Row {
@@ -129,6 +132,13 @@ pub struct Settings {
     pub bench_threads: Option<usize>,
     /// `--quick`.
     pub quick: bool,
+    /// Rounds of the matrix (`--rounds`); the tables show each cell's median round.
+    #[serde(default = "one")]
+    pub rounds: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// Everything `compare` measured.
@@ -148,8 +158,11 @@ pub struct Report {
     pub targets: Vec<TargetInfo>,
     /// Code lines of the readiness loop shared by polling, select, poll, signal and epoll.
     pub shared_loop_lines: Option<usize>,
-    /// Every run.
+    /// The runs the tables are made of: with several rounds, each matrix cell's median.
     pub rows: Vec<Row>,
+    /// Every run of every round, when there was more than one round.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub all_rows: Vec<Row>,
 }
 
 /// How many connections a target held, from its capacity rows.
@@ -304,15 +317,27 @@ impl Report {
             ),
             s.peer_workers
         );
-        let _ =
-            writeln!(
+        let _ = writeln!(
             out,
-            "- each run: a fresh server, {} s warm-up, {} s measured; payloads {} B; modes {}\n",
+            "- each run: a fresh server, {} s warm-up, {} s measured; payloads {} B; modes {}",
             s.warmup_secs,
             s.duration_secs,
             join(&s.payloads),
-            s.pipelines.iter().map(|&k| mode_name(k)).collect::<Vec<_>>().join(", ")
+            s.pipelines
+                .iter()
+                .map(|&k| mode_name(k))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
+        let _ = if s.rounds > 1 {
+            writeln!(
+                out,
+                "- {} rounds of the matrix, every server once per round in turn; each cell shows the round with the median server CPU per message (every round is in compare.json, `all_rows`)\n",
+                s.rounds
+            )
+        } else {
+            writeln!(out, "- one round: each cell is a single run\n")
+        };
     }
 
     fn write_summary(&self, out: &mut String) {
@@ -714,4 +739,44 @@ pub(crate) fn write_file(path: &Path, text: &str) -> Result<(), Error> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// One row per cell (target, phase, connections, payload, pipeline): of the rounds that
+/// measured it cleanly, the one with the median server CPU per message (a real run, not an
+/// average), or the first round's when none was clean. The order of first appearance is kept.
+pub fn median_rows(all: &[Row]) -> Vec<Row> {
+    let key = |r: &Row| {
+        (
+            r.target.clone(),
+            r.phase,
+            r.connections,
+            r.payload,
+            r.pipeline,
+        )
+    };
+    let mut cells: Vec<(_, Vec<&Row>)> = Vec::new();
+    for row in all {
+        let k = key(row);
+        match cells.iter_mut().find(|(c, _)| *c == k) {
+            Some((_, rows)) => rows.push(row),
+            None => cells.push((k, vec![row])),
+        }
+    }
+    cells
+        .into_iter()
+        .map(|(_, rows)| {
+            let mut clean: Vec<(&Row, f64)> = rows
+                .iter()
+                .filter_map(|r| {
+                    let cpu = r.clean()?.server.as_ref()?.cpu_us_per_msg;
+                    Some((*r, cpu))
+                })
+                .collect();
+            if clean.is_empty() {
+                return rows[0].clone();
+            }
+            clean.sort_by(|a, b| a.1.total_cmp(&b.1));
+            clean[(clean.len() - 1) / 2].0.clone()
+        })
+        .collect()
 }

@@ -71,6 +71,7 @@ fn row(
         bench,
         error: None,
         server_note: None,
+        round: 0,
     }
 }
 
@@ -192,6 +193,7 @@ fn synthetic() -> Report {
             peer_workers: 1,
             bench_threads: None,
             quick: false,
+            rounds: 1,
         },
         targets: vec![
             target("epoll", Kind::Model, Some(120), true),
@@ -201,6 +203,7 @@ fn synthetic() -> Report {
         ],
         shared_loop_lines: Some(500),
         rows,
+        all_rows: Vec::new(),
     }
 }
 
@@ -364,4 +367,34 @@ fn latency_and_cpu_columns_skip_a_count_that_failed() {
     assert_eq!(epoll[4], "0 (errors)");
     assert_eq!(epoll[5], "600 us (C=100)");
     assert_eq!(epoll[6], "3.25");
+}
+
+/// With several rounds, each cell keeps the round with the median server CPU per message,
+/// a clean run beats a failed one, and cells keep their order.
+#[test]
+fn median_round_per_cell() {
+    let round = |r: usize, connections: u64, cpu: f64, held: u64| {
+        let mut row = row(
+            "epoll",
+            Kind::Model,
+            Phase::Matrix,
+            connections,
+            Some(bench(connections, held, 100_000.0, 900.0, cpu, 4096)),
+        );
+        row.round = r;
+        row
+    };
+    let all = vec![
+        round(0, 100, 3.0, 100),
+        round(0, 1000, 9.0, 1000),
+        round(1, 100, 1.0, 100),
+        round(1, 1000, 5.0, 999), // not clean: one connection missing
+        round(2, 100, 2.0, 100),
+        round(2, 1000, 7.0, 1000),
+    ];
+    let median = iomodels_compare::report::median_rows(&all);
+    assert_eq!(median.len(), 2);
+    assert_eq!((median[0].connections, median[0].round), (100, 2));
+    // Of the clean rounds at 1000 (9.0 and 7.0), the lower middle: 7.0.
+    assert_eq!((median[1].connections, median[1].round), (1000, 2));
 }
