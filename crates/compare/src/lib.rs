@@ -346,7 +346,7 @@ pub fn run(args: CompareArgs) -> Result<(), Error> {
     eprintln!(
         "compare: report written to {} ({} runs in {:.0} s)",
         args.out.join("compare.md").display(),
-        report.rows.len(),
+        report.rows.len().max(report.all_rows.len()),
         report.elapsed_secs
     );
     Ok(())
