@@ -175,17 +175,27 @@ mod monoio_peer {
     use std::net::SocketAddr;
 
     /// Run `workers` threads, each with its own runtime and `SO_REUSEPORT` listener.
+    ///
+    /// Every listener is bound before any worker starts, so that once the port accepts at
+    /// all, every worker's listener is in the kernel's SO_REUSEPORT group: a listener still
+    /// being bound by a late worker could otherwise see connections hashed to it refused.
     pub fn run(addr: SocketAddr, workers: usize) -> io::Result<()> {
-        let workers = workers.max(1);
-        let mut threads = Vec::with_capacity(workers - 1);
-        for index in 1..workers {
+        let listeners = (0..workers.max(1))
+            .map(|_| bind(addr))
+            .collect::<io::Result<Vec<_>>>()?;
+        let mut listeners = listeners.into_iter();
+        let first = listeners
+            .next()
+            .ok_or_else(|| io::Error::other("no listener"))?;
+        let mut threads = Vec::new();
+        for (index, listener) in listeners.enumerate() {
             threads.push(
                 std::thread::Builder::new()
-                    .name(format!("monoio-{index}"))
-                    .spawn(move || worker(addr))?,
+                    .name(format!("monoio-{}", index + 1))
+                    .spawn(move || worker(listener))?,
             );
         }
-        let result = worker(addr);
+        let result = worker(first);
         for thread in threads {
             thread
                 .join()
@@ -194,15 +204,28 @@ mod monoio_peer {
         result
     }
 
-    fn worker(addr: SocketAddr) -> io::Result<()> {
+    /// A listener as monoio's `TcpListener::bind` makes one: SO_REUSEADDR, SO_REUSEPORT,
+    /// non-blocking (its legacy driver needs that; io_uring does not mind), backlog 1024.
+    fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), None)?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        Ok(socket.into())
+    }
+
+    fn worker(listener: std::net::TcpListener) -> io::Result<()> {
         let mut runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
             .enable_timer()
             .build()?;
-        runtime.block_on(serve(addr))
+        runtime.block_on(serve(listener))
     }
 
-    async fn serve(addr: SocketAddr) -> io::Result<()> {
-        let listener = TcpListener::bind(addr)?;
+    async fn serve(listener: std::net::TcpListener) -> io::Result<()> {
+        let listener = TcpListener::from_std(listener)?;
         loop {
             let (stream, _) = match listener.accept().await {
                 Ok(accepted) => accepted,
