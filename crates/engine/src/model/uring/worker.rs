@@ -26,9 +26,8 @@ use std::time::{Duration, Instant};
 const BATCH: usize = 512;
 /// How long accepting pauses when descriptors run out and shedding did not help.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-/// Send buffers kept for reuse per worker, and the largest capacity worth keeping.
+/// Send-buffer boxes kept for reuse per worker.
 const SPARE_BUFS: usize = 1024;
-const SPARE_CAPACITY: usize = 16 * 1024;
 /// How long the final drain of ops may take when a worker exits.
 const EXIT_DRAIN: Duration = Duration::from_secs(1);
 
@@ -474,8 +473,9 @@ impl<H: Handler> Worker<H> {
         let mut send = None;
         if !entry.sending && !outbox.pending().is_empty() {
             let mut buf = self.spare.pop().unwrap_or_default();
-            let spare = std::mem::take(&mut buf.data);
-            buf.data = outbox.take(spare);
+            // The queue is left with no buffer: an idle session holds none, and the next
+            // send allocates one (the box around it is what the spare pool saves).
+            buf.data = outbox.take(Vec::new());
             buf.sent = 0;
             send = Some(buf);
         }
@@ -611,8 +611,10 @@ impl<H: Handler> Worker<H> {
     }
 
     fn recycle_send(&mut self, mut buf: Box<SendBuf>) {
-        if buf.data.capacity() <= SPARE_CAPACITY && self.spare.len() < SPARE_BUFS {
-            buf.data.clear();
+        if self.spare.len() < SPARE_BUFS {
+            // The bytes go back to the allocator now (the next send takes the session's
+            // own queue as its buffer); the box is what is reused.
+            buf.data = Vec::new();
             buf.sent = 0;
             self.spare.push(buf);
         }
