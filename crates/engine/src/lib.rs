@@ -35,6 +35,7 @@ mod server;
 mod session;
 mod stats;
 mod sys;
+mod timers;
 
 pub mod echo;
 

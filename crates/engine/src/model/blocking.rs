@@ -46,6 +46,7 @@ use crate::server::{Core, Wake};
 use crate::session::{CloseRequest, Outbox, Owner, Session, SessionId};
 use crate::stats::Counters;
 use crate::sys::{self, syscall};
+use crate::timers::ACCEPT_BACKOFF;
 use socket2::SockRef;
 use std::collections::HashMap;
 use std::io;
@@ -63,9 +64,6 @@ const NAME: &str = "blocking";
 const READ_BUFFER: usize = 16 * 1024;
 /// A writer keeps a drained buffer of at most this capacity for its next write.
 const KEEP_SPARE: usize = 64 * 1024;
-/// How long accepting pauses when descriptors run out and the reserve did not help. A
-/// closing connection (which frees descriptors) or shutdown ends the pause early.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Lock a mutex, ignoring poison: every structure here stays consistent between calls.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -20,6 +20,7 @@ use crate::server::{Core, Wake};
 use crate::session::{CloseRequest, Session};
 use crate::stats::Counters;
 use crate::sys;
+use crate::timers::Timers;
 use mailbox::Mailbox;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -168,8 +169,6 @@ const READ_BUDGET: usize = 16;
 const ACCEPT_BUDGET: usize = 128;
 /// The read buffer shared by every connection of a worker.
 const SCRATCH: usize = 64 * 1024;
-/// How long accepting pauses when descriptors run out and the reserve did not help.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 struct Worker<S: Selector, H: Handler> {
     core: Arc<Core<H>>,
@@ -187,11 +186,9 @@ struct Worker<S: Selector, H: Handler> {
     /// Connections to service without waiting for an event (new, or out of budget).
     ready: Vec<usize>,
     accept_ready: bool,
-    accept_paused_until: Option<Instant>,
     reserve: sys::Reserve,
     now: Instant,
-    next_idle_check: Option<Instant>,
-    shutdown_deadline: Option<Instant>,
+    timers: Timers,
     progressed: bool,
 }
 
@@ -206,7 +203,6 @@ impl<S: Selector, H: Handler> Worker<S, H> {
         core.add_waker(waker);
         let counters = core.counters.add_worker();
         let now = Instant::now();
-        let next_idle_check = core.config.idle_timeout.map(|t| now + idle_period(t));
         Ok(Worker {
             selector,
             listener: Some(listener),
@@ -220,11 +216,9 @@ impl<S: Selector, H: Handler> Worker<S, H> {
             events: Vec::with_capacity(1024),
             ready: Vec::new(),
             accept_ready: true,
-            accept_paused_until: None,
             reserve: sys::Reserve::new(),
             now,
-            next_idle_check,
-            shutdown_deadline: None,
+            timers: Timers::new(core.config.idle_timeout, now),
             progressed: false,
             core,
         })
@@ -265,7 +259,10 @@ impl<S: Selector, H: Handler> Worker<S, H> {
             events.clear();
             self.events = events;
 
-            if self.accept_ready && self.listener.is_some() && self.accept_paused_until.is_none() {
+            if self.accept_ready
+                && self.listener.is_some()
+                && self.timers.accept_paused_until.is_none()
+            {
                 self.accept_some();
             }
             let ready = std::mem::take(&mut self.ready);
@@ -275,11 +272,11 @@ impl<S: Selector, H: Handler> Worker<S, H> {
             self.drain_mailbox();
             self.selector.round_done(self.progressed);
 
-            if self.core.is_shutting_down() && self.shutdown_deadline.is_none() {
+            if self.core.is_shutting_down() && self.timers.shutdown_deadline.is_none() {
                 self.begin_shutdown();
             }
             self.timers();
-            if let Some(deadline) = self.shutdown_deadline {
+            if let Some(deadline) = self.timers.shutdown_deadline {
                 if self.live == 0 {
                     return Ok(());
                 }
@@ -299,19 +296,13 @@ impl<S: Selector, H: Handler> Worker<S, H> {
     /// How long the next wait may last.
     fn timeout(&self) -> Option<Duration> {
         if !self.ready.is_empty()
-            || (self.accept_ready && self.listener.is_some() && self.accept_paused_until.is_none())
+            || (self.accept_ready
+                && self.listener.is_some()
+                && self.timers.accept_paused_until.is_none())
         {
             return Some(Duration::ZERO);
         }
-        [
-            self.next_idle_check,
-            self.shutdown_deadline,
-            self.accept_paused_until,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .map(|at| at.saturating_duration_since(Instant::now()))
+        self.timers.next_wait()
     }
 
     fn accept_some(&mut self) {
@@ -339,7 +330,7 @@ impl<S: Selector, H: Handler> Worker<S, H> {
                         continue;
                     }
                     tracing::warn!(model = S::NAME, "out of descriptors ({e}); pausing accept");
-                    self.accept_paused_until = Some(self.now + ACCEPT_BACKOFF);
+                    self.timers.pause_accept(self.now);
                     if !S::EDGE_TRIGGERED {
                         let _ = self.selector.reregister(listener, LISTENER, Interest::NONE);
                     }
@@ -475,7 +466,7 @@ impl<S: Selector, H: Handler> Worker<S, H> {
         if let Some(listener) = self.listener.take() {
             let _ = self.selector.deregister(listener.as_raw_fd(), LISTENER);
         }
-        self.shutdown_deadline = Some(self.now + self.core.config.shutdown_timeout);
+        self.timers.shutdown_deadline = Some(self.now + self.core.config.shutdown_timeout);
         for token in 0..self.entries.len() {
             if let Some(entry) = &self.entries[token] {
                 entry
@@ -489,25 +480,17 @@ impl<S: Selector, H: Handler> Worker<S, H> {
     }
 
     fn timers(&mut self) {
-        if let Some(until) = self.accept_paused_until {
-            if self.now >= until {
-                self.accept_paused_until = None;
-                self.accept_ready = true;
-                if let (false, Some(listener)) = (S::EDGE_TRIGGERED, &self.listener) {
-                    let _ =
-                        self.selector
-                            .reregister(listener.as_raw_fd(), LISTENER, Interest::READ);
-                }
+        if self.timers.accept_resumes(self.now) {
+            self.accept_ready = true;
+            if let (false, Some(listener)) = (S::EDGE_TRIGGERED, &self.listener) {
+                let _ = self
+                    .selector
+                    .reregister(listener.as_raw_fd(), LISTENER, Interest::READ);
             }
         }
-        let (Some(check), Some(idle)) = (self.next_idle_check, self.core.config.idle_timeout)
-        else {
+        let Some(idle) = self.timers.idle_sweep_due(self.now) else {
             return;
         };
-        if self.now < check {
-            return;
-        }
-        self.next_idle_check = Some(self.now + idle_period(idle));
         for token in 0..self.entries.len() {
             if let Some(entry) = &self.entries[token] {
                 if self.now.duration_since(entry.last_active) >= idle {
@@ -522,11 +505,6 @@ impl<S: Selector, H: Handler> Worker<S, H> {
             self.close(token, reason, Closing::Abortive);
         }
     }
-}
-
-/// How often idle sessions are looked for: a quarter of the timeout, at most a second.
-fn idle_period(idle: Duration) -> Duration {
-    (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
 }
 
 fn is_closing<St: Send + 'static>(entry: &Entry<St>) -> bool {

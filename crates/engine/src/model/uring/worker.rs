@@ -15,6 +15,7 @@ use crate::server::Core;
 use crate::session::{CloseRequest, Session};
 use crate::stats::Counters;
 use crate::sys::{self, EventFd};
+use crate::timers::Timers;
 use io_uring::cqueue;
 use std::cell::UnsafeCell;
 use std::io;
@@ -24,8 +25,6 @@ use std::time::{Duration, Instant};
 
 /// Completions taken from the queue at a time.
 const BATCH: usize = 512;
-/// How long accepting pauses when descriptors run out and shedding did not help.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Send-buffer boxes kept for reuse per worker.
 const SPARE_BUFS: usize = 1024;
 /// How long the final drain of ops may take when a worker exits.
@@ -80,7 +79,6 @@ pub(super) struct Worker<H: Handler> {
     listener: Option<OwnedFd>,
     /// The armed multishot accept.
     accept: Option<UserData>,
-    accept_paused_until: Option<Instant>,
     reserve: sys::Reserve,
     waker: Arc<EventFd>,
     mailbox: Arc<Mailbox>,
@@ -92,8 +90,7 @@ pub(super) struct Worker<H: Handler> {
     batch: Vec<cqueue::Entry>,
     started: Instant,
     now: Instant,
-    next_idle_check: Option<Instant>,
-    shutdown_deadline: Option<Instant>,
+    timers: Timers,
     exiting: bool,
 }
 
@@ -108,7 +105,6 @@ impl<H: Handler> Worker<H> {
         core.add_waker(waker.clone());
         let counters = core.counters.add_worker();
         let now = Instant::now();
-        let next_idle_check = core.config.idle_timeout.map(|t| now + idle_period(t));
         let mut worker = Worker {
             ring,
             conns: Vec::new(),
@@ -116,7 +112,6 @@ impl<H: Handler> Worker<H> {
             live: 0,
             listener: Some(listener),
             accept: None,
-            accept_paused_until: None,
             reserve: sys::Reserve::new(),
             waker,
             mailbox,
@@ -125,8 +120,7 @@ impl<H: Handler> Worker<H> {
             batch: Vec::with_capacity(BATCH),
             started: now,
             now,
-            next_idle_check,
-            shutdown_deadline: None,
+            timers: Timers::new(core.config.idle_timeout, now),
             exiting: false,
             core,
         };
@@ -166,11 +160,11 @@ impl<H: Handler> Worker<H> {
             }
             self.drain_mailbox();
 
-            if self.core.is_shutting_down() && self.shutdown_deadline.is_none() {
+            if self.core.is_shutting_down() && self.timers.shutdown_deadline.is_none() {
                 self.begin_shutdown();
             }
             self.timers();
-            if let Some(deadline) = self.shutdown_deadline {
+            if let Some(deadline) = self.timers.shutdown_deadline {
                 if self.live == 0 {
                     self.drain_ops();
                     return Ok(());
@@ -191,15 +185,7 @@ impl<H: Handler> Worker<H> {
 
     /// How long the next wait may last: until the nearest timer.
     fn timeout(&self) -> Option<Duration> {
-        [
-            self.next_idle_check,
-            self.shutdown_deadline,
-            self.accept_paused_until,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-        .map(|at| at.saturating_duration_since(Instant::now()))
+        self.timers.next_wait()
     }
 
     fn now_ms(&self) -> u32 {
@@ -258,12 +244,12 @@ impl<H: Handler> Worker<H> {
                         model = "uring",
                         "out of descriptors ({err}); refused a connection"
                     );
-                } else if self.accept_paused_until.is_none() {
+                } else if self.timers.accept_paused_until.is_none() {
                     tracing::warn!(
                         model = "uring",
                         "out of descriptors ({err}); pausing accept"
                     );
-                    self.accept_paused_until = Some(self.now + ACCEPT_BACKOFF);
+                    self.timers.pause_accept(self.now);
                     if let Some(accept) = self.accept {
                         self.cancel(None, Target::Op(accept));
                     }
@@ -273,12 +259,12 @@ impl<H: Handler> Worker<H> {
             }
         }
         if done {
-            if self.shutdown_deadline.is_some() || self.exiting {
+            if self.timers.shutdown_deadline.is_some() || self.exiting {
                 self.listener = None;
-            } else if self.accept_paused_until.is_none() {
+            } else if self.timers.accept_paused_until.is_none() {
                 if let Err(e) = self.arm_accept() {
                     tracing::warn!(model = "uring", "re-arming accept: {e}; retrying later");
-                    self.accept_paused_until = Some(self.now + ACCEPT_BACKOFF);
+                    self.timers.pause_accept(self.now);
                 }
             }
         }
@@ -652,25 +638,15 @@ impl<H: Handler> Worker<H> {
     }
 
     fn timers(&mut self) {
-        if let Some(until) = self.accept_paused_until {
-            if self.now >= until {
-                self.accept_paused_until = None;
-                if self.shutdown_deadline.is_none() {
-                    if let Err(e) = self.arm_accept() {
-                        tracing::warn!(model = "uring", "re-arming accept: {e}; retrying later");
-                        self.accept_paused_until = Some(self.now + ACCEPT_BACKOFF);
-                    }
-                }
+        if self.timers.accept_resumes(self.now) && self.timers.shutdown_deadline.is_none() {
+            if let Err(e) = self.arm_accept() {
+                tracing::warn!(model = "uring", "re-arming accept: {e}; retrying later");
+                self.timers.pause_accept(self.now);
             }
         }
-        let (Some(check), Some(idle)) = (self.next_idle_check, self.core.config.idle_timeout)
-        else {
+        let Some(idle) = self.timers.idle_sweep_due(self.now) else {
             return;
         };
-        if self.now < check {
-            return;
-        }
-        self.next_idle_check = Some(self.now + idle_period(idle));
         let now_ms = self.now_ms();
         let idle_ms = idle.as_millis().min(u32::MAX as u128) as u32;
         for slot in 0..self.conns.len() as u32 {
@@ -686,7 +662,7 @@ impl<H: Handler> Worker<H> {
 
     fn begin_shutdown(&mut self) {
         tracing::debug!(model = "uring", sessions = self.live, "shutting down");
-        self.shutdown_deadline = Some(self.now + self.core.config.shutdown_timeout);
+        self.timers.shutdown_deadline = Some(self.now + self.core.config.shutdown_timeout);
         match self.accept {
             // The listener is closed when the accept's last completion arrives.
             Some(accept) => self.cancel(None, Target::Op(accept)),
@@ -740,9 +716,4 @@ impl<H: Handler> Worker<H> {
             self.batch = batch;
         }
     }
-}
-
-/// How often idle sessions are looked for: a quarter of the timeout, at most a second.
-fn idle_period(idle: Duration) -> Duration {
-    (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
 }
