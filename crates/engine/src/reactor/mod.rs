@@ -332,7 +332,12 @@ impl<S: Selector, H: Handler> Worker<S, H> {
                     tracing::warn!(model = S::NAME, "out of descriptors ({e}); pausing accept");
                     self.timers.pause_accept(self.now);
                     if !S::EDGE_TRIGGERED {
-                        let _ = self.selector.reregister(listener, LISTENER, Interest::NONE);
+                        // Without this a level-triggered selector reports the listener
+                        // every round; failing it costs only those wake-ups.
+                        if let Err(e) = self.selector.reregister(listener, LISTENER, Interest::NONE)
+                        {
+                            tracing::warn!(model = S::NAME, "pausing the listener: {e}");
+                        }
                     }
                     return;
                 }
@@ -483,9 +488,12 @@ impl<S: Selector, H: Handler> Worker<S, H> {
         if self.timers.accept_resumes(self.now) {
             self.accept_ready = true;
             if let (false, Some(listener)) = (S::EDGE_TRIGGERED, &self.listener) {
-                let _ = self
-                    .selector
-                    .reregister(listener.as_raw_fd(), LISTENER, Interest::READ);
+                let fd = listener.as_raw_fd();
+                if let Err(e) = self.selector.reregister(fd, LISTENER, Interest::READ) {
+                    // A listener left unwatched would never be reported again: retry.
+                    tracing::warn!(model = S::NAME, "resuming the listener: {e}; retrying");
+                    self.timers.pause_accept(self.now);
+                }
             }
         }
         let Some(idle) = self.timers.idle_sweep_due(self.now) else {
