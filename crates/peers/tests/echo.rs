@@ -2,13 +2,19 @@
 //! at once, and exits with status 0 on SIGTERM.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-/// A loopback address whose port was free a moment ago.
+/// A loopback address whose port was free a moment ago, on a 127.0.0.x of its own for
+/// each call: the monoio peer listens with SO_REUSEPORT, so two tests handed the same
+/// port would silently share it and see each other's listeners come and go.
 fn free_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    static NEXT: AtomicU8 = AtomicU8::new(10);
+    let host = NEXT.fetch_add(1, Ordering::Relaxed);
+    let listener =
+        TcpListener::bind((Ipv4Addr::new(127, 0, 0, host), 0)).expect("bind an ephemeral port");
     listener.local_addr().expect("local address")
 }
 
