@@ -15,8 +15,11 @@
 //! `TCP_NODELAY`, so pipelined echoes are not held back by Nagle's algorithm in one server
 //! and not in another.
 //!
-//! Nothing is printed on stdout; errors go to stderr. SIGTERM and SIGINT end the process
-//! with status 0.
+//! Nothing is printed on stdout. Once listening, one line goes to stderr:
+//! `iomodels-peers: <server> echo server on <addr> (<n> workers)`, with the port the kernel
+//! chose when `--addr` asks for port 0 (so a caller needs no "free port" that someone else
+//! could take first); errors go to stderr too. SIGTERM and SIGINT end the process with
+//! status 0.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -123,7 +126,7 @@ mod tokio_peer {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
-            .block_on(serve(addr))
+            .block_on(serve(addr, "tokio-current", 1))
     }
 
     /// Run on a multi_thread runtime with `workers` workers (tokio's default if `None`).
@@ -132,11 +135,14 @@ mod tokio_peer {
         if let Some(workers) = workers {
             builder.worker_threads(workers);
         }
-        builder.enable_all().build()?.block_on(serve(addr))
+        let runtime = builder.enable_all().build()?;
+        let workers = runtime.metrics().num_workers();
+        runtime.block_on(serve(addr, "tokio-multi", workers))
     }
 
-    async fn serve(addr: SocketAddr) -> io::Result<()> {
+    async fn serve(addr: SocketAddr, name: &str, workers: usize) -> io::Result<()> {
         let listener = TcpListener::bind(addr).await?;
+        super::announce(name, listener.local_addr()?, workers);
         loop {
             let (socket, _) = match listener.accept().await {
                 Ok(accepted) => accepted,
@@ -180,9 +186,14 @@ mod monoio_peer {
     /// all, every worker's listener is in the kernel's SO_REUSEPORT group: a listener still
     /// being bound by a late worker could otherwise see connections hashed to it refused.
     pub fn run(addr: SocketAddr, workers: usize) -> io::Result<()> {
-        let listeners = (0..workers.max(1))
-            .map(|_| bind(addr))
-            .collect::<io::Result<Vec<_>>>()?;
+        let first = bind(addr)?;
+        // Port 0 means "any": every other worker joins the port the first one was given.
+        let addr = first.local_addr()?;
+        let mut listeners = vec![first];
+        for _ in 1..workers.max(1) {
+            listeners.push(bind(addr)?);
+        }
+        super::announce("monoio", addr, listeners.len());
         let mut listeners = listeners.into_iter();
         let first = listeners
             .next()
@@ -220,17 +231,23 @@ mod monoio_peer {
     fn worker(listener: std::net::TcpListener) -> io::Result<()> {
         let mut runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
             .enable_timer()
-            .build()?;
+            .build()
+            .map_err(context("building the runtime"))?;
         runtime.block_on(serve(listener))
     }
 
+    /// The same error with what was being done in front of it.
+    fn context(what: &'static str) -> impl Fn(io::Error) -> io::Error {
+        move |error| io::Error::new(error.kind(), format!("{what}: {error}"))
+    }
+
     async fn serve(listener: std::net::TcpListener) -> io::Result<()> {
-        let listener = TcpListener::from_std(listener)?;
+        let listener = TcpListener::from_std(listener).map_err(context("adopting the listener"))?;
         loop {
             let (stream, _) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(error) if super::is_transient(&error) => continue,
-                Err(error) => return Err(error),
+                Err(error) => return Err(context("accepting")(error)),
             };
             monoio::spawn(echo(stream));
         }
@@ -252,10 +269,22 @@ mod monoio_peer {
     }
 }
 
+/// Say on stderr where the server listens, once it does.
+fn announce(name: &str, addr: SocketAddr, workers: usize) {
+    eprintln!("iomodels-peers: {name} echo server on {addr} ({workers} workers)");
+}
+
 /// Accept errors after which the listener still works.
+///
+/// `EAGAIN` belongs here too: io_uring gives an accept up to a poll after 128 wake-ups that
+/// found nothing to accept and runs it on an io-wq thread, where a listener opened
+/// `O_NONBLOCK` (as monoio's are) returns `EAGAIN` to the caller instead of waiting.
 fn is_transient(error: &io::Error) -> bool {
     matches!(
         error.raw_os_error(),
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::ECONNABORTED)
-    ) || error.kind() == io::ErrorKind::ConnectionAborted
+    ) || matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionAborted | io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
 }

@@ -1,55 +1,107 @@
 //! Each peer, run as its own process, echoes every byte back in order on many connections
 //! at once, and exits with status 0 on SIGTERM.
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A loopback address whose port was free a moment ago, on a 127.0.0.x of its own for
-/// each call: the monoio peer listens with SO_REUSEPORT, so two tests handed the same
-/// port would silently share it and see each other's listeners come and go.
-fn free_addr() -> SocketAddr {
+/// A loopback address with port 0 on a 127.0.0.x of its own for each call: the peer takes
+/// whatever port the kernel gives it and says which. (Asking the kernel for a free port here
+/// and handing it over races with any other test that spawns a child meanwhile: the child
+/// inherits the probe listener until it execs, and answers connects meant for the peer.)
+fn any_port() -> SocketAddr {
     static NEXT: AtomicU8 = AtomicU8::new(10);
-    let host = NEXT.fetch_add(1, Ordering::Relaxed);
-    let listener =
-        TcpListener::bind((Ipv4Addr::new(127, 0, 0, host), 0)).expect("bind an ephemeral port");
-    listener.local_addr().expect("local address")
+    (
+        Ipv4Addr::new(127, 0, 0, NEXT.fetch_add(1, Ordering::Relaxed)),
+        0,
+    )
+        .into()
 }
 
-/// Start a peer and wait (with a deadline) until its port accepts.
-fn start(server: &str, workers: Option<usize>) -> (Child, SocketAddr) {
-    let addr = free_addr();
+/// A running peer: the child, the address it serves, and everything it wrote on stderr.
+struct Running {
+    server: String,
+    child: Child,
+    addr: SocketAddr,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Running {
+    /// Fail the test with what the peer said and whether it is still running: a connect
+    /// refused by a peer that exited is a different bug from one refused by a live peer.
+    fn fail(&mut self, what: &str) -> ! {
+        std::thread::sleep(Duration::from_millis(200));
+        let status = match self.child.try_wait() {
+            Ok(Some(status)) => format!("exited: {status}"),
+            Ok(None) => "still running".to_string(),
+            Err(error) => format!("cannot be polled: {error}"),
+        };
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let stderr = self.stderr.lock().map(|s| s.clone()).unwrap_or_default();
+        panic!(
+            "{}: {what} (peer on {} {status}; its stderr: {stderr:?})",
+            self.server, self.addr
+        );
+    }
+}
+
+/// Start a peer and wait (with a deadline) until it says where it listens.
+fn start(server: &str, workers: Option<usize>) -> Running {
     let mut command = Command::new(env!("CARGO_BIN_EXE_iomodels-peers"));
     command
-        .args(["--server", server, "--addr", &addr.to_string()])
+        .args(["--server", server, "--addr", &any_port().to_string()])
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .stderr(Stdio::piped());
     if let Some(workers) = workers {
         command.args(["--workers", &workers.to_string()]);
     }
     let mut child = command.spawn().expect("spawn iomodels-peers");
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let mut pipe = child.stderr.take().expect("stderr piped");
+    let sink = Arc::clone(&stderr);
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 512];
+        while let Ok(n @ 1..) = pipe.read(&mut chunk) {
+            if let Ok(mut text) = sink.lock() {
+                text.push_str(&String::from_utf8_lossy(&chunk[..n]));
+            }
+        }
+    });
+    let mut running = Running {
+        server: server.to_string(),
+        child,
+        addr: (Ipv4Addr::LOCALHOST, 0).into(),
+        stderr,
+    };
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Some(status) = child.try_wait().expect("poll the child") {
-            panic!("{server} exited before listening: {status}");
+        let said = listening_on(&running.stderr.lock().expect("stderr lock"));
+        if let Some(addr) = said {
+            running.addr = addr;
+            return running;
         }
-        match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
-            Ok(_) => return (child, addr),
-            Err(error) if Instant::now() < deadline => {
-                assert!(
-                    matches!(
-                        error.kind(),
-                        ErrorKind::ConnectionRefused | ErrorKind::TimedOut
-                    ),
-                    "unexpected connect error: {error}"
-                );
-                std::thread::yield_now();
-            }
-            Err(error) => panic!("{server} never accepted on {addr}: {error}"),
+        if let Some(status) = running.child.try_wait().expect("poll the child") {
+            running.fail(&format!("exited before listening: {status}"));
         }
+        if Instant::now() >= deadline {
+            running.fail("never said where it listens");
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// The address in a complete "... echo server on ADDR (N workers)" line.
+fn listening_on(stderr: &str) -> Option<SocketAddr> {
+    stderr
+        .split_inclusive('\n')
+        .filter(|line| line.ends_with('\n'))
+        .find_map(|line| line.split(" echo server on ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.parse().ok())
 }
 
 /// A payload that differs per connection and per message.
@@ -60,29 +112,38 @@ fn pattern(connection: usize, message: usize, len: usize) -> Vec<u8> {
 }
 
 fn check_echo(server: &str, workers: Option<usize>) {
-    let (mut child, addr) = start(server, workers);
-    let mut streams: Vec<TcpStream> = (0..16)
-        .map(|_| {
-            let stream = TcpStream::connect(addr).expect("connect");
-            stream
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .expect("read timeout");
-            stream
-        })
-        .collect();
+    let mut peer = start(server, workers);
+    let mut streams = Vec::new();
+    for connection in 0..16 {
+        match TcpStream::connect(peer.addr) {
+            Ok(stream) => {
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .expect("read timeout");
+                streams.push(stream);
+            }
+            Err(error) => peer.fail(&format!(
+                "connect {connection} after the port accepted: {error}"
+            )),
+        }
+    }
     // Sizes from one byte to more than the peers' 4 KiB buffer.
     for (message, len) in [1usize, 64, 1000, 4096, 10_000, 32_768]
         .into_iter()
         .enumerate()
     {
         for (connection, stream) in streams.iter_mut().enumerate() {
-            stream
-                .write_all(&pattern(connection, message, len))
-                .expect("write");
+            if let Err(error) = stream.write_all(&pattern(connection, message, len)) {
+                peer.fail(&format!("write on connection {connection}: {error}"));
+            }
         }
         for (connection, stream) in streams.iter_mut().enumerate() {
             let mut echoed = vec![0u8; len];
-            stream.read_exact(&mut echoed).expect("read the echo");
+            if let Err(error) = stream.read_exact(&mut echoed) {
+                peer.fail(&format!(
+                    "reading the echo on connection {connection}: {error}"
+                ));
+            }
             assert_eq!(
                 echoed,
                 pattern(connection, message, len),
@@ -97,6 +158,7 @@ fn check_echo(server: &str, workers: Option<usize>) {
     last.read_to_end(&mut rest).expect("read to the end");
     assert!(rest.is_empty(), "{server} sent bytes after the echo");
 
+    let child = &mut peer.child;
     // SAFETY: kill(2) with the pid of a child we own and have not reaped yet.
     let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
     assert_eq!(rc, 0, "kill failed");
@@ -137,7 +199,7 @@ fn monoio_with_two_workers_echoes() {
 
 #[test]
 fn tokio_current_refuses_more_workers() {
-    let addr = free_addr();
+    let addr = any_port();
     let output = Command::new(env!("CARGO_BIN_EXE_iomodels-peers"))
         .args([
             "--server",
