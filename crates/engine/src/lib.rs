@@ -33,6 +33,7 @@ mod model;
 mod reactor;
 mod server;
 mod session;
+mod slab;
 mod stats;
 mod sys;
 mod timers;

@@ -9,7 +9,7 @@ use crate::handler::CloseReason;
 use crate::stats::Counters;
 use std::cell::Cell;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -75,17 +75,23 @@ pub(crate) trait Owner: Send + Sync {
     /// queued for the owner (the outbox then marks itself scheduled until the owner takes
     /// it), `false` if the owner will look without being told.
     fn schedule(&self, session: &Session) -> bool;
+
+    /// The counters of the worker that owns the session (kept here, not in every session).
+    fn counters(&self) -> &Counters;
 }
 
 /// A session's queued output. Drivers lock it through [`Session::outbox`].
+///
+/// Sizes are `u32`: the queue is bounded by its limit, which is at most 4 GiB, and every
+/// byte of a session's fixed cost is paid once per connection.
 #[derive(Debug)]
 pub(crate) struct Outbox {
     /// Queued bytes are `buf[head..]`.
     buf: Vec<u8>,
-    head: usize,
+    head: u32,
     /// Bytes the driver took out (an io_uring send in flight, a blocking write under way).
-    in_flight: usize,
-    limit: usize,
+    in_flight: u32,
+    limit: u32,
     /// The session sits in its owner's queue already.
     scheduled: bool,
     close: Option<CloseRequest>,
@@ -98,7 +104,7 @@ impl Outbox {
             buf: Vec::new(),
             head: 0,
             in_flight: 0,
-            limit,
+            limit: u32::try_from(limit).unwrap_or(u32::MAX),
             scheduled: false,
             close: None,
             closed: false,
@@ -107,19 +113,20 @@ impl Outbox {
 
     /// Bytes waiting to be written, oldest first.
     pub(crate) fn pending(&self) -> &[u8] {
-        &self.buf[self.head..]
+        &self.buf[self.head as usize..]
     }
 
     /// Bytes queued or in flight: what counts against the limit.
     pub(crate) fn len(&self) -> usize {
-        self.buf.len() - self.head + self.in_flight
+        self.buf.len() - self.head as usize + self.in_flight as usize
     }
 
     /// `n` bytes of [`Outbox::pending`] were written.
     pub(crate) fn consume(&mut self, n: usize) {
-        self.head += n;
-        debug_assert!(self.head <= self.buf.len());
-        if self.head == self.buf.len() {
+        // The queue never holds more than `limit` (a u32) bytes.
+        self.head += n as u32;
+        debug_assert!(self.head as usize <= self.buf.len());
+        if self.head as usize == self.buf.len() {
             self.head = 0;
             // A drained queue gives its buffer back: an idle session then costs no buffer
             // (80 bytes of a 64-byte echo's 310 per connection), for one small allocation
@@ -137,18 +144,18 @@ impl Outbox {
         spare.clear();
         if self.head > 0 {
             // Rare: a readiness-style partial write left a head. Compact first.
-            self.buf.drain(..self.head);
+            self.buf.drain(..self.head as usize);
             self.head = 0;
         }
         let out = std::mem::replace(&mut self.buf, spare);
-        self.in_flight += out.len();
+        self.in_flight += out.len() as u32;
         out
     }
 
     /// `n` bytes taken by [`Outbox::take`] are done with (written, or dropped on close).
     pub(crate) fn finish(&mut self, n: usize) {
-        debug_assert!(n <= self.in_flight);
-        self.in_flight -= n;
+        debug_assert!(n <= self.in_flight as usize);
+        self.in_flight -= n as u32;
     }
 
     /// The close asked for, if any.
@@ -184,13 +191,39 @@ impl Outbox {
     }
 }
 
+/// A peer address in 16 bytes instead of `SocketAddr`'s 32: IPv4 inline, the rarer IPv6
+/// boxed.
+enum Peer {
+    V4(SocketAddrV4),
+    V6(Box<SocketAddrV6>),
+}
+
+impl From<SocketAddr> for Peer {
+    fn from(addr: SocketAddr) -> Peer {
+        match addr {
+            SocketAddr::V4(v4) => Peer::V4(v4),
+            SocketAddr::V6(v6) => Peer::V6(Box::new(v6)),
+        }
+    }
+}
+
+impl Peer {
+    fn get(&self) -> SocketAddr {
+        match self {
+            Peer::V4(v4) => SocketAddr::V4(*v4),
+            Peer::V6(v6) => SocketAddr::V6(**v6),
+        }
+    }
+}
+
+/// What every handle of one session shares: 112 bytes with the `Arc`'s counts, allocated
+/// once per connection.
 struct Shared {
     id: SessionId,
-    peer: SocketAddr,
+    peer: Peer,
     /// Driver-private: where the owner keeps the connection (a slab index, a ring slot).
-    slot: usize,
+    slot: u32,
     owner: Arc<dyn Owner>,
-    counters: Arc<Counters>,
     outbox: Mutex<Outbox>,
 }
 
@@ -205,7 +238,7 @@ impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Session")
             .field("id", &self.shared.id)
-            .field("peer", &self.shared.peer)
+            .field("peer", &self.peer())
             .finish()
     }
 }
@@ -237,20 +270,19 @@ impl Drop for CallbackScope {
 }
 
 impl Session {
+    /// A new session in `owner`'s `slot` (a slab key: slabs never hold 2^32 sessions).
     pub(crate) fn new(
         peer: SocketAddr,
         slot: usize,
         owner: Arc<dyn Owner>,
-        counters: Arc<Counters>,
         send_queue_limit: usize,
     ) -> Session {
         Session {
             shared: Arc::new(Shared {
                 id: SessionId::next(),
-                peer,
-                slot,
+                peer: peer.into(),
+                slot: u32::try_from(slot).expect("a slot fits in u32"),
                 owner,
-                counters,
                 outbox: Mutex::new(Outbox::new(send_queue_limit)),
             }),
         }
@@ -263,7 +295,7 @@ impl Session {
 
     /// The peer's address.
     pub fn peer(&self) -> SocketAddr {
-        self.shared.peer
+        self.shared.peer.get()
     }
 
     /// Queue `message` for sending. Bytes of one call are sent contiguously, after
@@ -279,7 +311,7 @@ impl Session {
         if outbox.closed || outbox.close.is_some() {
             return Err(SendError::Closed);
         }
-        if outbox.len() + size > outbox.limit {
+        if outbox.len() + size > outbox.limit as usize {
             outbox.close = Some(CloseRequest::Abort(CloseReason::SendQueueFull));
             self.schedule(&mut outbox);
             return Err(SendError::QueueFull);
@@ -287,7 +319,7 @@ impl Session {
         for part in parts {
             outbox.buf.extend_from_slice(part);
         }
-        self.shared.counters.message_out();
+        self.shared.owner.counters().message_out();
         self.schedule(&mut outbox);
         Ok(())
     }
@@ -352,12 +384,12 @@ impl Session {
 
     /// The counters of the worker that owns this session.
     pub(crate) fn counters(&self) -> &Counters {
-        &self.shared.counters
+        self.shared.owner.counters()
     }
 
     /// The driver's slot for this session.
     pub(crate) fn slot(&self) -> usize {
-        self.shared.slot
+        self.shared.slot as usize
     }
 
     /// Whether `self` and `other` are the same session.
@@ -367,11 +399,15 @@ impl Session {
 }
 
 /// Owner of a [`DetachedSession`]: nobody to wake.
-struct Detached;
+struct Detached(Counters);
 
 impl Owner for Detached {
     fn schedule(&self, _session: &Session) -> bool {
         false
+    }
+
+    fn counters(&self) -> &Counters {
+        &self.0
     }
 }
 
@@ -404,8 +440,7 @@ impl DetachedSession {
             session: Session::new(
                 peer,
                 0,
-                Arc::new(Detached),
-                Arc::new(Counters::default()),
+                Arc::new(Detached(Counters::default())),
                 send_queue_limit,
             ),
         }
@@ -432,5 +467,28 @@ impl DetachedSession {
             .outbox()
             .close_request()
             .map(CloseRequest::reason)
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    #[test]
+    fn a_session_allocation_stays_small() {
+        // The Arc's two counts plus the shared part: 112 bytes, one 128-byte malloc chunk.
+        assert!(
+            std::mem::size_of::<Shared>() + 16 <= 120,
+            "{}",
+            std::mem::size_of::<Shared>()
+        );
+    }
+
+    #[test]
+    fn peers_of_both_families_come_back_unchanged() {
+        for addr in ["127.0.0.1:9", "[::1]:7000", "[fe80::1%3]:443"] {
+            let addr: SocketAddr = addr.parse().unwrap();
+            assert_eq!(DetachedSession::new(addr, 8).session().peer(), addr);
+        }
     }
 }

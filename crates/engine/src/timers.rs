@@ -7,9 +7,17 @@ use std::time::{Duration, Instant};
 /// How long accepting pauses when descriptors run out and the reserve did not help.
 pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// When a session last heard from its peer, coarsely: milliseconds since its worker
+/// started, wrapping after about 49 days. Four bytes per connection where an `Instant`
+/// takes sixteen; a session silent for a whole wrap looks fresh once, which only delays
+/// its timeout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Stamp(u32);
+
 /// A worker's deadlines.
 #[derive(Debug)]
 pub(crate) struct Timers {
+    started: Instant,
     idle: Option<Duration>,
     next_idle_check: Option<Instant>,
     /// When a graceful shutdown gives up on flushing; set once shutdown began.
@@ -22,6 +30,7 @@ impl Timers {
     /// Timers for sessions closed after `idle` without input (never, if `None`).
     pub(crate) fn new(idle: Option<Duration>, now: Instant) -> Timers {
         Timers {
+            started: now,
             idle,
             next_idle_check: idle.map(|t| now + idle_period(t)),
             shutdown_deadline: None,
@@ -40,6 +49,16 @@ impl Timers {
         .flatten()
         .min()
         .map(|at| at.saturating_duration_since(Instant::now()))
+    }
+
+    /// `now` as a [`Stamp`].
+    pub(crate) fn stamp(&self, now: Instant) -> Stamp {
+        Stamp(now.duration_since(self.started).as_millis() as u32)
+    }
+
+    /// How long before `now` the `since` stamp was taken.
+    pub(crate) fn elapsed(&self, since: Stamp, now: Instant) -> Duration {
+        Duration::from_millis(u64::from(self.stamp(now).0.wrapping_sub(since.0)))
     }
 
     /// Pause accepting for [`ACCEPT_BACKOFF`].
@@ -75,4 +94,25 @@ impl Timers {
 /// How often idle sessions are looked for: a quarter of the timeout, at most a second.
 fn idle_period(idle: Duration) -> Duration {
     (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+#[cfg(test)]
+mod stamp_tests {
+    use super::*;
+
+    #[test]
+    fn stamps_count_milliseconds_and_survive_the_wrap() {
+        let start = Instant::now();
+        let timers = Timers::new(None, start);
+        let later = start + Duration::from_millis(1500);
+        assert_eq!(timers.stamp(later), Stamp(1500));
+        assert_eq!(
+            timers.elapsed(Stamp(1000), later),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            timers.elapsed(Stamp(u32::MAX - 99), start + Duration::from_millis(100)),
+            Duration::from_millis(200)
+        );
+    }
 }

@@ -292,14 +292,9 @@ impl<H: Handler> Acceptor<H> {
             to_writer: Condvar::new(),
             to_reader: Condvar::new(),
             keeper: self.keeper.clone(),
+            counters: self.counters.clone(),
         });
-        let session = Session::new(
-            peer,
-            0,
-            link.clone(),
-            self.counters.clone(),
-            self.core.config.send_queue_limit,
-        );
+        let session = Session::new(peer, 0, link.clone(), self.core.config.send_queue_limit);
         let id = session.id();
         let mut registry = lock(&self.shared.registry);
         if registry.conns.len() >= self.ceiling {
@@ -474,6 +469,7 @@ struct Link {
     /// The reader waits here for its output to drain below the low-water mark.
     to_reader: Condvar,
     keeper: Arc<Keeper>,
+    counters: Arc<Counters>,
 }
 
 impl Link {
@@ -525,6 +521,10 @@ impl Owner for Link {
         }
         // Never "queued": the writer looks at the outbox every time it wakes.
         false
+    }
+
+    fn counters(&self) -> &Counters {
+        &self.counters
     }
 }
 

@@ -2,6 +2,7 @@
 
 use crate::server::Wake;
 use crate::session::{Owner, Session};
+use crate::stats::Counters;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,11 +20,13 @@ pub(crate) struct Mailbox {
     id: usize,
     queue: Mutex<Vec<Session>>,
     waker: Arc<dyn Wake>,
+    /// The worker's counters, which its sessions reach through their owner.
+    counters: Arc<Counters>,
 }
 
 impl Mailbox {
     /// A mailbox for the worker on the calling thread.
-    pub(crate) fn new(waker: Arc<dyn Wake>) -> Mailbox {
+    pub(crate) fn new(waker: Arc<dyn Wake>, counters: Arc<Counters>) -> Mailbox {
         static NEXT: AtomicUsize = AtomicUsize::new(1);
         let id = NEXT.fetch_add(1, Ordering::Relaxed);
         WORKER.with(|w| w.set(id));
@@ -31,6 +34,7 @@ impl Mailbox {
             id,
             queue: Mutex::new(Vec::new()),
             waker,
+            counters,
         }
     }
 
@@ -63,5 +67,9 @@ impl Owner for Mailbox {
             self.waker.wake();
         }
         true
+    }
+
+    fn counters(&self) -> &Counters {
+        &self.counters
     }
 }

@@ -18,9 +18,10 @@ use crate::error::Error;
 use crate::handler::{CloseReason, Handler};
 use crate::server::{Core, Wake};
 use crate::session::{CloseRequest, Session};
+use crate::slab::Slab;
 use crate::stats::Counters;
 use crate::sys;
-use crate::timers::Timers;
+use crate::timers::{Stamp, Timers};
 use mailbox::Mailbox;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -142,7 +143,7 @@ struct Entry<St> {
     /// Interest registered with a level-triggered selector.
     interest: Interest,
     /// When data last arrived, for the idle timeout.
-    last_active: Instant,
+    last_active: Stamp,
 }
 
 /// What servicing a connection decided.
@@ -174,9 +175,7 @@ struct Worker<S: Selector, H: Handler> {
     core: Arc<Core<H>>,
     selector: S,
     listener: Option<OwnedFd>,
-    entries: Vec<Option<Entry<H::State>>>,
-    free: Vec<usize>,
-    live: usize,
+    entries: Slab<Entry<H::State>>,
     mailbox: Arc<Mailbox>,
     /// The mailbox's queue, swapped out each round (its allocation is reused).
     mail: Vec<Session>,
@@ -199,16 +198,14 @@ impl<S: Selector, H: Handler> Worker<S, H> {
             .register(listener.as_raw_fd(), LISTENER, Interest::READ)
             .map_err(Error::setup(S::NAME, "watching the listener"))?;
         let waker = selector.waker();
-        let mailbox = Arc::new(Mailbox::new(waker.clone()));
-        core.add_waker(waker);
+        core.add_waker(waker.clone());
         let counters = core.counters.add_worker();
+        let mailbox = Arc::new(Mailbox::new(waker, counters.clone()));
         let now = Instant::now();
         Ok(Worker {
             selector,
             listener: Some(listener),
-            entries: Vec::new(),
-            free: Vec::new(),
-            live: 0,
+            entries: Slab::new(),
             mailbox,
             mail: Vec::new(),
             counters,
@@ -249,7 +246,7 @@ impl<S: Selector, H: Handler> Worker<S, H> {
                     self.accept_ready = true;
                     continue;
                 }
-                if let Some(Some(entry)) = self.entries.get_mut(event.token) {
+                if let Some(entry) = self.entries.get_mut(event.token) {
                     entry.readable |= event.readable;
                     entry.writable |= event.writable;
                     entry.hangup |= event.hangup;
@@ -277,13 +274,13 @@ impl<S: Selector, H: Handler> Worker<S, H> {
             }
             self.timers();
             if let Some(deadline) = self.timers.shutdown_deadline {
-                if self.live == 0 {
+                if self.entries.is_empty() {
                     return Ok(());
                 }
                 if self.now >= deadline {
                     tracing::warn!(
                         model = S::NAME,
-                        sessions = self.live,
+                        sessions = self.entries.len(),
                         "shutdown deadline passed; closing sessions with output still queued"
                     );
                     self.abort_all(CloseReason::ServerShutdown);
@@ -353,10 +350,7 @@ impl<S: Selector, H: Handler> Worker<S, H> {
             tracing::debug!(model = S::NAME, %peer, "refused: connection limit reached");
             return;
         }
-        let token = self.free.pop().unwrap_or_else(|| {
-            self.entries.push(None);
-            self.entries.len() - 1
-        });
+        let token = self.entries.reserve();
         let interest = if S::EDGE_TRIGGERED {
             Interest::BOTH
         } else {
@@ -364,7 +358,7 @@ impl<S: Selector, H: Handler> Worker<S, H> {
         };
         if let Err(e) = self.selector.register(fd.as_raw_fd(), token, interest) {
             self.core.release();
-            self.free.push(token);
+            self.entries.unreserve(token);
             self.counters.refused();
             tracing::warn!(model = S::NAME, %peer, "refused: {e}");
             return;
@@ -375,22 +369,23 @@ impl<S: Selector, H: Handler> Worker<S, H> {
             peer,
             token,
             self.mailbox.clone(),
-            self.counters.clone(),
             self.core.config.send_queue_limit,
         );
         let conn = Conn::open(&self.core, session);
-        self.entries[token] = Some(Entry {
-            fd,
-            conn,
-            readable: true,
-            writable: true,
-            read_closed: false,
-            paused: false,
-            hangup: false,
-            interest,
-            last_active: self.now,
-        });
-        self.live += 1;
+        self.entries.put(
+            token,
+            Entry {
+                fd,
+                conn,
+                readable: true,
+                writable: true,
+                read_closed: false,
+                paused: false,
+                hangup: false,
+                interest,
+                last_active: self.timers.stamp(self.now),
+            },
+        );
         // Data may already wait (edge-triggered selectors and signals report only changes),
         // and `opened` may have queued output.
         self.ready.push(token);
@@ -398,7 +393,8 @@ impl<S: Selector, H: Handler> Worker<S, H> {
 
     /// Read, call the handler, write, and decide the connection's fate.
     fn service(&mut self, token: usize) {
-        let Some(Some(entry)) = self.entries.get_mut(token) else {
+        let now = self.timers.stamp(self.now);
+        let Some(entry) = self.entries.get_mut(token) else {
             return;
         };
         let step = drive(
@@ -406,7 +402,7 @@ impl<S: Selector, H: Handler> Worker<S, H> {
             &self.core,
             &mut self.scratch,
             &self.counters,
-            self.now,
+            now,
             &mut self.progressed,
             &mut self.ready,
             token,
@@ -433,11 +429,9 @@ impl<S: Selector, H: Handler> Worker<S, H> {
     }
 
     fn close(&mut self, token: usize, reason: CloseReason, how: Closing) {
-        let Some(entry) = self.entries.get_mut(token).and_then(Option::take) else {
+        let Some(entry) = self.entries.remove(token) else {
             return;
         };
-        self.free.push(token);
-        self.live -= 1;
         let fd = entry.fd.as_raw_fd();
         let _ = self.selector.deregister(fd, token);
         match how {
@@ -457,7 +451,7 @@ impl<S: Selector, H: Handler> Worker<S, H> {
             let token = session.slot();
             let owned = matches!(
                 self.entries.get(token),
-                Some(Some(entry)) if entry.conn.session().same(&session)
+                Some(entry) if entry.conn.session().same(&session)
             );
             if owned {
                 self.service(token);
@@ -467,13 +461,17 @@ impl<S: Selector, H: Handler> Worker<S, H> {
     }
 
     fn begin_shutdown(&mut self) {
-        tracing::debug!(model = S::NAME, sessions = self.live, "shutting down");
+        tracing::debug!(
+            model = S::NAME,
+            sessions = self.entries.len(),
+            "shutting down"
+        );
         if let Some(listener) = self.listener.take() {
             let _ = self.selector.deregister(listener.as_raw_fd(), LISTENER);
         }
         self.timers.shutdown_deadline = Some(self.now + self.core.config.shutdown_timeout);
-        for token in 0..self.entries.len() {
-            if let Some(entry) = &self.entries[token] {
+        for token in self.entries.keys() {
+            if let Some(entry) = self.entries.get(token) {
                 entry
                     .conn
                     .session()
@@ -499,9 +497,9 @@ impl<S: Selector, H: Handler> Worker<S, H> {
         let Some(idle) = self.timers.idle_sweep_due(self.now) else {
             return;
         };
-        for token in 0..self.entries.len() {
-            if let Some(entry) = &self.entries[token] {
-                if self.now.duration_since(entry.last_active) >= idle {
+        for token in self.entries.keys() {
+            if let Some(entry) = self.entries.get(token) {
+                if self.timers.elapsed(entry.last_active, self.now) >= idle {
                     self.close(token, CloseReason::IdleTimeout, Closing::Abortive);
                 }
             }
@@ -509,7 +507,7 @@ impl<S: Selector, H: Handler> Worker<S, H> {
     }
 
     fn abort_all(&mut self, reason: CloseReason) {
-        for token in 0..self.entries.len() {
+        for token in self.entries.keys() {
             self.close(token, reason, Closing::Abortive);
         }
     }
@@ -527,7 +525,7 @@ fn drive<H: Handler>(
     core: &Core<H>,
     scratch: &mut [u8],
     counters: &Counters,
-    now: Instant,
+    now: Stamp,
     progressed: &mut bool,
     ready: &mut Vec<usize>,
     token: usize,

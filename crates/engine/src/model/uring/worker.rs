@@ -13,9 +13,10 @@ use crate::handler::{CloseReason, Handler};
 use crate::reactor::mailbox::Mailbox;
 use crate::server::Core;
 use crate::session::{CloseRequest, Session};
+use crate::slab::Slab;
 use crate::stats::Counters;
 use crate::sys::{self, EventFd};
-use crate::timers::Timers;
+use crate::timers::{Stamp, Timers};
 use io_uring::cqueue;
 use std::cell::UnsafeCell;
 use std::io;
@@ -56,8 +57,8 @@ struct Connection<S> {
     paused: bool,
     /// Ops submitted on this socket and not completed (receive, send, cancels).
     ops: u8,
-    /// When data last arrived, in milliseconds since the worker started.
-    last_active: u32,
+    /// When data last arrived, for the idle timeout.
+    last_active: Stamp,
 }
 
 /// How to end a connection.
@@ -72,10 +73,8 @@ enum Closing {
 pub(super) struct Worker<H: Handler> {
     ring: Ring,
     core: Arc<Core<H>>,
-    conns: Vec<Option<Connection<H::State>>>,
-    free: Vec<u32>,
+    conns: Slab<Connection<H::State>>,
     /// Occupied slots, closing ones included.
-    live: usize,
     listener: Option<OwnedFd>,
     /// The armed multishot accept.
     accept: Option<UserData>,
@@ -88,7 +87,6 @@ pub(super) struct Worker<H: Handler> {
     #[allow(clippy::vec_box)]
     spare: Vec<Box<SendBuf>>,
     batch: Vec<cqueue::Entry>,
-    started: Instant,
     now: Instant,
     timers: Timers,
     exiting: bool,
@@ -101,15 +99,13 @@ impl<H: Handler> Worker<H> {
         tracing::debug!(mode = ?ring.mode(), "uring worker ring ready");
         let waker =
             Arc::new(EventFd::new().map_err(crate::Error::setup("uring", "creating the eventfd"))?);
-        let mailbox = Arc::new(Mailbox::new(waker.clone()));
         core.add_waker(waker.clone());
         let counters = core.counters.add_worker();
+        let mailbox = Arc::new(Mailbox::new(waker.clone(), counters.clone()));
         let now = Instant::now();
         let mut worker = Worker {
             ring,
-            conns: Vec::new(),
-            free: Vec::new(),
-            live: 0,
+            conns: Slab::new(),
             listener: Some(listener),
             accept: None,
             reserve: sys::Reserve::new(),
@@ -118,7 +114,6 @@ impl<H: Handler> Worker<H> {
             counters,
             spare: Vec::new(),
             batch: Vec::with_capacity(BATCH),
-            started: now,
             now,
             timers: Timers::new(core.config.idle_timeout, now),
             exiting: false,
@@ -165,14 +160,14 @@ impl<H: Handler> Worker<H> {
             }
             self.timers();
             if let Some(deadline) = self.timers.shutdown_deadline {
-                if self.live == 0 {
+                if self.conns.is_empty() {
                     self.drain_ops();
                     return Ok(());
                 }
                 if self.now >= deadline {
                     tracing::warn!(
                         model = "uring",
-                        sessions = self.live,
+                        sessions = self.conns.len(),
                         "shutdown deadline passed; closing sessions with output still queued"
                     );
                     self.abort_all(CloseReason::ServerShutdown);
@@ -186,10 +181,6 @@ impl<H: Handler> Worker<H> {
     /// How long the next wait may last: until the nearest timer.
     fn timeout(&self) -> Option<Duration> {
         self.timers.next_wait()
-    }
-
-    fn now_ms(&self) -> u32 {
-        self.now.duration_since(self.started).as_millis() as u32
     }
 
     // ----- completions -------------------------------------------------------------------
@@ -298,37 +289,35 @@ impl<H: Handler> Worker<H> {
             }
         };
         sys::tune_accepted(&fd);
-        let slot = self.free.pop().unwrap_or_else(|| {
-            self.conns.push(None);
-            (self.conns.len() - 1) as u32
-        });
+        let slot = self.conns.reserve() as u32;
         self.counters.accepted();
         let session = Session::new(
             peer,
             slot as usize,
             self.mailbox.clone(),
-            self.counters.clone(),
             self.core.config.send_queue_limit,
         );
         let conn = Conn::open(&self.core, session);
-        self.conns[slot as usize] = Some(Connection {
-            fd,
-            conn: Some(conn),
-            recv: Recv::Idle,
-            sending: false,
-            read_closed: false,
-            paused: false,
-            ops: 0,
-            last_active: self.now_ms(),
-        });
-        self.live += 1;
+        self.conns.put(
+            slot as usize,
+            Connection {
+                fd,
+                conn: Some(conn),
+                recv: Recv::Idle,
+                sending: false,
+                read_closed: false,
+                paused: false,
+                ops: 0,
+                last_active: self.timers.stamp(self.now),
+            },
+        );
         // Arms the receive and sends whatever `opened` queued.
         self.flush(slot);
     }
 
     fn on_recv(&mut self, slot: u32, result: i32, flags: u32, done: bool) {
-        let now_ms = self.now_ms();
-        let Some(Some(entry)) = self.conns.get_mut(slot as usize) else {
+        let now = self.timers.stamp(self.now);
+        let Some(entry) = self.conns.get_mut(slot as usize) else {
             tracing::warn!(slot, "receive completion for a free slot");
             return;
         };
@@ -342,7 +331,7 @@ impl<H: Handler> Worker<H> {
                 Some(filled) => {
                     if let Some(conn) = entry.conn.as_mut() {
                         self.counters.received(result as usize);
-                        entry.last_active = now_ms;
+                        entry.last_active = now;
                         let data = self.ring.bufs.data(&filled);
                         if let Err(reason) = conn.deliver(&self.core, data) {
                             close = Some((reason, Closing::Abortive));
@@ -377,7 +366,7 @@ impl<H: Handler> Worker<H> {
     }
 
     fn on_send(&mut self, slot: u32, result: i32, mut buf: Box<SendBuf>) {
-        let Some(Some(entry)) = self.conns.get_mut(slot as usize) else {
+        let Some(entry) = self.conns.get_mut(slot as usize) else {
             tracing::warn!(slot, "send completion for a free slot");
             return;
         };
@@ -441,7 +430,7 @@ impl<H: Handler> Worker<H> {
     fn flush(&mut self, slot: u32) {
         let high_water = self.core.config.high_water();
         let low_water = self.core.config.low_water();
-        let Some(Some(entry)) = self.conns.get_mut(slot as usize) else {
+        let Some(entry) = self.conns.get_mut(slot as usize) else {
             return;
         };
         let Some(conn) = entry.conn.as_ref() else {
@@ -472,7 +461,7 @@ impl<H: Handler> Worker<H> {
             let fd = entry.fd.as_raw_fd();
             self.submit_send(slot, fd, buf);
         }
-        let Some(Some(entry)) = self.conns.get_mut(slot as usize) else {
+        let Some(entry) = self.conns.get_mut(slot as usize) else {
             return;
         };
         if entry.conn.is_none() {
@@ -520,16 +509,16 @@ impl<H: Handler> Worker<H> {
         let unsent = buf.data.len() - buf.sent;
         match self.ring.submit(Op::Send { slot, fd, buf }) {
             Ok(_) => {
-                if let Some(Some(entry)) = self.conns.get_mut(slot as usize) {
+                if let Some(entry) = self.conns.get_mut(slot as usize) {
                     entry.sending = true;
                     entry.ops += 1;
                 }
             }
             Err(e) => {
                 tracing::warn!(model = "uring", "submitting a send: {e}");
-                if let Some(Some(Connection {
+                if let Some(Connection {
                     conn: Some(conn), ..
-                })) = self.conns.get(slot as usize)
+                }) = self.conns.get(slot as usize)
                 {
                     conn.session().outbox().finish(unsent);
                 }
@@ -542,7 +531,7 @@ impl<H: Handler> Worker<H> {
     fn cancel(&mut self, slot: Option<u32>, target: Target) {
         match self.ring.submit(Op::Cancel { slot, target }) {
             Ok(_) => {
-                if let Some(Some(entry)) = slot.and_then(|s| self.conns.get_mut(s as usize)) {
+                if let Some(entry) = slot.and_then(|s| self.conns.get_mut(s as usize)) {
                     entry.ops += 1;
                 }
             }
@@ -552,7 +541,7 @@ impl<H: Handler> Worker<H> {
 
     /// End the session now; the socket is closed once every op on it has completed.
     fn close(&mut self, slot: u32, reason: CloseReason, how: Closing) {
-        let Some(Some(entry)) = self.conns.get_mut(slot as usize) else {
+        let Some(entry) = self.conns.get_mut(slot as usize) else {
             return;
         };
         let Some(conn) = entry.conn.take() else {
@@ -576,7 +565,7 @@ impl<H: Handler> Worker<H> {
 
     /// An op counted against `slot` finished.
     fn op_done(&mut self, slot: u32) {
-        if let Some(Some(entry)) = self.conns.get_mut(slot as usize) {
+        if let Some(entry) = self.conns.get_mut(slot as usize) {
             entry.ops -= 1;
         }
         self.release_if_done(slot);
@@ -586,13 +575,11 @@ impl<H: Handler> Worker<H> {
     fn release_if_done(&mut self, slot: u32) {
         let done = matches!(
             self.conns.get(slot as usize),
-            Some(Some(entry)) if entry.conn.is_none() && entry.ops == 0
+            Some(entry) if entry.conn.is_none() && entry.ops == 0
         );
         if done {
             // Dropping the entry closes the socket.
-            self.conns[slot as usize] = None;
-            self.free.push(slot);
-            self.live -= 1;
+            self.conns.remove(slot as usize);
         }
     }
 
@@ -629,7 +616,7 @@ impl<H: Handler> Worker<H> {
             let slot = session.slot() as u32;
             let owned = matches!(
                 self.conns.get(slot as usize),
-                Some(Some(Connection { conn: Some(conn), .. })) if conn.session().same(&session)
+                Some(Connection { conn: Some(conn), .. }) if conn.session().same(&session)
             );
             if owned {
                 self.flush(slot);
@@ -647,12 +634,11 @@ impl<H: Handler> Worker<H> {
         let Some(idle) = self.timers.idle_sweep_due(self.now) else {
             return;
         };
-        let now_ms = self.now_ms();
-        let idle_ms = idle.as_millis().min(u32::MAX as u128) as u32;
-        for slot in 0..self.conns.len() as u32 {
+        for slot in self.conns.keys() {
+            let slot = slot as u32;
             let idle = matches!(
-                &self.conns[slot as usize],
-                Some(entry) if entry.conn.is_some() && now_ms.wrapping_sub(entry.last_active) >= idle_ms
+                self.conns.get(slot as usize),
+                Some(entry) if entry.conn.is_some() && self.timers.elapsed(entry.last_active, self.now) >= idle
             );
             if idle {
                 self.close(slot, CloseReason::IdleTimeout, Closing::Abortive);
@@ -661,17 +647,21 @@ impl<H: Handler> Worker<H> {
     }
 
     fn begin_shutdown(&mut self) {
-        tracing::debug!(model = "uring", sessions = self.live, "shutting down");
+        tracing::debug!(
+            model = "uring",
+            sessions = self.conns.len(),
+            "shutting down"
+        );
         self.timers.shutdown_deadline = Some(self.now + self.core.config.shutdown_timeout);
         match self.accept {
             // The listener is closed when the accept's last completion arrives.
             Some(accept) => self.cancel(None, Target::Op(accept)),
             None => self.listener = None,
         }
-        for slot in 0..self.conns.len() as u32 {
-            if let Some(Some(Connection {
+        for slot in self.conns.keys().map(|k| k as u32) {
+            if let Some(Connection {
                 conn: Some(conn), ..
-            })) = self.conns.get(slot as usize)
+            }) = self.conns.get(slot as usize)
             {
                 conn.session()
                     .outbox()
@@ -682,7 +672,7 @@ impl<H: Handler> Worker<H> {
     }
 
     fn abort_all(&mut self, reason: CloseReason) {
-        for slot in 0..self.conns.len() as u32 {
+        for slot in self.conns.keys().map(|k| k as u32) {
             self.close(slot, reason, Closing::Abortive);
         }
     }
