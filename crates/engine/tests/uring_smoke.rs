@@ -160,3 +160,37 @@ fn cross_thread_sends_wake_the_ring() {
     }
     server.stop().unwrap();
 }
+
+/// Starting (and probing) the uring model leaves the calling thread alone. A ring created
+/// on a thread registers that thread with io_uring; when the ring closes, the kernel's
+/// clean-up interrupts the thread with task work, and a blocking socket call with a
+/// timeout there fails with EINTR. The application's thread must never see that.
+#[test]
+fn starting_does_not_interrupt_the_calling_thread() {
+    // A fresh thread that has never touched io_uring.
+    std::thread::spawn(|| {
+        for _ in 0..5 {
+            let Some(server) = start(config(), Echo) else {
+                return;
+            };
+            let _ = iomodels_engine::uring_probe();
+            // A peer that never sends: the read below can only time out.
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let mut quiet = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            quiet
+                .set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            let error = quiet.read(&mut [0u8; 16]).unwrap_err();
+            assert!(
+                matches!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+                "a read on the thread that started the server failed with {error}"
+            );
+            server.stop().unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+}

@@ -77,6 +77,20 @@ pub(crate) fn start<H: Handler>(core: &Arc<Core<H>>) -> Result<super::Started, E
 /// disabled by the `kernel.io_uring_disabled` sysctl or a seccomp filter), a provided-buffer
 /// ring registers, and every opcode and feature the driver uses is present.
 pub fn probe() -> Result<(), Error> {
+    // Creating a ring registers the creating thread with io_uring, and when the ring is
+    // closed the kernel's clean-up interrupts that thread with task work (TWA_SIGNAL): a
+    // blocking socket call with a timeout running there then fails with EINTR. The caller
+    // is the application's thread, so the probe's ring lives and dies on a thread of its
+    // own, which ends with it.
+    std::thread::Builder::new()
+        .name("uring-probe".into())
+        .spawn(probe_here)
+        .map_err(Error::setup(MODEL, "spawning the probe thread"))?
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+fn probe_here() -> Result<(), Error> {
     let missing = |what: String| Error::Unsupported { model: MODEL, what };
     let ring = Ring::with_sizes(8, 16, 1, 64).map_err(|e| {
         missing(format!(
