@@ -51,6 +51,7 @@ scenarios!(
     graceful_shutdown,
     slow_consumer,
     idle_timeout,
+    idle_timeout_while_paused,
 );
 
 /// Scenario 1: 50 concurrent clients x 1,000 messages of random sizes from 1 B to 64 KiB: every byte
@@ -458,5 +459,39 @@ fn idle_timeout(model: Model) {
     chatty.write_all(b"y").unwrap();
     chatty.read_exact(&mut echo).unwrap();
     assert_eq!(&echo, b"y");
+    server.stop().unwrap();
+}
+
+/// Scenario 11: a peer that floods the server without reading the echo, then falls silent.
+/// Its session is paused by back-pressure (reading stops above the high-water mark), and it
+/// must still end with the idle timeout rather than hold its slot forever.
+fn idle_timeout_while_paused(model: Model) {
+    let mut config = config(model);
+    config.idle_timeout = Some(Duration::from_millis(300));
+    let Some(server) = start(config, Echo) else {
+        return;
+    };
+    let flood = connect(server.local_addr());
+    let mut writer = flood.try_clone().unwrap();
+    // More than the socket buffers of both sides plus the high-water mark: the server
+    // pauses, the kernel's buffers fill, and this write blocks until the session ends.
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![7u8; 64 * 1024];
+        for _ in 0..(64 * 1024 * 1024 / chunk.len()) {
+            if writer.write_all(&chunk).is_err() {
+                return;
+            }
+        }
+    });
+    assert!(
+        wait_until(Duration::from_secs(20), || server
+            .stats()
+            .closed_for(CloseReason::IdleTimeout)
+            == 1),
+        "{model:?}: the paused session was not closed as idle: {:?}",
+        server.stats()
+    );
+    let _ = flood.shutdown(Shutdown::Both);
+    writer.join().unwrap();
     server.stop().unwrap();
 }

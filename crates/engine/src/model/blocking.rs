@@ -12,9 +12,11 @@
 //! the reader sleeps in `recv`, and the final flush after the peer's FIN. Whoever writes
 //! takes every queued byte out of the outbox and sends it *outside* the lock, so other
 //! threads keep queueing meanwhile; a flag under the lock makes sure only one of the two
-//! is ever inside `send`. The idle timeout is `SO_RCVTIMEO`: `recv` fails with `EAGAIN`
-//! after that long without data. Nothing here ever polls: each thread is parked in
-//! `accept`, `recv`, `send` or a futex.
+//! is ever inside `send`. The idle timeout is `SO_RCVTIMEO` and `SO_SNDTIMEO`: `recv` fails
+//! with `EAGAIN` after that long without data, and `send` after that long without the peer
+//! taking a byte (a peer that floods without reading stalls the reply, and with it the
+//! reading). Nothing here ever polls: each thread is parked in `accept`, `recv`, `send` or a
+//! futex.
 //!
 //! **Waking a blocked thread.** A thread blocked in a syscall cannot be told to stop by a
 //! flag. `shutdown(SHUT_RD)` makes a blocked `recv` (and, on a listener, `accept`) return;
@@ -278,10 +280,14 @@ impl<H: Handler> Acceptor<H> {
         if let Some(idle) = self.core.config.idle_timeout {
             // A zero timeout would mean "block forever" to the kernel.
             let idle = idle.max(Duration::from_millis(1));
-            if let Err(e) = SockRef::from(&fd).set_read_timeout(Some(idle)) {
+            let socket = SockRef::from(&fd);
+            if let Err(e) = socket
+                .set_read_timeout(Some(idle))
+                .and_then(|()| socket.set_write_timeout(Some(idle)))
+            {
                 self.core.release();
                 self.counters.refused();
-                tracing::warn!(model = NAME, %peer, "refused: setting SO_RCVTIMEO: {e}");
+                tracing::warn!(model = NAME, %peer, "refused: setting the idle timeout: {e}");
                 return;
             }
         }
@@ -691,8 +697,8 @@ impl<H: Handler> Reader<H> {
                 if self.link.is(&outbox, DEFERRED) {
                     self.link.to_writer.notify_one();
                 }
-                if let Err(e) = written {
-                    outbox.request_close(CloseRequest::Abort(sys::close_reason(&e)));
+                if let Err(reason) = written {
+                    outbox.request_close(CloseRequest::Abort(reason));
                     return false;
                 }
                 *spare = recycle(batch);
@@ -765,8 +771,8 @@ fn write_loop(session: &Session, link: &Link, counters: &Counters) {
             outbox = session.outbox();
             link.set(&outbox, SENDING, false);
             outbox.finish(batch.len());
-            if let Err(e) = written {
-                outbox.request_close(CloseRequest::Abort(sys::close_reason(&e)));
+            if let Err(reason) = written {
+                outbox.request_close(CloseRequest::Abort(reason));
                 break;
             }
             // A paused reader may read again.
@@ -812,17 +818,22 @@ fn recycle(batch: Vec<u8>) -> Vec<u8> {
 }
 
 /// Write all of `buf`, retrying after signals.
-fn send_all(fd: RawFd, buf: &[u8], counters: &Counters) -> io::Result<()> {
+fn send_all(fd: RawFd, buf: &[u8], counters: &Counters) -> Result<(), CloseReason> {
     let mut done = 0;
     while done < buf.len() {
         match sys::send(fd, &buf[done..]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(0) => return Err(CloseReason::Error),
             Ok(n) => {
                 counters.sent(n);
                 done += n;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            // The socket blocks: only SO_SNDTIMEO, set with the idle timeout, ends a send
+            // with EAGAIN, after the peer took nothing for that long.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Err(CloseReason::IdleTimeout)
+            }
+            Err(e) => return Err(sys::close_reason(&e)),
         }
     }
     Ok(())
