@@ -135,7 +135,7 @@ pub struct Config {
     /// Close sessions that receive nothing for this long. Off when `None`.
     pub idle_timeout: Option<Duration>,
     /// Bytes a session may have queued for sending before it is closed with
-    /// [`crate::CloseReason::SendQueueFull`].
+    /// [`crate::CloseReason::SendQueueFull`]. At most 4 GiB: a larger value acts as 4 GiB.
     pub send_queue_limit: usize,
     /// Unconsumed input a session may keep before it is closed with
     /// [`crate::CloseReason::InputOverflow`].
