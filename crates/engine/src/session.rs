@@ -316,6 +316,8 @@ impl Session {
             self.schedule(&mut outbox);
             return Err(SendError::QueueFull);
         }
+        // One allocation for the whole message (an idle session holds no buffer).
+        outbox.buf.reserve(size);
         for part in parts {
             outbox.buf.extend_from_slice(part);
         }
