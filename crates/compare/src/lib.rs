@@ -2,7 +2,8 @@
 //! as the book's table measured.
 //!
 //! For each server it starts a fresh process per run (`iomodels serve --model M` or
-//! `iomodels-peers --server P`), optionally pinned, waits until the port accepts, runs
+//! `iomodels-peers --server P`) on port 0, optionally pinned, waits until it announces the
+//! port it was given and accepts there, runs
 //! `iomodels bench --json` against it with `--server-pid` so the load generator samples
 //! the server's CPU time and memory, then stops it (SIGTERM, SIGKILL after a deadline).
 //! After the bench matrix it ramps the connection count to find how many connections each
@@ -518,23 +519,18 @@ fn measure(
         server_note: None,
         round: 0,
     };
-    let addr = match process::free_loopback_addr() {
-        Ok(addr) => addr,
-        Err(error) => {
-            row.error = Some(format!("no free loopback port: {error}"));
-            return row;
-        }
-    };
-    let addr_text = addr.to_string();
-    let (program, args) = server_command(binaries, plan, target, &addr_text);
+    // Port 0: the server takes whatever port the kernel gives it and says which, so no
+    // port picked here can be taken by someone else before the server binds it.
+    let (program, args) = server_command(binaries, plan, target, "127.0.0.1:0");
     row.server_command = command_line(&program, &args);
-    let server = match ServerProcess::start(&program, &args, addr, plan.server_cpus.as_deref()) {
+    let server = match ServerProcess::start(&program, &args, plan.server_cpus.as_deref()) {
         Ok(server) => server,
         Err(error) => {
             row.error = Some(error.to_string());
             return row;
         }
     };
+    let addr_text = server.addr.to_string();
     row.baseline_rss_kib = server.baseline_rss_kib;
     let args = bench_args(
         &plan.settings,

@@ -5,7 +5,7 @@
 
 use crate::bench::BenchResult;
 use std::io::{self, Read};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -42,11 +42,9 @@ pub enum RunError {
         /// The end of what it printed on stderr.
         stderr: String,
     },
-    /// The server never accepted a connection.
-    #[error("server did not accept on {addr} within {secs} s: {stderr}")]
+    /// The server never said where it listens, or did not accept there.
+    #[error("server did not announce its address and accept within {secs} s: {stderr}")]
     NotListening {
-        /// Where it should listen.
-        addr: SocketAddr,
         /// The deadline.
         secs: u64,
         /// The end of what it printed on stderr.
@@ -123,9 +121,16 @@ pub fn parse_cpu_list(list: &str) -> Result<Vec<usize>, String> {
     Ok(cpus)
 }
 
-/// A loopback address whose port the kernel just handed out and took back.
-pub fn free_loopback_addr() -> io::Result<SocketAddr> {
-    TcpListener::bind("127.0.0.1:0")?.local_addr()
+/// Where a server says it listens: the address in the first complete line of its stderr
+/// that reads `... echo server on ADDR ...` (both `iomodels serve` and `iomodels-peers`
+/// announce themselves that way once they listen).
+pub fn announced_addr(stderr: &str) -> Option<SocketAddr> {
+    stderr
+        .split_inclusive('\n')
+        .filter(|line| line.ends_with('\n'))
+        .find_map(|line| line.split_once(" echo server on "))
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .and_then(|addr| addr.parse().ok())
 }
 
 /// The resident set of a process, in KiB, from /proc/PID/status.
@@ -162,6 +167,12 @@ impl Tail {
             buffer,
             reader: Some(reader),
         }
+    }
+
+    /// What was kept so far, as written.
+    fn raw(&self) -> String {
+        let kept = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        String::from_utf8_lossy(&kept).into_owned()
     }
 
     /// What was kept so far, on one line.
@@ -255,11 +266,11 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Spawn `program args`, optionally pinned, and wait until `addr` accepts.
+    /// Spawn `program args` (listening on port 0: the kernel picks a port no one holds),
+    /// optionally pinned, and wait until it announces its address and accepts there.
     pub fn start(
         program: &Path,
         args: &[String],
-        addr: SocketAddr,
         cpus: Option<&[usize]>,
     ) -> Result<Self, RunError> {
         let mut command = Command::new(program);
@@ -279,7 +290,7 @@ impl ServerProcess {
         let mut server = ServerProcess {
             child,
             stderr,
-            addr,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             baseline_rss_kib: None,
         };
         server.wait_listening()?;
@@ -301,13 +312,15 @@ impl ServerProcess {
                     stderr: self.stderr.text(),
                 });
             }
-            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
-                return Ok(());
+            if let Some(addr) = announced_addr(&self.stderr.raw()) {
+                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                    self.addr = addr;
+                    return Ok(());
+                }
             }
             if Instant::now() >= deadline {
                 self.kill_now();
                 return Err(RunError::NotListening {
-                    addr: self.addr,
                     secs: START_DEADLINE.as_secs(),
                     stderr: self.stderr.text(),
                 });
@@ -438,6 +451,23 @@ impl Binaries {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_announced_address_is_read_from_a_complete_line() {
+        let ours = "iomodels: epoll echo server on 127.0.0.1:40123 (1 workers)\n";
+        assert_eq!(
+            announced_addr(ours),
+            Some("127.0.0.1:40123".parse().unwrap())
+        );
+        let peer = "noise\niomodels-peers: monoio echo server on [::1]:7000 (2 workers)\n";
+        assert_eq!(announced_addr(peer), Some("[::1]:7000".parse().unwrap()));
+        // A line still being written may hold half a port.
+        assert_eq!(
+            announced_addr("iomodels: epoll echo server on 127.0.0.1:40"),
+            None
+        );
+        assert_eq!(announced_addr("iomodels: listening\n"), None);
+    }
 
     #[test]
     fn one_line_drops_colour_codes_and_newlines() {
