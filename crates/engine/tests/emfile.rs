@@ -13,7 +13,7 @@ use iomodels_engine::{echo::Echo, Model};
 use std::fs::File;
 use std::net::TcpStream;
 use std::time::Duration;
-use util::{connect, echo_once, start, wait_until};
+use util::{connect, echo_once, settle, start, wait_until};
 
 /// Open descriptors until the table is full, then give the `room` lowest of them back.
 fn fill_table(room: usize) -> Vec<File> {
@@ -84,10 +84,7 @@ fn sheds_then_recovers(model: Model) {
         .count();
     assert_eq!(served as u64, stats.accepted, "{model}");
     drop(clients);
-    assert!(wait_until(Duration::from_secs(10), || server
-        .stats()
-        .active
-        == 0));
+    settle(&server);
     let mut late = connect(addr);
     let echoed = echo_once(&mut late, b"recovered");
     assert!(

@@ -12,7 +12,7 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use util::{config, connect, pattern, read_to_end, start, wait_until, Registry};
+use util::{config, connect, pattern, read_to_end, settle, start, wait_until, Registry};
 
 macro_rules! model_tests {
     ($module:ident, $model:ident: $($scenario:ident),*) => {
@@ -86,10 +86,7 @@ fn many_clients(model: Model) {
         })
         .collect();
     let total: u64 = clients.into_iter().map(|c| c.join().unwrap()).sum();
-    assert!(wait_until(Duration::from_secs(10), || server
-        .stats()
-        .active
-        == 0));
+    settle(&server);
     let stats = server.stats();
     assert_eq!(stats.bytes_in, total);
     assert_eq!(stats.bytes_out, total);
@@ -131,10 +128,7 @@ fn slow_reader(model: Model) {
     writer.join().unwrap();
     assert_eq!(received.len(), total);
     assert!(received == data, "the echo of 8 MiB differs");
-    assert!(wait_until(Duration::from_secs(10), || server
-        .stats()
-        .active
-        == 0));
+    settle(&server);
     assert_eq!(server.stats().closed_for(CloseReason::SendQueueFull), 0);
     server.stop().unwrap();
 }
@@ -153,10 +147,7 @@ fn half_close(model: Model) {
     assert!(!reset, "the server reset instead of closing in order");
     assert_eq!(echo.len(), data.len());
     assert!(echo == data);
-    assert!(wait_until(Duration::from_secs(10), || server
-        .stats()
-        .active
-        == 0));
+    settle(&server);
     assert_eq!(server.stats().closed_for(CloseReason::PeerClosed), 1);
     server.stop().unwrap();
 }
@@ -211,10 +202,7 @@ fn reset_mid_traffic(model: Model) {
     for other in others {
         other.join().unwrap();
     }
-    assert!(wait_until(Duration::from_secs(10), || server
-        .stats()
-        .active
-        == 0));
+    settle(&server);
     let stats = server.stats();
     assert_eq!(stats.accepted, 9);
     assert_eq!(stats.closed_for(CloseReason::PeerClosed), 4);
@@ -251,10 +239,7 @@ fn max_connections(model: Model) {
     let stats = server.stats();
     assert_eq!((stats.accepted, stats.refused), (10, 10));
     drop(clients);
-    assert!(wait_until(Duration::from_secs(10), || server
-        .stats()
-        .active
-        == 0));
+    settle(&server);
     // Slots come back: a new client is served.
     let mut client = connect(addr);
     client.write_all(b"again").unwrap();
@@ -298,10 +283,7 @@ fn many_connections(model: Model) {
     assert_eq!(served, stats.accepted);
     assert_eq!(served + stats.refused, 1100);
     drop(clients);
-    assert!(wait_until(Duration::from_secs(20), || server
-        .stats()
-        .active
-        == 0));
+    settle(&server);
     server.stop().unwrap();
 }
 
@@ -423,10 +405,7 @@ fn slow_consumer(model: Model) {
         })
     };
     pump.join().unwrap();
-    assert!(wait_until(Duration::from_secs(10), || server
-        .stats()
-        .active
-        == 0));
+    settle(&server);
     assert_eq!(
         *server.handler().closed.lock().unwrap(),
         vec![CloseReason::SendQueueFull]

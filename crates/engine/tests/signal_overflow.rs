@@ -9,8 +9,7 @@ use rand::{Rng, SeedableRng};
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Once};
-use std::time::Duration;
-use util::{config, connect, pattern, start, wait_until};
+use util::{config, connect, pattern, settle, start};
 
 /// The driver's I/O signal (`SIGRTMIN + 5`, see `model/signal.rs`).
 fn io_signal() -> libc::c_int {
@@ -62,10 +61,7 @@ fn echo_through_overflows(clients: u64, messages: usize) {
         })
         .collect();
     let total: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
-    assert!(wait_until(Duration::from_secs(20), || server
-        .stats()
-        .active
-        == 0));
+    settle(&server);
     let stats = server.stats();
     assert_eq!(stats.bytes_out, total);
     assert_eq!(stats.closed_for(CloseReason::PeerClosed), clients);
