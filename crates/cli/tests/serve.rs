@@ -20,10 +20,8 @@ fn serve(model: &str) -> (std::process::Child, String) {
     BufReader::new(child.stderr.as_mut().unwrap())
         .read_line(&mut line)
         .unwrap();
-    // "iomodels: epoll echo server on 127.0.0.1:PORT (N workers)"
-    let addr = line
-        .split_whitespace()
-        .find(|w| w.starts_with("127.0.0.1:"))
+    // "iomodels: epoll echo server on 127.0.0.1:PORT (N workers)", read as compare reads it.
+    let addr = iomodels_compare::process::announced_addr(&line)
         .unwrap_or_else(|| panic!("no address in {line:?}"))
         .to_string();
     (child, addr)

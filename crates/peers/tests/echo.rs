@@ -1,6 +1,7 @@
 //! Each peer, run as its own process, echoes every byte back in order on many connections
 //! at once, and exits with status 0 on SIGTERM.
 
+use iomodels_compare::process::announced_addr;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -79,7 +80,7 @@ fn start(server: &str, workers: Option<usize>) -> Running {
     };
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let said = listening_on(&running.stderr.lock().expect("stderr lock"));
+        let said = announced_addr(&running.stderr.lock().expect("stderr lock"));
         if let Some(addr) = said {
             running.addr = addr;
             return running;
@@ -92,16 +93,6 @@ fn start(server: &str, workers: Option<usize>) -> Running {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-}
-
-/// The address in a complete "... echo server on ADDR (N workers)" line.
-fn listening_on(stderr: &str) -> Option<SocketAddr> {
-    stderr
-        .split_inclusive('\n')
-        .filter(|line| line.ends_with('\n'))
-        .find_map(|line| line.split(" echo server on ").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|addr| addr.parse().ok())
 }
 
 /// A payload that differs per connection and per message.
