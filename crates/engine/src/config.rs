@@ -146,6 +146,27 @@ pub struct Config {
     pub backlog: i32,
     /// Stack size of the blocking model's per-connection threads.
     pub thread_stack: usize,
+    /// How the uring model sets up its rings (the best the kernel accepts by default).
+    pub uring_setup: UringSetup,
+}
+
+/// How the uring model sets up each worker's ring.
+///
+/// The default takes the best mode the kernel accepts and falls back from there; the other
+/// values force a fallback, so that it can be tested (and compared) on a kernel that
+/// would never choose it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum UringSetup {
+    /// SINGLE_ISSUER + DEFER_TASKRUN (Linux 6.1) if the kernel accepts it, else
+    /// [`UringSetup::CoopTaskrun`], else [`UringSetup::Plain`].
+    #[default]
+    Best,
+    /// COOP_TASKRUN (Linux 5.19): completion work runs at the next kernel entry, without
+    /// interrupting the thread; completions may arrive in any `io_uring_enter`.
+    CoopTaskrun,
+    /// No setup flags: completion work may interrupt the thread at any time.
+    Plain,
 }
 
 impl Config {
@@ -162,6 +183,7 @@ impl Config {
             shutdown_timeout: Duration::from_secs(5),
             backlog: 4096,
             thread_stack: 128 * 1024,
+            uring_setup: UringSetup::Best,
         }
     }
 

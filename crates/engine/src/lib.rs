@@ -40,7 +40,7 @@ mod timers;
 
 pub mod echo;
 
-pub use config::{Config, Model, UnknownModel};
+pub use config::{Config, Model, UnknownModel, UringSetup};
 pub use error::Error;
 pub use handler::{CloseReason, Handler};
 pub use model::uring_probe;

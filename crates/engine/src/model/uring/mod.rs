@@ -92,7 +92,7 @@ pub fn probe() -> Result<(), Error> {
 
 fn probe_here() -> Result<(), Error> {
     let missing = |what: String| Error::Unsupported { model: MODEL, what };
-    let ring = Ring::with_sizes(8, 16, 1, 64).map_err(|e| {
+    let ring = Ring::with_sizes(crate::config::UringSetup::Best, 8, 16, 1, 64).map_err(|e| {
         missing(format!(
             "io_uring_setup or provided-buffer ring registration (IORING_REGISTER_PBUF_RING, Linux 5.19) failed: {e}"
         ))

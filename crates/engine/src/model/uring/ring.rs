@@ -12,6 +12,7 @@
 //! ops (field order).
 
 use super::buffers::{BufRing, GROUP};
+use crate::config::UringSetup;
 use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 use std::cell::UnsafeCell;
@@ -200,13 +201,19 @@ pub(super) struct Ring {
 }
 
 impl Ring {
-    /// Set up a ring with the best flags the kernel accepts.
-    pub(super) fn new() -> io::Result<Ring> {
-        Ring::with_sizes(SQ_ENTRIES, CQ_ENTRIES, BUF_COUNT, BUF_SIZE)
+    /// Set up a ring as `setup` asks (the best flags the kernel accepts, by default).
+    pub(super) fn new(setup: UringSetup) -> io::Result<Ring> {
+        Ring::with_sizes(setup, SQ_ENTRIES, CQ_ENTRIES, BUF_COUNT, BUF_SIZE)
     }
 
-    pub(super) fn with_sizes(sq: u32, cq: u32, buf_count: u16, buf_size: u32) -> io::Result<Ring> {
-        let (uring, mode) = build(sq, cq)?;
+    pub(super) fn with_sizes(
+        setup: UringSetup,
+        sq: u32,
+        cq: u32,
+        buf_count: u16,
+        buf_size: u32,
+    ) -> io::Result<Ring> {
+        let (uring, mode) = build(setup, sq, cq)?;
         let bufs = BufRing::new(&uring.submitter(), buf_count, buf_size)?;
         // A registered ring fd (IORING_REGISTER_RING_FDS) would save a descriptor lookup
         // per enter, but io-uring 0.7 keeps it in a `Submitter` value that `submitter()`
@@ -298,9 +305,22 @@ fn is_transient(e: &io::Error) -> bool {
 }
 
 /// Build a ring, falling back from DEFER_TASKRUN to COOP_TASKRUN to a plain ring when the
-/// kernel refuses the flags (EINVAL).
-fn build(sq: u32, cq: u32) -> io::Result<(IoUring, Mode)> {
+/// kernel refuses the flags (EINVAL); `setup` may start lower down that list.
+fn build(setup: UringSetup, sq: u32, cq: u32) -> io::Result<(IoUring, Mode)> {
     let refused = |e: &io::Error| e.raw_os_error() == Some(libc::EINVAL);
+    if setup == UringSetup::Plain {
+        return Ok((IoUring::builder().setup_cqsize(cq).build(sq)?, Mode::Plain));
+    }
+    if setup == UringSetup::CoopTaskrun {
+        return Ok((
+            IoUring::builder()
+                .setup_coop_taskrun()
+                .setup_submit_all()
+                .setup_cqsize(cq)
+                .build(sq)?,
+            Mode::CoopTaskrun,
+        ));
+    }
     match IoUring::builder()
         .setup_single_issuer()
         .setup_defer_taskrun()

@@ -95,7 +95,8 @@ pub(super) struct Worker<H: Handler> {
 impl<H: Handler> Worker<H> {
     /// Set up on the worker thread (the ring is single-issuer).
     pub(super) fn new(core: Arc<Core<H>>, listener: OwnedFd) -> Result<Worker<H>, crate::Error> {
-        let ring = Ring::new().map_err(crate::Error::setup("uring", "creating the ring"))?;
+        let ring = Ring::new(core.config.uring_setup)
+            .map_err(crate::Error::setup("uring", "creating the ring"))?;
         tracing::debug!(mode = ?ring.mode(), "uring worker ring ready");
         let waker =
             Arc::new(EventFd::new().map_err(crate::Error::setup("uring", "creating the eventfd"))?);
