@@ -132,7 +132,14 @@ pub struct Config {
     pub workers: Option<usize>,
     /// Sessions open at once; connections past it are refused.
     pub max_connections: usize,
-    /// Close sessions that receive nothing for this long. Off when `None`.
+    /// Close sessions that show no activity for this long. Off when `None`.
+    ///
+    /// Activity is bytes from the peer, bytes written to it, or the peer acknowledging
+    /// earlier output (it is reading, even while back-pressure stops the server from
+    /// reading it or a full socket buffer from writing more). The drivers look every
+    /// quarter of the timeout (at most every second), so a session is closed between
+    /// one and one and a half timeouts after its last activity; the blocking model, which
+    /// sees a stalled peer only when a `recv` or `send` times out, within two.
     pub idle_timeout: Option<Duration>,
     /// Bytes a session may have queued for sending before it is closed with
     /// [`crate::CloseReason::SendQueueFull`]. At most 4 GiB: a larger value acts as 4 GiB.
@@ -142,6 +149,12 @@ pub struct Config {
     pub input_limit: usize,
     /// How long a graceful shutdown waits for queued output before closing anyway.
     pub shutdown_timeout: Duration,
+    /// How long a graceful close keeps reading (and discarding) what the peer still sends
+    /// after everything queued was sent with a FIN behind it, waiting for the peer's own
+    /// FIN. A close with unread input would reset the connection and could lose the end
+    /// of the output; the linger ends earlier once the peer has acknowledged every byte
+    /// and fallen silent for 100 ms, and never outlasts a shutdown's deadline.
+    pub linger_timeout: Duration,
     /// The listen backlog.
     pub backlog: i32,
     /// Stack size of the blocking model's per-connection threads.
@@ -181,6 +194,7 @@ impl Config {
             send_queue_limit: 1024 * 1024,
             input_limit: 1024 * 1024,
             shutdown_timeout: Duration::from_secs(5),
+            linger_timeout: Duration::from_secs(2),
             backlog: 4096,
             thread_stack: 128 * 1024,
             uring_setup: UringSetup::Best,

@@ -173,6 +173,26 @@ impl Outbox {
         }
     }
 
+    /// After a driver wrote what it could: whether the session ends now, and why. With
+    /// nothing queued or in flight, a graceful close request ends it, and so does a peer
+    /// that closed its side (`peer_closed`). That end is recorded here, under the lock, so
+    /// a send racing with it fails with [`SendError::Closed`] instead of being accepted and
+    /// then dropped with the session. Abort requests are the driver's to check first.
+    pub(crate) fn drained_end(&mut self, peer_closed: bool) -> Option<CloseReason> {
+        if self.len() > 0 {
+            return None;
+        }
+        match self.close {
+            Some(CloseRequest::Graceful(reason)) => Some(reason),
+            Some(CloseRequest::Abort(_)) => None,
+            None if peer_closed => {
+                self.close = Some(CloseRequest::Graceful(CloseReason::PeerClosed));
+                Some(CloseReason::PeerClosed)
+            }
+            None => None,
+        }
+    }
+
     /// The owner took the session from its queue.
     pub(crate) fn unschedule(&mut self) {
         self.scheduled = false;

@@ -1,7 +1,12 @@
 //! The timers every event-loop worker keeps (the reactor's and io_uring's): the next sweep
-//! for idle sessions, the shutdown deadline, and the end of an accept paused for lack of
-//! descriptors. Written once so both loops wait for the same things the same way.
+//! for idle sessions, the checks of lingering closes, the shutdown deadline, and the end of
+//! an accept paused for lack of descriptors. Written once so both loops wait for the same
+//! things the same way; with them, what counts as activity for the idle timeout
+//! ([`Activity`]) and when a lingering close may end ([`Linger`]), for every driver.
 
+use crate::sys;
+use std::collections::VecDeque;
+use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
 /// How long accepting pauses when descriptors run out and the reserve did not help.
@@ -20,6 +25,10 @@ pub(crate) struct Timers {
     started: Instant,
     idle: Option<Duration>,
     next_idle_check: Option<Instant>,
+    /// Lingering closes to look at again, oldest first: (the driver's key, the linger's
+    /// start, when to look). Every entry is queued [`LINGER_QUIET`] ahead, so the queue
+    /// stays in order of its deadlines.
+    lingers: VecDeque<(usize, Stamp, Instant)>,
     /// When a graceful shutdown gives up on flushing; set once shutdown began.
     pub(crate) shutdown_deadline: Option<Instant>,
     /// Accepting is paused until then.
@@ -33,6 +42,7 @@ impl Timers {
             started: now,
             idle,
             next_idle_check: idle.map(|t| now + idle_period(t)),
+            lingers: VecDeque::new(),
             shutdown_deadline: None,
             accept_paused_until: None,
         }
@@ -44,6 +54,7 @@ impl Timers {
             self.next_idle_check,
             self.shutdown_deadline,
             self.accept_paused_until,
+            self.lingers.front().map(|&(_, _, at)| at),
         ]
         .into_iter()
         .flatten()
@@ -88,6 +99,163 @@ impl Timers {
         }
         self.next_idle_check = Some(now + idle_period(idle));
         Some(idle)
+    }
+}
+
+impl Timers {
+    /// Look at the lingering close of `key`, begun at `since`, again in [`LINGER_QUIET`].
+    pub(crate) fn linger(&mut self, key: usize, since: Stamp, now: Instant) {
+        self.lingers.push_back((key, since, now + LINGER_QUIET));
+    }
+
+    /// A lingering close due for a look: its key and start. The driver checks that the key
+    /// still names a linger begun then (keys are reused), and queues it again if it goes on.
+    pub(crate) fn linger_due(&mut self, now: Instant) -> Option<(usize, Stamp)> {
+        match self.lingers.front() {
+            Some(&(key, since, at)) if at <= now => {
+                self.lingers.pop_front();
+                Some((key, since))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// What counts as activity for the idle timeout, per session: bytes from the peer, bytes
+/// written to the peer, and the peer taking (acknowledging) what was written earlier.
+///
+/// The last is what a session paused by back-pressure, or waiting for a full socket buffer
+/// to drain, shows of a peer that reads slowly but steadily: nothing arrives and nothing
+/// can be written for a while, yet the peer keeps reading. The kernel's count of
+/// acknowledged bytes (`TCP_INFO`) tells it, for one `getsockopt` per sweep, and only for
+/// sessions that have been silent for a quarter of the timeout with output outstanding.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Activity {
+    /// The last activity seen.
+    last: Stamp,
+    /// The acknowledged-byte count at the last look (31 bits), or [`QUIET`] when nothing
+    /// was outstanding then and nothing was written since, or [`UNKNOWN`].
+    acked: u32,
+}
+
+/// Nothing sent is outstanding: no acknowledgement to wait for, no need to look.
+const QUIET: u32 = u32::MAX;
+/// Written to since it was quiet: look, but the first look only sets the baseline.
+const UNKNOWN: u32 = u32::MAX - 1;
+
+impl Activity {
+    /// A session that just opened.
+    pub(crate) fn new(now: Stamp) -> Activity {
+        Activity {
+            last: now,
+            acked: QUIET,
+        }
+    }
+
+    /// Bytes arrived.
+    pub(crate) fn input(&mut self, now: Stamp) {
+        self.last = now;
+    }
+
+    /// Bytes were written to the socket.
+    pub(crate) fn output(&mut self, now: Stamp) {
+        self.last = now;
+        if self.acked == QUIET {
+            self.acked = UNKNOWN;
+        }
+    }
+
+    /// Whether the session on `fd` has been idle for `idle` at `now`, counting the peer's
+    /// acknowledgements of earlier output as activity.
+    pub(crate) fn is_idle(
+        &mut self,
+        fd: RawFd,
+        timers: &Timers,
+        now: Instant,
+        idle: Duration,
+    ) -> bool {
+        if timers.elapsed(self.last, now) < idle / 4 || self.acked == QUIET {
+            return timers.elapsed(self.last, now) >= idle;
+        }
+        match sys::send_progress(fd) {
+            Ok(progress) => {
+                let acked = (progress.acked & 0x7fff_ffff) as u32;
+                if self.acked != UNKNOWN && acked != self.acked {
+                    self.last = timers.stamp(now);
+                }
+                self.acked = if progress.outstanding { acked } else { QUIET };
+            }
+            // The socket failed; its next read or write says how.
+            Err(_) => self.acked = QUIET,
+        }
+        timers.elapsed(self.last, now) >= idle
+    }
+}
+
+/// For a thread blocked in `recv` or `send` whose timeout expired (the blocking model):
+/// whether the peer took any output since the last time it asked. The first time, with
+/// no baseline, any outstanding output counts, so a stalled peer is idle after at most
+/// twice the timeout.
+#[derive(Debug, Default)]
+pub(crate) struct AckWatch(Option<u64>);
+
+impl AckWatch {
+    /// Whether the peer acknowledged output since the last call.
+    pub(crate) fn moved(&mut self, fd: RawFd) -> bool {
+        match sys::send_progress(fd) {
+            Ok(progress) if progress.outstanding => {
+                let moved = self.0 != Some(progress.acked);
+                self.0 = Some(progress.acked);
+                moved
+            }
+            _ => false,
+        }
+    }
+}
+
+/// How often a lingering close looks whether it may end, and how long the peer must have
+/// been silent for it to end before the peer's FIN.
+pub(crate) const LINGER_QUIET: Duration = Duration::from_millis(100);
+
+/// A close in progress: everything queued was handed to the kernel and a FIN follows it
+/// (`shutdown(SHUT_WR)`); the socket stays open, reading and discarding what the peer
+/// still sends, until the peer's own FIN.
+///
+/// Why: closing a socket with unread input makes Linux send a reset and throw away what
+/// it has not sent yet, so the peer would lose the end of the output that the close was
+/// meant to deliver (a client that sends heartbeats or pipelines requests always has input
+/// in flight). The linger ends at the peer's FIN; or once the peer has acknowledged every
+/// byte and sent nothing for [`LINGER_QUIET`] (a close now loses nothing: the peer has it
+/// all); or, for a peer that keeps sending, at [`crate::Config::linger_timeout`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Linger {
+    /// When the FIN was sent.
+    pub(crate) since: Stamp,
+    /// When the peer last sent something.
+    heard: Stamp,
+}
+
+impl Linger {
+    /// A linger starting now.
+    pub(crate) fn new(now: Stamp) -> Linger {
+        Linger {
+            since: now,
+            heard: now,
+        }
+    }
+
+    /// The peer sent more (it was discarded).
+    pub(crate) fn heard(&mut self, now: Stamp) {
+        self.heard = now;
+    }
+
+    /// Whether the socket `fd` may be closed now.
+    pub(crate) fn over(&self, fd: RawFd, timers: &Timers, now: Instant, limit: Duration) -> bool {
+        if timers.elapsed(self.since, now) >= limit {
+            return true;
+        }
+        timers.elapsed(self.heard, now) >= LINGER_QUIET
+            && sys::send_progress(fd).map_or(true, |p| !p.outstanding)
     }
 }
 

@@ -3,8 +3,14 @@
 //! `cargo test -p iomodels-engine --test scenarios epoll` runs one model's scenarios;
 //! `... -- half_close` one scenario on every model.
 
+#[path = "scenarios/delivery.rs"]
+mod delivery;
 mod util;
 
+use delivery::{
+    close_while_peer_sends, connect_storm_during_shutdown, graceful_shutdown_while_peer_sends,
+    idle_timeout_spares_a_slow_reader, send_during_half_close,
+};
 use iomodels_engine::{echo::Echo, CloseReason, Model, SendError};
 use rand::{Rng, SeedableRng};
 use std::io::{ErrorKind, Read, Write};
@@ -20,7 +26,7 @@ macro_rules! model_tests {
             $(
                 #[test]
                 fn $scenario() {
-                    let _table = crate::util::descriptors(stringify!($scenario) == "many_connections");
+                    let _table = crate::util::descriptors(crate::HEAVY.contains(&stringify!($scenario)));
                     crate::$scenario(iomodels_engine::Model::$model);
                 }
             )*
@@ -52,7 +58,15 @@ scenarios!(
     slow_consumer,
     idle_timeout,
     idle_timeout_while_paused,
+    send_during_half_close,
+    close_while_peer_sends,
+    graceful_shutdown_while_peer_sends,
+    idle_timeout_spares_a_slow_reader,
+    connect_storm_during_shutdown,
 );
+
+/// Scenarios that open hundreds of descriptors: they run alone (see `util::descriptors`).
+const HEAVY: [&str; 2] = ["many_connections", "connect_storm_during_shutdown"];
 
 /// Scenario 1: 50 concurrent clients x 1,000 messages of random sizes from 1 B to 64 KiB: every byte
 /// echoed exactly, per connection in order.

@@ -21,7 +21,7 @@ use crate::session::{CloseRequest, Session};
 use crate::slab::Slab;
 use crate::stats::Counters;
 use crate::sys;
-use crate::timers::{Stamp, Timers};
+use crate::timers::{Activity, Linger, Stamp, Timers};
 use mailbox::Mailbox;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -70,6 +70,10 @@ pub(crate) struct Event {
 
 /// The token of a worker's listening socket.
 pub(crate) const LISTENER: usize = usize::MAX;
+
+/// Tokens with this bit name a lingering close (a socket whose session has ended, reading
+/// until the peer's FIN), not a connection.
+const LINGERING: usize = 1 << (usize::BITS - 2);
 
 /// How one readiness model waits. A selector belongs to one worker thread and is created
 /// on it.
@@ -142,8 +146,14 @@ struct Entry<St> {
     hangup: bool,
     /// Interest registered with a level-triggered selector.
     interest: Interest,
-    /// When data last arrived, for the idle timeout.
-    last_active: Stamp,
+    /// For the idle timeout.
+    activity: Activity,
+}
+
+/// A socket whose session ended with a FIN: read and discard until the peer's FIN.
+struct Lingerer {
+    fd: OwnedFd,
+    linger: Linger,
 }
 
 /// What servicing a connection decided.
@@ -176,6 +186,8 @@ struct Worker<S: Selector, H: Handler> {
     selector: S,
     listener: Option<OwnedFd>,
     entries: Slab<Entry<H::State>>,
+    /// Closes in progress, keyed by their token without [`LINGERING`].
+    lingering: Slab<Lingerer>,
     mailbox: Arc<Mailbox>,
     /// The mailbox's queue, swapped out each round (its allocation is reused).
     mail: Vec<Session>,
@@ -206,6 +218,7 @@ impl<S: Selector, H: Handler> Worker<S, H> {
             selector,
             listener: Some(listener),
             entries: Slab::new(),
+            lingering: Slab::new(),
             mailbox,
             mail: Vec::new(),
             counters,
@@ -246,6 +259,10 @@ impl<S: Selector, H: Handler> Worker<S, H> {
                     self.accept_ready = true;
                     continue;
                 }
+                if event.token & LINGERING != 0 {
+                    self.service_lingerer(event.token & !LINGERING);
+                    continue;
+                }
                 if let Some(entry) = self.entries.get_mut(event.token) {
                     entry.readable |= event.readable;
                     entry.writable |= event.writable;
@@ -262,9 +279,18 @@ impl<S: Selector, H: Handler> Worker<S, H> {
             {
                 self.accept_some();
             }
-            let ready = std::mem::take(&mut self.ready);
+            let mut ready = std::mem::take(&mut self.ready);
             for &token in &ready {
-                self.service(token);
+                if token & LINGERING != 0 {
+                    self.service_lingerer(token & !LINGERING);
+                } else {
+                    self.service(token);
+                }
+            }
+            ready.clear();
+            if self.ready.is_empty() {
+                // Keep the allocation for the next round.
+                self.ready = ready;
             }
             self.drain_mailbox();
             self.selector.round_done(self.progressed);
@@ -274,7 +300,7 @@ impl<S: Selector, H: Handler> Worker<S, H> {
             }
             self.timers();
             if let Some(deadline) = self.timers.shutdown_deadline {
-                if self.entries.is_empty() {
+                if self.entries.is_empty() && self.lingering.is_empty() {
                     return Ok(());
                 }
                 if self.now >= deadline {
@@ -327,19 +353,31 @@ impl<S: Selector, H: Handler> Worker<S, H> {
                         continue;
                     }
                     tracing::warn!(model = S::NAME, "out of descriptors ({e}); pausing accept");
-                    self.timers.pause_accept(self.now);
-                    if !S::EDGE_TRIGGERED {
-                        // Without this a level-triggered selector reports the listener
-                        // every round; failing it costs only those wake-ups.
-                        if let Err(e) = self.selector.reregister(listener, LISTENER, Interest::NONE)
-                        {
-                            tracing::warn!(model = S::NAME, "pausing the listener: {e}");
-                        }
-                    }
+                    self.pause_accept(listener);
                     return;
                 }
                 // ECONNABORTED and friends: that connection is gone, others may wait.
-                Err(e) => tracing::debug!(model = S::NAME, "accept: {e}"),
+                Err(e) if sys::is_transient_accept_error(&e) => {
+                    tracing::debug!(model = S::NAME, "accept: {e}")
+                }
+                // Anything else may well fail again at once: back off instead of spinning.
+                Err(e) => {
+                    tracing::warn!(model = S::NAME, "accept: {e}; pausing accept");
+                    self.pause_accept(listener);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Stop accepting for a while (see [`Timers::pause_accept`]).
+    fn pause_accept(&mut self, listener: RawFd) {
+        self.timers.pause_accept(self.now);
+        if !S::EDGE_TRIGGERED {
+            // Without this a level-triggered selector reports the listener every round;
+            // failing it costs only those wake-ups.
+            if let Err(e) = self.selector.reregister(listener, LISTENER, Interest::NONE) {
+                tracing::warn!(model = S::NAME, "pausing the listener: {e}");
             }
         }
     }
@@ -383,7 +421,7 @@ impl<S: Selector, H: Handler> Worker<S, H> {
                 paused: false,
                 hangup: false,
                 interest,
-                last_active: self.timers.stamp(self.now),
+                activity: Activity::new(self.timers.stamp(self.now)),
             },
         );
         // Data may already wait (edge-triggered selectors and signals report only changes),
@@ -428,6 +466,8 @@ impl<S: Selector, H: Handler> Worker<S, H> {
         }
     }
 
+    /// End a session. An orderly close sends a FIN after the output; unless the peer's
+    /// FIN came already, the socket then lingers (see [`Linger`]).
     fn close(&mut self, token: usize, reason: CloseReason, how: Closing) {
         let Some(entry) = self.entries.remove(token) else {
             return;
@@ -440,8 +480,65 @@ impl<S: Selector, H: Handler> Worker<S, H> {
                 let _ = socket2::SockRef::from(&entry.fd).set_linger(Some(Duration::ZERO));
             }
         }
-        drop(entry.fd);
         entry.conn.close(&self.core, reason);
+        if how == Closing::Orderly && !entry.read_closed {
+            self.linger(entry.fd);
+        }
+    }
+
+    /// Watch a socket whose session ended with a FIN until its linger is over.
+    fn linger(&mut self, fd: OwnedFd) {
+        let now = self.timers.stamp(self.now);
+        let key = self.lingering.reserve();
+        if let Err(e) = self
+            .selector
+            .register(fd.as_raw_fd(), LINGERING | key, Interest::READ)
+        {
+            // Closing now may reset the connection; nothing else can be done.
+            tracing::debug!(model = S::NAME, "lingering: {e}");
+            self.lingering.unreserve(key);
+            return;
+        }
+        self.lingering.put(
+            key,
+            Lingerer {
+                fd,
+                linger: Linger::new(now),
+            },
+        );
+        self.timers.linger(key, now, self.now);
+        // Input may be waiting already, and edge-triggered selectors report only changes.
+        self.ready.push(LINGERING | key);
+    }
+
+    /// Read and discard what a lingering socket has; end the linger at the peer's FIN.
+    fn service_lingerer(&mut self, key: usize) {
+        let now = self.timers.stamp(self.now);
+        let Some(lingerer) = self.lingering.get_mut(key) else {
+            return;
+        };
+        for _ in 0..READ_BUDGET {
+            match sys::recv(lingerer.fd.as_raw_fd(), &mut self.scratch) {
+                Ok(0) => return self.end_linger(key),
+                Ok(_) => {
+                    self.progressed = true;
+                    lingerer.linger.heard(now);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return self.end_linger(key),
+            }
+        }
+        self.ready.push(LINGERING | key);
+    }
+
+    /// Close a lingering socket.
+    fn end_linger(&mut self, key: usize) {
+        if let Some(lingerer) = self.lingering.remove(key) {
+            let _ = self
+                .selector
+                .deregister(lingerer.fd.as_raw_fd(), LINGERING | key);
+        }
     }
 
     fn drain_mailbox(&mut self) {
@@ -494,21 +591,47 @@ impl<S: Selector, H: Handler> Worker<S, H> {
                 }
             }
         }
+        while let Some((key, since)) = self.timers.linger_due(self.now) {
+            let over = match self.lingering.get(key) {
+                Some(l) if l.linger.since == since => l.linger.over(
+                    l.fd.as_raw_fd(),
+                    &self.timers,
+                    self.now,
+                    self.core.config.linger_timeout,
+                ),
+                // Ended already (the key may name a newer linger, with its own check).
+                _ => continue,
+            };
+            if over {
+                self.end_linger(key);
+            } else {
+                self.timers.linger(key, since, self.now);
+            }
+        }
         let Some(idle) = self.timers.idle_sweep_due(self.now) else {
             return;
         };
         for token in self.entries.keys() {
-            if let Some(entry) = self.entries.get(token) {
-                if self.timers.elapsed(entry.last_active, self.now) >= idle {
-                    self.close(token, CloseReason::IdleTimeout, Closing::Abortive);
+            let idle = match self.entries.get_mut(token) {
+                Some(entry) => {
+                    let fd = entry.fd.as_raw_fd();
+                    entry.activity.is_idle(fd, &self.timers, self.now, idle)
                 }
+                None => false,
+            };
+            if idle {
+                self.close(token, CloseReason::IdleTimeout, Closing::Abortive);
             }
         }
     }
 
+    /// Close every session now, and every lingering socket.
     fn abort_all(&mut self, reason: CloseReason) {
         for token in self.entries.keys() {
             self.close(token, reason, Closing::Abortive);
+        }
+        for key in self.lingering.keys() {
+            self.end_linger(key);
         }
     }
 }
@@ -535,9 +658,11 @@ fn drive<H: Handler>(
     let mut reads = 0;
     let mut closing = is_closing(entry);
     loop {
-        // Read once, if reading is allowed and may succeed.
+        // Read once, if reading may succeed and is wanted: while the session is open and
+        // not paused by back-pressure, or while it is closing, to discard what the peer
+        // still sends (a close with unread input would reset the connection).
         let mut more = false;
-        if entry.readable && !entry.read_closed && !entry.paused && !closing {
+        if entry.readable && !entry.read_closed && (closing || !entry.paused) {
             if reads == READ_BUDGET {
                 // Let the others have a turn; come back without waiting for an event.
                 ready.push(token);
@@ -551,15 +676,17 @@ fn drive<H: Handler>(
                     Ok(n) => {
                         *progressed = true;
                         counters.received(n);
-                        entry.last_active = now;
+                        entry.activity.input(now);
                         // A short read emptied the queue, unless a FIN may sit behind
                         // the data (an edge-triggered selector would not report it
                         // again): then, or if the selector cannot tell, read to EAGAIN.
                         let drained = short_read_drains && !entry.hangup && n < scratch.len();
                         entry.readable = !drained;
                         more = !drained;
-                        if let Err(reason) = entry.conn.deliver(core, &scratch[..n]) {
-                            return Step::Close(reason, Closing::Abortive);
+                        if !closing {
+                            if let Err(reason) = entry.conn.deliver(core, &scratch[..n]) {
+                                return Step::Close(reason, Closing::Abortive);
+                            }
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => entry.readable = false,
@@ -581,6 +708,7 @@ fn drive<H: Handler>(
                 Ok(n) => {
                     *progressed = true;
                     counters.sent(n);
+                    entry.activity.output(now);
                     outbox.consume(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => entry.writable = false,
@@ -589,17 +717,12 @@ fn drive<H: Handler>(
             }
         }
         let queued = outbox.len();
-        let graceful = outbox.close_request().map(CloseRequest::reason);
-        closing = graceful.is_some();
+        // Decided under the lock: a send racing with the end fails instead of vanishing.
+        let end = outbox.drained_end(entry.read_closed);
+        closing = outbox.close_request().is_some();
         drop(outbox);
-
-        if queued == 0 {
-            if let Some(reason) = graceful {
-                return Step::Close(reason, Closing::Orderly);
-            }
-            if entry.read_closed {
-                return Step::Close(CloseReason::PeerClosed, Closing::Orderly);
-            }
+        if let Some(reason) = end {
+            return Step::Close(reason, Closing::Orderly);
         }
         // Back-pressure: a peer that does not read its echo stops being read.
         if !entry.paused && queued > core.config.high_water() {
@@ -611,7 +734,7 @@ fn drive<H: Handler>(
         if !more {
             return Step::Keep {
                 write: queued > 0,
-                read: !entry.read_closed && !entry.paused && !closing,
+                read: !entry.read_closed && (closing || !entry.paused),
             };
         }
     }

@@ -217,6 +217,38 @@ impl AsRawFd for EventFd {
     }
 }
 
+/// How far the peer has taken what a TCP socket sent: read from `TCP_INFO` (Linux 4.6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SendProgress {
+    /// Bytes the peer has acknowledged since the connection began. It only grows, and it
+    /// grows when the peer's application reads (that is what reopens its window).
+    pub(crate) acked: u64,
+    /// Some sent byte is not acknowledged yet, or some written byte is not sent yet.
+    pub(crate) outstanding: bool,
+}
+
+/// The send progress of a connected TCP socket.
+pub(crate) fn send_progress(fd: RawFd) -> io::Result<SendProgress> {
+    let mut info = MaybeUninit::<libc::tcp_info>::zeroed();
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `info` and `len` are valid for writes and `len` holds the buffer's size; the
+    // kernel writes at most `len` bytes.
+    syscall!(getsockopt(
+        fd,
+        libc::IPPROTO_TCP,
+        libc::TCP_INFO,
+        info.as_mut_ptr().cast(),
+        &mut len
+    ))?;
+    // SAFETY: zero-initialised, then (partly) filled by the kernel: every field is an
+    // integer, valid whatever its bytes.
+    let info = unsafe { info.assume_init() };
+    Ok(SendProgress {
+        acked: info.tcpi_bytes_acked,
+        outstanding: info.tcpi_unacked > 0 || info.tcpi_notsent_bytes > 0,
+    })
+}
+
 /// Classify a socket error for [`crate::CloseReason`].
 pub(crate) fn close_reason(err: &io::Error) -> crate::CloseReason {
     match err.raw_os_error() {
@@ -225,6 +257,29 @@ pub(crate) fn close_reason(err: &io::Error) -> crate::CloseReason {
         }
         _ => crate::CloseReason::Error,
     }
+}
+
+/// Whether an accept error concerns only the connection it would have returned (gone
+/// before it was accepted, or a network error Linux passes on from it), so the next accept
+/// may well succeed: accept(2) says to treat these like EAGAIN and retry.
+pub(crate) fn is_transient_accept_error(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(
+            libc::ECONNABORTED
+                | libc::EPROTO
+                | libc::EPERM
+                | libc::ENETDOWN
+                | libc::ENOPROTOOPT
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EHOSTUNREACH
+                | libc::EOPNOTSUPP
+                | libc::ENETUNREACH
+                | libc::ETIMEDOUT
+                | libc::EINTR
+        )
+    )
 }
 
 /// Whether an accept error means "out of descriptors".

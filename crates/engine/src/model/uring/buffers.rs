@@ -125,6 +125,13 @@ impl BufRing {
         self.dirty = true;
     }
 
+    /// Never unmap the ring or its buffers: for a ring whose exit left operations in
+    /// flight, which the kernel may still complete into them after it closed.
+    pub(super) fn leak(&mut self) {
+        self.entries.leaked = true;
+        self.memory.leaked = true;
+    }
+
     /// Make recycled buffers visible to the kernel. Called once per loop turn, before
     /// submitting.
     pub(super) fn publish(&mut self) {
@@ -147,6 +154,8 @@ impl BufRing {
 struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
+    /// Left mapped on drop (see [`BufRing::leak`]).
+    leaked: bool,
 }
 
 impl Mapping {
@@ -167,12 +176,19 @@ impl Mapping {
             return Err(io::Error::last_os_error());
         }
         let ptr = NonNull::new(ptr.cast()).ok_or_else(|| io::Error::other("mmap returned null"))?;
-        Ok(Mapping { ptr, len })
+        Ok(Mapping {
+            ptr,
+            len,
+            leaked: false,
+        })
     }
 }
 
 impl Drop for Mapping {
     fn drop(&mut self) {
+        if self.leaked {
+            return;
+        }
         // SAFETY: `ptr` and `len` describe a mapping made by `Mapping::new` and unmapped
         // only here; nothing borrows it any more (borrows are tied to `&BufRing`).
         unsafe {

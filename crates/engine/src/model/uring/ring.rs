@@ -226,6 +226,14 @@ impl Ring {
         })
     }
 
+    /// Give up on the ops still in flight: their memory (send buffers, the provided
+    /// buffers) is never freed, since the kernel cancels a closed ring's work only after
+    /// `close` returned and may still write into it. Called when the exit drain timed out.
+    pub(super) fn abandon_in_flight(&mut self) {
+        std::mem::forget(std::mem::take(&mut self.ops));
+        self.bufs.leak();
+    }
+
     /// How the ring was set up.
     pub(super) fn mode(&self) -> Mode {
         self.mode

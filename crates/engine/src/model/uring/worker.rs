@@ -16,7 +16,7 @@ use crate::session::{CloseRequest, Session};
 use crate::slab::Slab;
 use crate::stats::Counters;
 use crate::sys::{self, EventFd};
-use crate::timers::{Stamp, Timers};
+use crate::timers::{Activity, Linger, Timers};
 use io_uring::cqueue;
 use std::cell::UnsafeCell;
 use std::io;
@@ -43,10 +43,10 @@ enum Recv {
 }
 
 /// One connection. Its slot and socket are kept until every op on it has completed, even
-/// after the session itself was closed.
+/// after the session itself was closed, and while its close lingers.
 struct Connection<S> {
     fd: OwnedFd,
-    /// The session; `None` once closed (the slot waits for its ops).
+    /// The session; `None` once closed (the slot waits for its ops, or its linger).
     conn: Option<Conn<S>>,
     recv: Recv,
     /// A send is in flight (at most one).
@@ -55,10 +55,14 @@ struct Connection<S> {
     read_closed: bool,
     /// Output passed the high-water mark: receiving is stopped until it drains.
     paused: bool,
+    /// A close was asked for: what arrives is discarded, not delivered.
+    closing: bool,
     /// Ops submitted on this socket and not completed (receive, send, cancels).
     ops: u8,
-    /// When data last arrived, for the idle timeout.
-    last_active: Stamp,
+    /// For the idle timeout.
+    activity: Activity,
+    /// The session ended with a FIN and the socket reads until the peer's.
+    linger: Option<Linger>,
 }
 
 /// How to end a connection.
@@ -263,6 +267,14 @@ impl<H: Handler> Worker<H> {
     }
 
     fn open(&mut self, fd: OwnedFd) {
+        if self.timers.shutdown_deadline.is_some() || self.exiting {
+            // Accepted by the kernel before the accept's cancel landed (without
+            // DEFER_TASKRUN completions keep coming in any enter). Shutdown has asked every
+            // session to close already: serving this one would outlive it.
+            self.counters.refused();
+            tracing::debug!(model = "uring", "refused: shutting down");
+            return;
+        }
         if !self.core.admit() {
             self.counters.refused();
             tracing::debug!(model = "uring", "refused: connection limit reached");
@@ -308,8 +320,10 @@ impl<H: Handler> Worker<H> {
                 sending: false,
                 read_closed: false,
                 paused: false,
+                closing: false,
                 ops: 0,
-                last_active: self.timers.stamp(self.now),
+                activity: Activity::new(self.timers.stamp(self.now)),
+                linger: None,
             },
         );
         // Arms the receive and sends whatever `opened` queued.
@@ -332,11 +346,16 @@ impl<H: Handler> Worker<H> {
                 Some(filled) => {
                     if let Some(conn) = entry.conn.as_mut() {
                         self.counters.received(result as usize);
-                        entry.last_active = now;
-                        let data = self.ring.bufs.data(&filled);
-                        if let Err(reason) = conn.deliver(&self.core, data) {
-                            close = Some((reason, Closing::Abortive));
+                        entry.activity.input(now);
+                        // A closing session discards what still arrives.
+                        if !entry.closing {
+                            let data = self.ring.bufs.data(&filled);
+                            if let Err(reason) = conn.deliver(&self.core, data) {
+                                close = Some((reason, Closing::Abortive));
+                            }
                         }
+                    } else if let Some(linger) = entry.linger.as_mut() {
+                        linger.heard(now);
                     }
                     // Straight back to the kernel: `deliver` copied what it kept.
                     self.ring.bufs.recycle(filled);
@@ -357,6 +376,14 @@ impl<H: Handler> Worker<H> {
             }
         }
         if entry.conn.is_none() {
+            if entry.linger.is_some() {
+                if entry.read_closed || close.is_some() {
+                    self.end_linger(slot);
+                } else if entry.recv == Recv::Idle {
+                    self.arm_linger_recv(slot);
+                }
+                return;
+            }
             self.release_if_done(slot);
             return;
         }
@@ -384,6 +411,7 @@ impl<H: Handler> Worker<H> {
             let n = (result.max(0) as usize).min(remaining);
             if n > 0 {
                 self.counters.sent(n);
+                entry.activity.output(self.timers.stamp(self.now));
                 conn.session().outbox().finish(n);
             }
             buf.sent += n;
@@ -456,6 +484,9 @@ impl<H: Handler> Worker<H> {
             send = Some(buf);
         }
         let queued = outbox.len();
+        // Decided under the lock: a send racing with the end fails instead of vanishing.
+        let end = outbox.drained_end(entry.read_closed);
+        let closing = outbox.close_request().is_some();
         drop(outbox);
 
         if let Some(buf) = send {
@@ -468,22 +499,19 @@ impl<H: Handler> Worker<H> {
         if entry.conn.is_none() {
             return;
         }
-        if queued == 0 {
-            if let Some(request) = request {
-                self.close(slot, request.reason(), Closing::Orderly);
-                return;
-            }
-            if entry.read_closed {
-                self.close(slot, CloseReason::PeerClosed, Closing::Orderly);
-                return;
-            }
+        entry.closing = closing;
+        if let Some(reason) = end {
+            self.close(slot, reason, Closing::Orderly);
+            return;
         }
         if !entry.paused && queued > high_water {
             entry.paused = true;
         } else if entry.paused && queued <= low_water {
             entry.paused = false;
         }
-        let want = !entry.read_closed && !entry.paused && request.is_none();
+        // Receive while open and not paused, and while closing, to discard input (a close
+        // with unread input would reset the connection).
+        let want = !entry.read_closed && (closing || !entry.paused);
         match (want, entry.recv) {
             (true, Recv::Idle) => {
                 let fd = entry.fd.as_raw_fd();
@@ -540,8 +568,11 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    /// End the session now; the socket is closed once every op on it has completed.
+    /// End the session now. An orderly close sends a FIN after the output and, unless the
+    /// peer's FIN came already, lingers (see [`Linger`]); the socket is closed once the
+    /// linger is over and every op on it has completed.
     fn close(&mut self, slot: u32, reason: CloseReason, how: Closing) {
+        let now = self.timers.stamp(self.now);
         let Some(entry) = self.conns.get_mut(slot as usize) else {
             return;
         };
@@ -554,10 +585,54 @@ impl<H: Handler> Worker<H> {
                 let _ = socket2::SockRef::from(&entry.fd).set_linger(Some(Duration::ZERO));
             }
         }
-        let pending = entry.ops > 0;
-        let fd = entry.fd.as_raw_fd();
         conn.close(&self.core, reason);
-        if pending {
+        if how == Closing::Orderly && !entry.read_closed {
+            entry.linger = Some(Linger::new(now));
+            self.timers.linger(slot as usize, now, self.now);
+            if entry.recv == Recv::Idle {
+                self.arm_linger_recv(slot);
+            }
+            return;
+        }
+        self.finish(slot);
+    }
+
+    /// Arm the receive of a lingering socket (its data is discarded); end the linger if
+    /// that fails.
+    fn arm_linger_recv(&mut self, slot: u32) {
+        let Some(entry) = self.conns.get_mut(slot as usize) else {
+            return;
+        };
+        let fd = entry.fd.as_raw_fd();
+        match self.ring.submit(Op::Recv { slot, fd }) {
+            Ok(user_data) => {
+                entry.recv = Recv::Armed(user_data);
+                entry.ops += 1;
+            }
+            Err(e) => {
+                tracing::debug!(model = "uring", "lingering: {e}");
+                self.end_linger(slot);
+            }
+        }
+    }
+
+    /// The linger of a closed session is over: close its socket.
+    fn end_linger(&mut self, slot: u32) {
+        if let Some(entry) = self.conns.get_mut(slot as usize) {
+            if entry.linger.take().is_some() {
+                self.finish(slot);
+            }
+        }
+    }
+
+    /// A closed session's socket is done with: cancel what is in flight on it, and free
+    /// the slot (closing the socket) once nothing is.
+    fn finish(&mut self, slot: u32) {
+        let Some(entry) = self.conns.get(slot as usize) else {
+            return;
+        };
+        if entry.ops > 0 {
+            let fd = entry.fd.as_raw_fd();
             self.cancel(Some(slot), Target::Fd(fd));
         } else {
             self.release_if_done(slot);
@@ -572,11 +647,12 @@ impl<H: Handler> Worker<H> {
         self.release_if_done(slot);
     }
 
-    /// Free a closed connection's slot and socket once nothing of it is in flight.
+    /// Free a closed connection's slot and socket once nothing of it is in flight and it
+    /// no longer lingers.
     fn release_if_done(&mut self, slot: u32) {
         let done = matches!(
             self.conns.get(slot as usize),
-            Some(entry) if entry.conn.is_none() && entry.ops == 0
+            Some(entry) if entry.conn.is_none() && entry.linger.is_none() && entry.ops == 0
         );
         if done {
             // Dropping the entry closes the socket.
@@ -632,17 +708,40 @@ impl<H: Handler> Worker<H> {
                 self.timers.pause_accept(self.now);
             }
         }
+        while let Some((key, since)) = self.timers.linger_due(self.now) {
+            let over = match self.conns.get(key) {
+                Some(Connection {
+                    linger: Some(linger),
+                    fd,
+                    ..
+                }) if linger.since == since => linger.over(
+                    fd.as_raw_fd(),
+                    &self.timers,
+                    self.now,
+                    self.core.config.linger_timeout,
+                ),
+                // Ended already (the slot may hold a newer linger, with its own check).
+                _ => continue,
+            };
+            if over {
+                self.end_linger(key as u32);
+            } else {
+                self.timers.linger(key, since, self.now);
+            }
+        }
         let Some(idle) = self.timers.idle_sweep_due(self.now) else {
             return;
         };
         for slot in self.conns.keys() {
-            let slot = slot as u32;
-            let idle = matches!(
-                self.conns.get(slot as usize),
-                Some(entry) if entry.conn.is_some() && self.timers.elapsed(entry.last_active, self.now) >= idle
-            );
+            let idle = match self.conns.get_mut(slot) {
+                Some(entry) if entry.conn.is_some() => {
+                    let fd = entry.fd.as_raw_fd();
+                    entry.activity.is_idle(fd, &self.timers, self.now, idle)
+                }
+                _ => false,
+            };
             if idle {
-                self.close(slot, CloseReason::IdleTimeout, Closing::Abortive);
+                self.close(slot as u32, CloseReason::IdleTimeout, Closing::Abortive);
             }
         }
     }
@@ -672,9 +771,11 @@ impl<H: Handler> Worker<H> {
         }
     }
 
+    /// Close every session now, and end every linger.
     fn abort_all(&mut self, reason: CloseReason) {
         for slot in self.conns.keys().map(|k| k as u32) {
             self.close(slot, reason, Closing::Abortive);
+            self.end_linger(slot);
         }
     }
 
@@ -692,8 +793,9 @@ impl<H: Handler> Worker<H> {
                 tracing::warn!(
                     model = "uring",
                     ops = self.ring.ops.live(),
-                    "ops still in flight at exit"
+                    "ops still in flight at exit; their memory is left allocated"
                 );
+                self.ring.abandon_in_flight();
                 break;
             }
             if self.ring.wait(Some(left)).is_err() {
