@@ -251,12 +251,26 @@ impl Linger {
 
     /// Whether the socket `fd` may be closed now.
     pub(crate) fn over(&self, fd: RawFd, timers: &Timers, now: Instant, limit: Duration) -> bool {
-        if timers.elapsed(self.since, now) >= limit {
-            return true;
-        }
-        timers.elapsed(self.heard, now) >= LINGER_QUIET
-            && sys::send_progress(fd).map_or(true, |p| !p.outstanding)
+        linger_over(
+            fd,
+            timers.elapsed(self.since, now),
+            timers.elapsed(self.heard, now),
+            limit,
+        )
     }
+}
+
+/// The rule of [`Linger`]: the socket `fd`, lingering for `lingered`, its peer silent for
+/// `silent`, may be closed when the linger reached `limit`, or when the peer has been
+/// silent for [`LINGER_QUIET`] and has acknowledged everything sent.
+pub(crate) fn linger_over(
+    fd: RawFd,
+    lingered: Duration,
+    silent: Duration,
+    limit: Duration,
+) -> bool {
+    lingered >= limit
+        || (silent >= LINGER_QUIET && sys::send_progress(fd).map_or(true, |p| !p.outstanding))
 }
 
 /// How often idle sessions are looked for: a quarter of the timeout, at most a second.

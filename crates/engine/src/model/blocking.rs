@@ -18,14 +18,23 @@
 //! reading). Nothing here ever polls: each thread is parked in `accept`, `recv`, `send` or a
 //! futex.
 //!
+//! **Closing in order.** Once a graceful close is asked for (by the application, or by a
+//! shutdown) the reader keeps reading but discards what arrives, and the writer, once
+//! everything queued is written, sends the FIN (`shutdown(SHUT_WR)`) and *lingers*: it
+//! waits for the reader to see the peer's FIN, or for the peer to acknowledge everything
+//! and fall silent (see `timers::Linger`). Closing with unread input would reset the
+//! connection and drop output the kernel has not sent yet.
+//!
 //! **Waking a blocked thread.** A thread blocked in a syscall cannot be told to stop by a
 //! flag. `shutdown(SHUT_RD)` makes a blocked `recv` (and, on a listener, `accept`) return;
-//! `shutdown(SHUT_RDWR)` also fails a blocked `send`. So: the writer, when it is done, wakes
-//! its reader with `SHUT_RD`; a reader that must abort wakes a writer stuck in `send` with
-//! `SO_LINGER 0` + `SHUT_RDWR`; and an abort asked for by another thread (a full send queue,
-//! [`crate::Session::abort`]) while the writer is inside `send` is carried out by the
-//! *keeper*, one thread per server that also joins the threads of finished connections.
-//! Shutdown uses the same calls on the listener and on every live connection.
+//! `shutdown(SHUT_RDWR)` also fails a blocked `send`. So: the writer, when it is done (and
+//! its linger is over), wakes its reader with `SHUT_RD` (never earlier: data arriving after
+//! our FIN on a socket shut for reading makes Linux answer with a reset); a reader that
+//! must abort wakes a writer stuck in `send` with `SO_LINGER 0` + `SHUT_RDWR`; and an abort
+//! asked for by another thread (a full send queue, [`crate::Session::abort`]) while the
+//! writer is inside `send` is carried out by the *keeper*, one thread per server that also
+//! joins the threads of finished connections. Shutdown stops the listener with `SHUT_RD`
+//! and asks every session to close in order; at its deadline it aborts the rest.
 //!
 //! **Cost.** Two threads, two stacks ([`crate::Config::thread_stack`], 128 KiB by default,
 //! of which only the touched pages are resident) and a 16 KiB read buffer per connection;
@@ -48,14 +57,14 @@ use crate::server::{Core, Wake};
 use crate::session::{CloseRequest, Outbox, Owner, Session, SessionId};
 use crate::stats::Counters;
 use crate::sys::{self, syscall};
-use crate::timers::ACCEPT_BACKOFF;
+use crate::timers::{linger_over, AckWatch, ACCEPT_BACKOFF, LINGER_QUIET};
 use socket2::SockRef;
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -171,11 +180,10 @@ impl Wake for ShutdownWaker {
             if outbox.is_closed() {
                 continue;
             }
+            // The writer flushes, sends the FIN and lingers; the reader discards input
+            // meanwhile, and is woken by the writer once the linger is over.
             outbox.request_close(CloseRequest::Graceful(CloseReason::ServerShutdown));
             entry.link.nudge(&outbox);
-            drop(outbox);
-            // The reader stops reading; its writer flushes and then ends the session.
-            sys::shutdown_read(entry.link.fd);
         }
         self.0.changed.notify_all();
     }
@@ -241,7 +249,9 @@ impl<H: Handler> Acceptor<H> {
                         self.back_off();
                     }
                 }
-                Err(e) if is_transient(&e) => tracing::debug!(model = NAME, "accept: {e}"),
+                Err(e) if sys::is_transient_accept_error(&e) => {
+                    tracing::debug!(model = NAME, "accept: {e}")
+                }
                 Err(e) => {
                     tracing::warn!(model = NAME, "accept: {e}; pausing accept");
                     self.back_off();
@@ -295,6 +305,7 @@ impl<H: Handler> Acceptor<H> {
             me: me.clone(),
             fd: fd.as_raw_fd(),
             flags: AtomicU8::new(0),
+            discarded: AtomicU32::new(0),
             to_writer: Condvar::new(),
             to_reader: Condvar::new(),
             keeper: self.keeper.clone(),
@@ -403,26 +414,6 @@ impl<H: Handler> Acceptor<H> {
     }
 }
 
-/// Accept errors that concern one connection only; the next accept may well succeed.
-fn is_transient(err: &io::Error) -> bool {
-    matches!(
-        err.raw_os_error(),
-        Some(
-            libc::ECONNABORTED
-                | libc::EPROTO
-                | libc::EPERM
-                | libc::ENETDOWN
-                | libc::ENOPROTOOPT
-                | libc::EHOSTDOWN
-                | libc::ENONET
-                | libc::EHOSTUNREACH
-                | libc::EOPNOTSUPP
-                | libc::ENETUNREACH
-                | libc::ETIMEDOUT
-        )
-    )
-}
-
 /// Close now, whoever is blocked on the socket: `SO_LINGER 0` (the close will send RST)
 /// and `shutdown(SHUT_RDWR)`, which fails a blocked `send` and ends a blocked `recv`. The
 /// caller guarantees that `fd` is still open.
@@ -470,6 +461,9 @@ struct Link {
     /// connection left the registry.
     fd: RawFd,
     flags: AtomicU8,
+    /// Reads the reader discarded while the session was closing: the writer's linger
+    /// watches it to see whether the peer is still sending.
+    discarded: AtomicU32,
     /// The writer waits here for output or a close request.
     to_writer: Condvar,
     /// The reader waits here for its output to drain below the low-water mark.
@@ -553,10 +547,11 @@ impl<H: Handler> Reader<H> {
                 self.link.clone(),
                 self.counters.clone(),
             );
+            let linger_timeout = self.core.config.linger_timeout;
             thread::Builder::new()
                 .name(format!("{NAME}-w{}", self.session.id().get()))
                 .stack_size(self.core.config.thread_stack)
-                .spawn(move || write_loop(&session, &link, &counters))
+                .spawn(move || write_loop(&session, &link, &counters, linger_timeout))
         };
         let writer = match writer {
             Ok(writer) => writer,
@@ -622,18 +617,22 @@ impl<H: Handler> Reader<H> {
         self.leave();
     }
 
-    /// Read and deliver until something ends the reading; then tell the writer.
+    /// Read and deliver until something ends the reading; then tell the writer. While the
+    /// session closes in order, what arrives is read and discarded.
     fn read_loop(&self, conn: &mut Conn<H::State>) {
         let fd = self.fd.as_raw_fd();
         let mut buffer = vec![0u8; READ_BUFFER];
         let mut spare = Vec::new();
-        while self.may_read(&mut spare) {
+        let mut acks = AckWatch::default();
+        while let Some(closing) = self.may_read(&mut spare) {
             match sys::recv(fd, &mut buffer) {
-                // End of stream, or shutdown(SHUT_RD) from the writer or the shutdown.
+                // End of stream, or shutdown(SHUT_RD) from the writer.
                 Ok(0) => break,
                 Ok(n) => {
                     self.counters.received(n);
-                    if let Err(reason) = conn.deliver(&self.core, &buffer[..n]) {
+                    if closing {
+                        self.link.discarded.fetch_add(1, Ordering::Relaxed);
+                    } else if let Err(reason) = conn.deliver(&self.core, &buffer[..n]) {
                         self.session
                             .outbox()
                             .request_close(CloseRequest::Abort(reason));
@@ -641,6 +640,9 @@ impl<H: Handler> Reader<H> {
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // SO_RCVTIMEO: nothing arrived for the idle timeout. A closing session is
+                // ended by its writer's linger; a peer still taking output is not idle.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && (closing || acks.moved(fd)) => {}
                 Err(e)
                     if e.kind() == io::ErrorKind::WouldBlock
                         && self.core.config.idle_timeout.is_some() =>
@@ -668,8 +670,9 @@ impl<H: Handler> Reader<H> {
         self.link.nudge(&outbox);
     }
 
-    /// Whether to read again: not when the session is closing or its writer ended, and not
-    /// while its output is above the high-water mark (wait until it drains to the low one).
+    /// Whether to read again, and if so whether the session is closing (what is read is
+    /// then discarded): not when the session is aborted or its writer ended, and not while
+    /// its output is above the high-water mark (wait until it drains to the low one).
     ///
     /// Output queued by the handler's last call is written here, inline, when no one else
     /// is writing: the reply leaves on the thread that computed it, as in the book's
@@ -677,14 +680,19 @@ impl<H: Handler> Reader<H> {
     /// message, and no second thread between request and reply). The writer thread covers
     /// what this cannot: sends from other threads while the reader sleeps in `recv`, and
     /// the final flush.
-    fn may_read(&self, spare: &mut Vec<u8>) -> bool {
+    fn may_read(&self, spare: &mut Vec<u8>) -> Option<bool> {
         let (high, low) = (self.core.config.high_water(), self.core.config.low_water());
         let fd = self.fd.as_raw_fd();
         let mut outbox = self.session.outbox();
         let mut paused = false;
         loop {
-            if outbox.close_request().is_some() || self.link.is(&outbox, WRITER_DONE) {
-                return false;
+            let closing = match outbox.close_request() {
+                Some(CloseRequest::Abort(_)) => return None,
+                Some(CloseRequest::Graceful(_)) => true,
+                None => false,
+            };
+            if self.link.is(&outbox, WRITER_DONE) {
+                return None;
             }
             if !outbox.pending().is_empty() && !self.link.is(&outbox, SENDING) {
                 let batch = outbox.take(std::mem::take(spare));
@@ -699,10 +707,17 @@ impl<H: Handler> Reader<H> {
                 }
                 if let Err(reason) = written {
                     outbox.request_close(CloseRequest::Abort(reason));
-                    return false;
+                    return None;
                 }
                 *spare = recycle(batch);
                 continue;
+            }
+            if closing {
+                // The writer ends the session; it may not know of a close asked for inside
+                // a callback of this thread (no wake-up is sent then).
+                self.link.nudge(&outbox);
+                // Discarding adds no output: no back-pressure.
+                return Some(true);
             }
             // Someone else is writing: back-pressure applies.
             let queued = outbox.len();
@@ -712,7 +727,7 @@ impl<H: Handler> Reader<H> {
                 paused = false;
             }
             if !paused {
-                return true;
+                return Some(false);
             }
             self.link.set(&outbox, READER_PAUSED, true);
             outbox = self
@@ -741,7 +756,7 @@ impl<H: Handler> Reader<H> {
 
 /// The writer thread: sleep until there is output or a close request, write the output
 /// outside the lock, and decide how the session ends once it has nothing left to do.
-fn write_loop(session: &Session, link: &Link, counters: &Counters) {
+fn write_loop(session: &Session, link: &Link, counters: &Counters, linger_timeout: Duration) {
     let fd = link.fd;
     let mut spare = Vec::new();
     let mut outbox = session.outbox();
@@ -797,6 +812,11 @@ fn write_loop(session: &Session, link: &Link, counters: &Counters) {
             .unwrap_or_else(|p| p.into_inner());
         link.set(&outbox, WRITER_WAITING, false);
     }
+    if matches!(outbox.close_request(), Some(CloseRequest::Graceful(_)))
+        && !link.is(&outbox, READ_DONE)
+    {
+        outbox = linger(outbox, link, linger_timeout);
+    }
     link.set(&outbox, WRITER_DONE, true);
     let reading = !link.is(&outbox, READ_DONE);
     link.nudge(&outbox);
@@ -805,6 +825,45 @@ fn write_loop(session: &Session, link: &Link, counters: &Counters) {
         // The reader may be blocked in recv. The socket is open: the reader closes it only
         // after joining this thread.
         sys::shutdown_read(fd);
+    }
+}
+
+/// Everything queued is written and the session closes in order: send the FIN, then wait
+/// (with the outbox unlocked) while the reader discards input, until the reader saw the
+/// peer's FIN, the linger rule of `timers::Linger` says the socket may close, or an abort
+/// is asked for. Returns with the outbox locked again.
+fn linger<'a>(
+    mut outbox: MutexGuard<'a, Outbox>,
+    link: &Link,
+    limit: Duration,
+) -> MutexGuard<'a, Outbox> {
+    sys::shutdown_write(link.fd);
+    let start = Instant::now();
+    let mut heard = start;
+    let mut seen = link.discarded.load(Ordering::Relaxed);
+    loop {
+        link.set(&outbox, WRITER_WAITING, true);
+        outbox = match link.to_writer.wait_timeout(outbox, LINGER_QUIET) {
+            Ok((outbox, _)) => outbox,
+            Err(poisoned) => poisoned.into_inner().0,
+        };
+        link.set(&outbox, WRITER_WAITING, false);
+        if link.is(&outbox, READ_DONE) {
+            return outbox;
+        }
+        if let Some(CloseRequest::Abort(_)) = outbox.close_request() {
+            // The socket is open: the reader closes it only after joining this thread.
+            abort_socket(link.fd);
+            return outbox;
+        }
+        let now = Instant::now();
+        let discarded = link.discarded.load(Ordering::Relaxed);
+        if discarded != seen {
+            (seen, heard) = (discarded, now);
+        }
+        if linger_over(link.fd, now - start, now - heard, limit) {
+            return outbox;
+        }
     }
 }
 
@@ -820,6 +879,7 @@ fn recycle(batch: Vec<u8>) -> Vec<u8> {
 /// Write all of `buf`, retrying after signals.
 fn send_all(fd: RawFd, buf: &[u8], counters: &Counters) -> Result<(), CloseReason> {
     let mut done = 0;
+    let mut acks = AckWatch::default();
     while done < buf.len() {
         match sys::send(fd, &buf[done..]) {
             Ok(0) => return Err(CloseReason::Error),
@@ -829,9 +889,13 @@ fn send_all(fd: RawFd, buf: &[u8], counters: &Counters) -> Result<(), CloseReaso
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             // The socket blocks: only SO_SNDTIMEO, set with the idle timeout, ends a send
-            // with EAGAIN, after the peer took nothing for that long.
+            // with EAGAIN, when no room was made for that long. A peer that still
+            // acknowledges output (reading slowly, while the kernel waits to have a third of
+            // the buffer free) is not idle.
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                return Err(CloseReason::IdleTimeout)
+                if !acks.moved(fd) {
+                    return Err(CloseReason::IdleTimeout);
+                }
             }
             Err(e) => return Err(sys::close_reason(&e)),
         }
