@@ -76,14 +76,17 @@ pub fn run_server(args: ChatServerArgs) -> Result<(), Error> {
     );
     let signal = termination.wait();
     tracing::info!(signal, "stopping");
-    let handle = server.handle();
-    handle.shutdown();
-    let stats = server.handler().stats();
-    server.join()?;
-    let engine_stats = handle.stats();
+    // Every request read so far is answered before the sessions close; the counters are
+    // read after every thread has ended.
+    server.shutdown();
+    let stopped = server.join()?;
     println!(
-        "stopped: {} sessions, {} logins, {} chats, {} protocol errors",
-        engine_stats.accepted, stats.logins, stats.chats, stats.protocol_errors
+        "stopped: {} sessions, {} logins, {} chats, {} protocol errors, {} requests dropped at shutdown",
+        stopped.engine.accepted,
+        stopped.chat.logins,
+        stopped.chat.chats,
+        stopped.chat.protocol_errors,
+        stopped.chat.dropped
     );
     Ok(())
 }

@@ -5,8 +5,9 @@
 //! that stresses it and checks that every notify arrives, in order, exactly once; and a
 //! small interactive client.
 //!
-//! - [`start`] runs a chat server in-process and returns the engine's [`Server`], so its
-//!   address and counters are at hand; [`ChatHandler::stats`] adds the chat's own counters.
+//! - [`start`] runs a chat server in-process and returns a [`ChatServer`]: its address,
+//!   the engine's and the chat's counters, and a shutdown that answers every request read
+//!   before it ([`ChatServer::shutdown`]), then final counters from [`ChatServer::join`].
 //! - Game logic runs on one logic thread fed by a queue ([`Mode::Logic`], the default: no
 //!   lock anywhere in the game code) or directly on the I/O threads under one lock
 //!   ([`Mode::Io`]). Both run the same [`world`](crate::ChatConfig) code.
@@ -15,8 +16,6 @@
 //! - [`cli`] holds the command-line front ends (`chat-server`, `chat-bots`, `chat-client`).
 //!
 //! The protocol and every result code are described in the crate's README.
-//!
-//! [`Server`]: iomodels_engine::Server
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod bots;
@@ -32,7 +31,7 @@ pub use bots::{run_swarm, BotsReport, Latency, Scenario, SwarmConfig};
 pub use client::{ClientError, Connection};
 pub use error::Error;
 pub use server::{
-    engine_config, start, ChatConfig, ChatHandler, ChatStats, Mode, SessionState,
-    DEFAULT_IDLE_TIMEOUT,
+    engine_config, start, ChatConfig, ChatHandler, ChatServer, ChatServerHandle, ChatStats,
+    FinalStats, Mode, SessionState, DEFAULT_IDLE_TIMEOUT,
 };
 pub use store::{AcceptAll, PasswordFile, Refusal, UserStore};

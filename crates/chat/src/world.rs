@@ -59,6 +59,11 @@ impl World {
         }
     }
 
+    /// The counters the game logic keeps.
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
     /// Run one request from `session`.
     pub(crate) fn request(&mut self, session: &Session, request: Request) {
         self.clients

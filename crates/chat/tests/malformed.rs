@@ -15,7 +15,7 @@ struct Bystanders {
 }
 
 impl Bystanders {
-    fn new(server: &iomodels_engine::Server<iomodels_chat::ChatHandler>) -> Bystanders {
+    fn new(server: &iomodels_chat::ChatServer) -> Bystanders {
         let mut a = user(server, "bystander-a");
         enter(&mut a, 0);
         let mut b = user(server, "bystander-b");
@@ -212,7 +212,7 @@ fn header_is_judged_before_the_body_arrives(mode: Mode) {
 }
 
 /// Another session gets a round trip through the server: the header sent before was seen.
-fn assert_quiet_raw(server: &iomodels_engine::Server<iomodels_chat::ChatHandler>) {
+fn assert_quiet_raw(server: &iomodels_chat::ChatServer) {
     let mut probe = connect(server);
     assert_quiet(&mut probe);
 }

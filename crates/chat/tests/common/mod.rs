@@ -3,9 +3,9 @@
 #![allow(dead_code)]
 
 use iomodels_chat::{
-    engine_config, start, AcceptAll, ChatConfig, ChatHandler, Connection, Mode, UserStore,
+    engine_config, start, AcceptAll, ChatConfig, ChatServer, Connection, Mode, UserStore,
 };
-use iomodels_engine::{Config, Model, Server};
+use iomodels_engine::{Config, Model};
 use iomodels_proto::{Request, Response};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +19,7 @@ pub fn server_with(
     chat: ChatConfig,
     store: Arc<dyn UserStore>,
     tweak: impl FnOnce(&mut Config),
-) -> Option<Server<ChatHandler>> {
+) -> Option<ChatServer> {
     let mut config = engine_config(model, "127.0.0.1:0".parse().unwrap());
     config.max_connections = 1000;
     tweak(&mut config);
@@ -34,7 +34,7 @@ pub fn server_with(
 }
 
 /// A server with 4 rooms of 3, up to 8 users, in `mode`, on epoll.
-pub fn small_server(mode: Mode) -> Server<ChatHandler> {
+pub fn small_server(mode: Mode) -> ChatServer {
     let chat = ChatConfig {
         rooms: 4,
         room_capacity: 3,
@@ -45,7 +45,7 @@ pub fn small_server(mode: Mode) -> Server<ChatHandler> {
 }
 
 /// Connect to `server`.
-pub fn connect(server: &Server<ChatHandler>) -> Connection {
+pub fn connect(server: &ChatServer) -> Connection {
     Connection::connect(server.local_addr()).expect("connecting")
 }
 
@@ -73,7 +73,7 @@ pub fn login(c: &mut Connection, user: &str, result: u16) {
 }
 
 /// A new connection logged in as `user`.
-pub fn user(server: &Server<ChatHandler>, user: &str) -> Connection {
+pub fn user(server: &ChatServer, user: &str) -> Connection {
     let mut c = connect(server);
     login(&mut c, user, 0);
     c
