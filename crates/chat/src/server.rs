@@ -507,9 +507,19 @@ pub struct ChatServerHandle {
 }
 
 impl ChatServerHandle {
-    /// Begin a graceful shutdown. Returns once every request read so far has been handled
-    /// and the engine's shutdown has begun; [`ChatServer::join`] waits for the end.
+    /// Begin a graceful shutdown, in an order that answers every request read before it:
+    ///
+    /// 1. stop taking requests: the ones decoded from now on are dropped unanswered
+    ///    (counted in [`ChatStats::dropped`]), their sessions about to close;
+    /// 2. wait until every request decoded before has been handled (in [`Mode::Logic`], a
+    ///    barrier through the logic thread's queue: when the logic thread reaches it, every
+    ///    earlier request has been answered into its session's send queue);
+    /// 3. begin the engine's graceful shutdown, which flushes those answers and then
+    ///    closes every session (sends after that are refused, so the order matters).
+    ///
+    /// Returns once the engine's shutdown has begun; [`ChatServer::join`] waits for the end.
     pub fn shutdown(&self) {
+        self.shared.drain();
         self.engine.shutdown();
     }
 
