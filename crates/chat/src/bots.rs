@@ -13,13 +13,20 @@
 //! at the end goes unseen. Every member must also see the room's chats in one and the same
 //! order (the order the server accepted them): each receiver hashes the sequence it saw and
 //! the hashes of a room must agree.
+//!
+//! How `room-inout` checks membership: each bot logs, per stay in its room, the 209 list
+//! and the 208s and 217s that followed, and leaves the room before it stops, so every
+//! stay ends with the server's 216. After the run, [`crate::membership`] rebuilds each
+//! room's history of enters and leaves from all the views and fails the room unless one
+//! history explains every view.
 
 use crate::client::{ClientError, Connection};
 use crate::error::Error;
+use crate::membership::{Change, Stay};
 use hdrhistogram::Histogram;
 use iomodels_proto::{Request, Response, ResultCode};
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
@@ -181,8 +188,12 @@ pub struct BotsReport {
     pub lost_notifies: u64,
     /// Notifies that arrived twice.
     pub duplicated_notifies: u64,
-    /// Bots that saw their room's chats in another order than the room's other members.
+    /// Bots that saw their room's chats in another order than the room's other members;
+    /// for `room-inout`, rooms whose members' views agree on no one order of the enters
+    /// and leaves.
     pub order_mismatches: u64,
+    /// `room-inout`: stays in a room (enter to leave) whose membership view was checked.
+    pub membership_views: u64,
 }
 
 impl BotsReport {
@@ -217,6 +228,9 @@ impl fmt::Display for BotsReport {
             self.requests, self.requests_per_sec
         )?;
         writeln!(f, "request rtt:    {}", self.request_latency)?;
+        if self.scenario == Scenario::RoomInout {
+            writeln!(f, "membership:     {} stays checked", self.membership_views)?;
+        }
         if self.scenario == Scenario::RoomChat {
             writeln!(
                 f,
@@ -294,6 +308,8 @@ struct Outcome {
     duplicated: u64,
     /// (room, hash of the chat order seen) for room-chat.
     order: Option<(usize, u64)>,
+    /// What a room-inout bot was told.
+    inout: Option<InoutLog>,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -317,6 +333,7 @@ impl Outcome {
             lost: 0,
             duplicated: 0,
             order: None,
+            inout: None,
         }
     }
 
@@ -420,6 +437,7 @@ pub fn run_swarm(config: &SwarmConfig) -> Result<BotsReport, Error> {
         lost_notifies: 0,
         duplicated_notifies: 0,
         order_mismatches: 0,
+        membership_views: 0,
     };
     let mut orders: HashMap<usize, Vec<u64>> = HashMap::new();
     for o in &outcomes {
@@ -444,6 +462,9 @@ pub fn run_swarm(config: &SwarmConfig) -> Result<BotsReport, Error> {
         }
         let agreeing = counts.values().copied().max().unwrap_or(0);
         report.order_mismatches += hashes.len() as u64 - agreeing;
+    }
+    if config.scenario == Scenario::RoomInout {
+        check_membership(&swarm, &outcomes, &mut report);
     }
     let working = config
         .duration
@@ -594,6 +615,17 @@ fn login_bot(swarm: &Swarm, bot: usize) -> Outcome {
     outcome
 }
 
+/// What a `room-inout` bot was told about its room, for the membership check.
+struct InoutLog {
+    room: usize,
+    /// Every stay, each ended by the server's 216.
+    stays: Vec<Stay>,
+    /// Every (unique id, user id) a 208 or 209 named.
+    names: Vec<(i64, Vec<u8>)>,
+    /// The bot ran to the end: every stay it began, it ended with a 216.
+    complete: bool,
+}
+
 fn room_inout_bot(swarm: &Swarm, bot: usize) -> Outcome {
     let mut outcome = Outcome::new();
     let mut connection = connect(swarm, &mut outcome);
@@ -606,29 +638,53 @@ fn room_inout_bot(swarm: &Swarm, bot: usize) -> Outcome {
     let Some(mut connection) = connection else {
         return outcome;
     };
-    let room = swarm.room_of(bot) as i32;
+    let room = swarm.room_of(bot);
+    let mut log = InoutLog {
+        room,
+        stays: Vec::new(),
+        names: Vec::new(),
+        complete: false,
+    };
+    inout_loop(swarm, bot, &mut connection, &mut outcome, &mut log);
+    outcome.inout = Some(log);
+    outcome
+}
+
+/// Enter and leave the bot's room until the deadline, then leave it if in it, so that
+/// every stay ends with the server's 216 and every view is whole. Records what the server
+/// said in `log`; sets `log.complete` if it got to the end.
+fn inout_loop(
+    swarm: &Swarm,
+    bot: usize,
+    connection: &mut Connection,
+    outcome: &mut Outcome,
+    log: &mut InoutLog,
+) {
+    let room = log.room as i32;
     let start = Instant::now();
     let deadline = start + swarm.config.duration;
     let mut next = swarm.first_op(start, bot);
-    // The room's other members as the notifies tell them; `None` outside a room.
-    let mut members: Option<HashSet<i64>> = None;
-    let mut in_room = false;
+    // The stay under way, and whether its 209 came.
+    let mut stay: Option<Stay> = None;
+    let mut listed = false;
     let mut waiting: Option<Instant> = None;
     loop {
         let now = Instant::now();
         if waiting.is_none() {
-            if now >= deadline {
-                return outcome;
+            let leave_at_end = now >= deadline && stay.is_some();
+            if now >= deadline && !leave_at_end {
+                log.complete = true;
+                return;
             }
-            if now >= next {
-                let request = if in_room {
+            if now >= next || leave_at_end {
+                let request = if stay.is_some() {
                     Request::RoomLeave
                 } else {
                     Request::RoomEnter { room }
                 };
                 if let Err(e) = connection.send(&request) {
                     outcome.error(e);
-                    return outcome;
+                    return;
                 }
                 waiting = Some(now);
                 next += swarm.period();
@@ -644,60 +700,108 @@ fn room_inout_bot(swarm: &Swarm, bot: usize) -> Outcome {
             Ok(None) => {
                 if waiting.is_some() {
                     outcome.failed += 1;
-                    return outcome;
+                    return;
                 }
                 continue;
             }
             Err(e) => {
                 outcome.error(e);
-                return outcome;
+                return;
             }
         };
-        match response {
-            Response::RoomEnter { result } if waiting.is_some() && !in_room => {
+        match (response, stay.as_mut()) {
+            (Response::RoomEnter { result }, None) if waiting.is_some() => {
                 outcome.request_done(swarm, waiting.take().unwrap_or(now));
                 if result == 0 {
-                    in_room = true;
+                    stay = Some(Stay::default());
+                    listed = false;
                 } else {
                     outcome.failed += 1;
                 }
             }
-            Response::RoomUserList(users) if in_room && members.is_none() => {
-                let mut set = HashSet::new();
+            (Response::RoomUserList(users), Some(stay)) if !listed => {
+                listed = true;
                 for user in users {
-                    if !set.insert(user.unique_id) {
-                        outcome.duplicated += 1;
-                    }
+                    stay.list.push(user.unique_id);
+                    log.names.push((user.unique_id, user.user_id));
                 }
-                members = Some(set);
             }
-            Response::RoomNewUser(user) if in_room => match members.as_mut() {
-                Some(set) => {
-                    if !set.insert(user.unique_id) {
-                        outcome.duplicated += 1;
-                    }
-                }
-                None => outcome.protocol_errors += 1,
-            },
-            Response::RoomLeaveUser { unique_id } if in_room => match members.as_mut() {
-                Some(set) => {
-                    if !set.remove(&unique_id) {
-                        outcome.lost += 1;
-                    }
-                }
-                None => outcome.protocol_errors += 1,
-            },
-            Response::RoomLeave { result } if waiting.is_some() && in_room => {
+            (Response::RoomNewUser(user), Some(stay)) if listed => {
+                stay.changes.push(Change::Entered(user.unique_id));
+                log.names.push((user.unique_id, user.user_id));
+            }
+            (Response::RoomLeaveUser { unique_id }, Some(stay)) if listed => {
+                stay.changes.push(Change::Left(unique_id));
+            }
+            (Response::RoomLeave { result }, Some(_)) if waiting.is_some() && listed => {
                 outcome.request_done(swarm, waiting.take().unwrap_or(now));
-                if result == 0 {
-                    in_room = false;
-                    members = None;
-                } else {
+                if result != 0 {
+                    // The bot and the server disagree on where it is: stop here.
                     outcome.failed += 1;
+                    return;
                 }
+                log.stays.extend(stay.take());
             }
+            // Anything else is out of place: a notify outside the room, an answer to
+            // nothing asked.
             _ => outcome.protocol_errors += 1,
         }
+    }
+}
+
+/// The membership check of `room-inout` (see [`crate::membership`]) over every bot's
+/// log; rooms where a bot did not run to the end (that failure is counted already) are
+/// left out, their views being partial.
+fn check_membership(swarm: &Swarm, outcomes: &[Outcome], report: &mut BotsReport) {
+    let bot_of_user: HashMap<Vec<u8>, usize> = (0..swarm.config.bots)
+        .map(|b| (swarm.user_id(b), b))
+        .collect();
+    // Unique id -> bot, from every name any bot was told.
+    let mut bot_of_id: HashMap<i64, usize> = HashMap::new();
+    for (id, user) in outcomes
+        .iter()
+        .filter_map(|o| o.inout.as_ref())
+        .flat_map(|log| &log.names)
+    {
+        match bot_of_user.get(user) {
+            Some(&b) => {
+                if *bot_of_id.entry(*id).or_insert(b) != b {
+                    // One unique id for two users.
+                    report.protocol_errors += 1;
+                }
+            }
+            // A user that is none of the bots.
+            None => report.protocol_errors += 1,
+        }
+    }
+    let mut rooms: HashMap<usize, Vec<(usize, &InoutLog)>> = HashMap::new();
+    for (bot, outcome) in outcomes.iter().enumerate() {
+        if let Some(log) = &outcome.inout {
+            rooms.entry(log.room).or_default().push((bot, log));
+        }
+    }
+    for logs in rooms.values() {
+        if logs.len() != logs.iter().filter(|(_, l)| l.complete).count()
+            || logs.len()
+                != (0..swarm.config.bots)
+                    .filter(|&b| swarm.room_of(b) == logs[0].1.room)
+                    .count()
+        {
+            continue;
+        }
+        // Bots named by their position in this room.
+        let position: HashMap<usize, usize> =
+            logs.iter().enumerate().map(|(i, &(b, _))| (b, i)).collect();
+        let bot_of: HashMap<i64, usize> = bot_of_id
+            .iter()
+            .filter_map(|(&id, b)| position.get(b).map(|&p| (id, p)))
+            .collect();
+        let stays: Vec<Vec<Stay>> = logs.iter().map(|(_, l)| l.stays.clone()).collect();
+        let verdict = crate::membership::check_room(&stays, &bot_of);
+        report.membership_views += verdict.stays;
+        report.lost_notifies += verdict.lost;
+        report.duplicated_notifies += verdict.duplicated;
+        report.order_mismatches += verdict.order;
     }
 }
 

@@ -22,6 +22,7 @@ mod bots;
 pub mod cli;
 mod client;
 mod error;
+mod membership;
 mod server;
 mod signals;
 mod store;

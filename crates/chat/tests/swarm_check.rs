@@ -1,0 +1,301 @@
+//! The swarm's checks must see loss. A small TCP proxy between the bots and a real server
+//! parses the server's packets (5-byte header: length u16, id u16, flags u8) and drops
+//! some: every Nth 217, every Nth 208, one member of every Nth 209 list, every Nth 223.
+//! Each must make the swarm report lost notifies (not clean: `chat-bots` exits non-zero);
+//! through the same proxy dropping nothing, the swarm must be clean; and busy rooms
+//! straight to the server, in both modes, must be clean. On every model.
+
+mod common;
+
+use common::*;
+use iomodels_chat::{run_swarm, AcceptAll, BotsReport, ChatConfig, Mode, Scenario, SwarmConfig};
+use iomodels_engine::Model;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// What the proxy drops on its way from the server to the bots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Loss {
+    Nothing,
+    /// Every Nth ROOM_LEAVE_USER_NOTIFY.
+    Leave(u64),
+    /// Every Nth ROOM_NEW_USER_NOTIFY.
+    Enter(u64),
+    /// The last member of every Nth non-empty ROOM_USER_LIST_NOTIFY.
+    ListMember(u64),
+    /// Every Nth ROOM_CHAT_NOTIFY.
+    Chat(u64),
+}
+
+/// Counters shared by every connection of one proxy.
+#[derive(Default)]
+struct Tally {
+    /// Packets of the lossy kind seen, for "every Nth".
+    seen: AtomicU64,
+    /// Packets dropped (or list members removed).
+    dropped: AtomicU64,
+}
+
+struct Proxy {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    tally: Arc<Tally>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl Proxy {
+    fn start(server: SocketAddr, loss: Loss) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding the proxy");
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let tally = Arc::new(Tally::default());
+        let acceptor = {
+            let (stop, tally) = (stop.clone(), tally.clone());
+            std::thread::spawn(move || {
+                for client in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let Ok(client) = client else { continue };
+                    let upstream = TcpStream::connect(server).expect("the proxy connects");
+                    client.set_nodelay(true).unwrap();
+                    upstream.set_nodelay(true).unwrap();
+                    let (c2, u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                    std::thread::spawn(move || pump_up(c2, u2));
+                    let tally = tally.clone();
+                    std::thread::spawn(move || pump_down(upstream, client, loss, &tally));
+                }
+            })
+        };
+        Proxy {
+            addr,
+            stop,
+            tally,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    fn dropped(&self) -> u64 {
+        self.tally.dropped.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the blocked accept; it sees the flag and ends.
+        let _ = TcpStream::connect(self.addr);
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+    }
+}
+
+/// Client to server: bytes as they come.
+fn pump_up(mut from: TcpStream, to: TcpStream) {
+    let _ = std::io::copy(&mut from, &mut &to);
+    let _ = to.shutdown(Shutdown::Write);
+}
+
+/// Server to client: whole packets, some dropped or edited.
+fn pump_down(mut from: TcpStream, mut to: TcpStream, loss: Loss, tally: &Tally) {
+    let mut input = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut out = Vec::new();
+    loop {
+        let n = match from.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        input.extend_from_slice(&chunk[..n]);
+        let mut at = 0;
+        while input.len() - at >= 5 {
+            let len = u16::from_le_bytes([input[at], input[at + 1]]) as usize;
+            assert!(len >= 5, "the server sent a {len}-byte packet");
+            if input.len() - at < len {
+                break;
+            }
+            filter(&input[at..at + len], loss, tally, &mut out);
+            at += len;
+        }
+        input.drain(..at);
+        if to.write_all(&out).is_err() {
+            break;
+        }
+        out.clear();
+    }
+    let _ = to.shutdown(Shutdown::Write);
+}
+
+/// Append `packet` to `out`, or drop it, or a shortened copy.
+fn filter(packet: &[u8], loss: Loss, tally: &Tally, out: &mut Vec<u8>) {
+    let id = u16::from_le_bytes([packet[2], packet[3]]);
+    let every = |n: u64| tally.seen.fetch_add(1, Ordering::SeqCst) % n == n - 1;
+    let drop = match loss {
+        Loss::Leave(n) if id == 217 => every(n),
+        Loss::Enter(n) if id == 208 => every(n),
+        Loss::Chat(n) if id == 223 => every(n),
+        Loss::ListMember(n) if id == 209 && packet[5] > 0 && every(n) => {
+            // count i8, then per user: unique id i64, id_len i8, user id: cut the last.
+            let count = packet[5] as usize;
+            let mut at = 6;
+            for _ in 0..count - 1 {
+                at += 9 + packet[at + 8] as usize;
+            }
+            let mut shorter = packet[..at].to_vec();
+            shorter[5] = (count - 1) as u8;
+            shorter[..2].copy_from_slice(&(at as u16).to_le_bytes());
+            out.extend_from_slice(&shorter);
+            tally.dropped.fetch_add(1, Ordering::SeqCst);
+            return;
+        }
+        _ => false,
+    };
+    if drop {
+        tally.dropped.fetch_add(1, Ordering::SeqCst);
+    } else {
+        out.extend_from_slice(packet);
+    }
+}
+
+/// A swarm of `scenario` through a proxy dropping `loss`: the report and the drops.
+fn through_proxy(model: Model, scenario: Scenario, loss: Loss) -> Option<(BotsReport, u64)> {
+    let chat = ChatConfig {
+        rooms: 3,
+        room_capacity: 20,
+        max_users: 100,
+        mode: Mode::Logic,
+    };
+    let server = server_with(model, chat, Arc::new(AcceptAll), |_| {})?;
+    let proxy = Proxy::start(server.local_addr(), loss);
+    let config = SwarmConfig {
+        addr: proxy.addr,
+        bots: 12,
+        rooms: 3,
+        scenario,
+        rate: 20.0,
+        duration: Duration::from_secs(1),
+        // Lost chat notifies are only declared lost once this has passed.
+        drain_timeout: Duration::from_secs(2),
+        ..SwarmConfig::default()
+    };
+    let report = run_swarm(&config).expect("running the swarm");
+    let dropped = proxy.dropped();
+    println!("{model} {scenario:?} through a proxy dropping {loss:?}: {dropped} dropped\n{report}");
+    server.stop().expect("stopping the server");
+    drop(proxy);
+    Some((report, dropped))
+}
+
+/// The proxy dropped something and the swarm saw it as loss.
+fn must_see_loss(model: Model, scenario: Scenario, loss: Loss) {
+    let Some((report, dropped)) = through_proxy(model, scenario, loss) else {
+        return;
+    };
+    assert!(dropped > 0, "{model} {loss:?}: the proxy dropped nothing");
+    assert!(
+        report.lost_notifies > 0 && !report.is_clean(),
+        "{model} {scenario:?}: {dropped} dropped by {loss:?}, yet the swarm reports {report:?}"
+    );
+}
+
+fn room_inout_clean_through_proxy(model: Model) {
+    let Some((report, _)) = through_proxy(model, Scenario::RoomInout, Loss::Nothing) else {
+        return;
+    };
+    assert!(report.is_clean(), "{model}: {report:?}");
+    assert!(report.requests >= 12 * 10, "{model}: {report:?}");
+    assert!(report.membership_views >= 12 * 5, "{model}: {report:?}");
+}
+
+fn room_inout_sees_lost_leaves(model: Model) {
+    must_see_loss(model, Scenario::RoomInout, Loss::Leave(5));
+}
+
+fn room_inout_sees_lost_enters(model: Model) {
+    must_see_loss(model, Scenario::RoomInout, Loss::Enter(5));
+}
+
+fn room_inout_sees_lost_list_members(model: Model) {
+    must_see_loss(model, Scenario::RoomInout, Loss::ListMember(3));
+}
+
+/// No false alarm under contention: 20 bots in each of 2 rooms enter and leave 40 times a
+/// second, straight to the server, in both modes; every view must check out.
+fn room_inout_busy_rooms_are_clean(model: Model) {
+    for mode in [Mode::Logic, Mode::Io] {
+        let chat = ChatConfig {
+            rooms: 2,
+            room_capacity: 20,
+            max_users: 100,
+            mode,
+        };
+        let Some(server) = server_with(model, chat, Arc::new(AcceptAll), |_| {}) else {
+            return;
+        };
+        let config = SwarmConfig {
+            addr: server.local_addr(),
+            bots: 40,
+            rooms: 2,
+            scenario: Scenario::RoomInout,
+            rate: 40.0,
+            duration: Duration::from_millis(1500),
+            ..SwarmConfig::default()
+        };
+        let report = run_swarm(&config).expect("running the swarm");
+        println!("{model} {mode:?} busy room-inout:\n{report}");
+        server.stop().expect("stopping the server");
+        assert!(report.is_clean(), "{model} {mode:?}: {report:?}");
+        assert!(
+            report.membership_views >= 40 * 10,
+            "{model} {mode:?}: {report:?}"
+        );
+    }
+}
+
+fn room_chat_clean_through_proxy(model: Model) {
+    let Some((report, _)) = through_proxy(model, Scenario::RoomChat, Loss::Nothing) else {
+        return;
+    };
+    assert!(report.is_clean(), "{model}: {report:?}");
+    assert_eq!(
+        report.notifies_received,
+        (report.chats_sent + 12) * 4,
+        "{model}: {report:?}"
+    );
+}
+
+fn room_chat_sees_lost_chats(model: Model) {
+    must_see_loss(model, Scenario::RoomChat, Loss::Chat(10));
+}
+
+macro_rules! every_model {
+    ($($test:ident),* $(,)?) => {
+        $(
+            mod $test {
+                use iomodels_engine::Model;
+                #[test] fn blocking() { super::$test(Model::Blocking) }
+                #[test] fn polling() { super::$test(Model::Polling) }
+                #[test] fn select() { super::$test(Model::Select) }
+                #[test] fn poll() { super::$test(Model::Poll) }
+                #[test] fn signal() { super::$test(Model::Signal) }
+                #[test] fn epoll() { super::$test(Model::Epoll) }
+                #[test] fn uring() { super::$test(Model::Uring) }
+            }
+        )*
+    };
+}
+
+every_model!(
+    room_inout_clean_through_proxy,
+    room_inout_sees_lost_leaves,
+    room_inout_sees_lost_enters,
+    room_inout_sees_lost_list_members,
+    room_inout_busy_rooms_are_clean,
+    room_chat_clean_through_proxy,
+    room_chat_sees_lost_chats,
+);
