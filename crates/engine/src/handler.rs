@@ -12,6 +12,20 @@ use std::fmt;
 /// Callbacks run on the driver's I/O threads: they must not block. To talk to another
 /// session, keep its [`Session`] handle (it is `Clone + Send + Sync`) and call
 /// [`Session::send`] from anywhere.
+///
+/// # The contract every model keeps
+///
+/// - **Sending**: a [`Session::send`] that returned `Ok` reaches the peer, in order,
+///   unless the peer resets the connection or the session is aborted (see
+///   [`Session::send`] for the list); a session that is ending in order refuses sends with
+///   [`crate::SendError::Closed`] rather than accept bytes it would drop.
+/// - **Closing**: [`Session::close`] and a graceful shutdown deliver everything queued,
+///   then end of stream, even to a peer that keeps sending (its input is discarded from
+///   then on, and the socket lingers after the FIN: see [`crate::Config::linger_timeout`]).
+/// - **Idle**: a session is idle when nothing arrives from the peer, nothing is written to
+///   it, and it acknowledges none of the output already written (see
+///   [`crate::Config::idle_timeout`]); a slow but steady reader is not idle, even while
+///   back-pressure stops the server from reading it.
 pub trait Handler: Send + Sync + 'static {
     /// What the application keeps per session.
     type State: Send + 'static;

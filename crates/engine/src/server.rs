@@ -160,6 +160,11 @@ impl ServerHandle {
     /// Begin a graceful shutdown: stop accepting, send what is queued (up to
     /// [`Config::shutdown_timeout`]), close every session. Returns at once; [`Server::join`]
     /// waits for the end.
+    ///
+    /// Every session is closed as by [`crate::Session::close`]: its peer receives all that
+    /// was queued, then end of stream, even if it keeps sending meanwhile (its input is
+    /// discarded from now on). A connection accepted after the shutdown began is refused.
+    /// What is still queued at the deadline is dropped and its session reset.
     pub fn shutdown(&self) {
         self.control.shutdown();
     }

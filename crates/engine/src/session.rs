@@ -320,6 +320,16 @@ impl Session {
 
     /// Queue `message` for sending. Bytes of one call are sent contiguously, after
     /// everything this thread queued before.
+    ///
+    /// # Delivery
+    ///
+    /// `Ok` means the bytes will reach the peer, unless the peer resets the connection
+    /// or the session is aborted: by [`Session::abort`] or [`Session::reject`], by a full
+    /// send queue, by the idle timeout, by a socket error, or by a shutdown whose deadline
+    /// passes with the bytes still queued. A graceful end never drops them: once the
+    /// session has decided to end in order ([`Session::close`], a graceful shutdown, or
+    /// the peer's FIN with nothing left to send), `send` returns [`SendError::Closed`]
+    /// instead of `Ok`.
     pub fn send(&self, message: &[u8]) -> Result<(), SendError> {
         self.send_vectored(&[message])
     }
@@ -347,6 +357,14 @@ impl Session {
     }
 
     /// Close after everything queued so far is sent. Later sends fail.
+    ///
+    /// The peer receives every byte queued before, then end of stream, even while it keeps
+    /// sending: from now on what arrives is read and discarded (no more
+    /// [`crate::Handler::data`] calls), and after the FIN the socket keeps reading until
+    /// the peer's own FIN, for at most [`crate::Config::linger_timeout`] (closing with
+    /// unread input would make the kernel reset the connection and drop unsent output).
+    /// [`crate::Handler::closed`] runs once the output is out and the FIN sent (with the
+    /// blocking model, once the linger is over too).
     pub fn close(&self) {
         self.request(CloseRequest::Graceful(CloseReason::Local));
     }
