@@ -1,5 +1,6 @@
 //! Errors of starting and running a server.
 
+use crate::config::Model;
 use std::io;
 use std::net::SocketAddr;
 
@@ -24,16 +25,16 @@ pub enum Error {
     /// The kernel lacks something a model needs.
     #[error("the {model} model cannot run on this kernel: {what}")]
     Unsupported {
-        /// The model's name.
-        model: &'static str,
+        /// The model.
+        model: Model,
         /// What is missing.
         what: String,
     },
     /// Setting up a driver failed.
     #[error("{model}: {context}: {source}")]
     Setup {
-        /// The model's name.
-        model: &'static str,
+        /// The model.
+        model: Model,
         /// What was being done.
         context: &'static str,
         /// What the kernel said.
@@ -42,18 +43,15 @@ pub enum Error {
     /// A worker thread stopped with an error or a panic.
     #[error("a {model} worker failed: {message}")]
     Worker {
-        /// The model's name.
-        model: &'static str,
+        /// The model.
+        model: Model,
         /// What happened.
         message: String,
     },
 }
 
 impl Error {
-    pub(crate) fn setup(
-        model: &'static str,
-        context: &'static str,
-    ) -> impl FnOnce(io::Error) -> Error {
+    pub(crate) fn setup(model: Model, context: &'static str) -> impl FnOnce(io::Error) -> Error {
         move |source| Error::Setup {
             model,
             context,

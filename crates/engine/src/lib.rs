@@ -25,25 +25,28 @@
 //! ```
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+// The user-facing API: depends on nothing else in the crate.
+mod close;
 mod config;
-mod conn;
 mod error;
 mod handler;
-mod model;
-mod reactor;
-mod server;
 mod session;
-mod slab;
 mod stats;
+// The runtime every driver shares: depends on the API only.
+mod runtime;
+// The system layer and the drivers: platform types live here and nowhere above.
+mod model;
 mod sys;
-mod timers;
+// The top: picks and starts a driver.
+mod server;
 
 pub mod echo;
 
+pub use close::CloseReason;
 pub use config::{Config, Model, UnknownModel, UringSetup};
 pub use error::Error;
-pub use handler::{CloseReason, Handler};
-pub use model::uring_probe;
+pub use handler::Handler;
+pub use model::uring::probe as uring_probe;
 pub use server::{Server, ServerHandle};
 pub use session::{DetachedSession, SendError, Session, SessionId};
 pub use stats::Stats;

@@ -5,7 +5,7 @@
 //! interleave and messages from one thread stay in order. The driver that owns the socket
 //! drains the outbox; a sender on another thread wakes it through the session's [`Owner`].
 
-use crate::handler::CloseReason;
+use crate::close::CloseReason;
 use crate::stats::Counters;
 use std::cell::Cell;
 use std::fmt;

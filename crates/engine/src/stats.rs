@@ -1,6 +1,6 @@
 //! Live counters: one cache-line-aligned block per worker thread, summed when read.
 
-use crate::handler::CloseReason;
+use crate::close::CloseReason;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 

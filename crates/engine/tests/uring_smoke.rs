@@ -28,7 +28,10 @@ fn probe_agrees_with_start() {
             let started = Server::start(config(), Echo);
             assert!(matches!(
                 started,
-                Err(iomodels_engine::Error::Unsupported { model: "uring", .. })
+                Err(iomodels_engine::Error::Unsupported {
+                    model: iomodels_engine::Model::Uring,
+                    ..
+                })
             ));
         }
     }

@@ -50,14 +50,17 @@
 //!
 //! Windows original: blocking sockets (one `CreateThread` per client).
 
-use crate::conn::Conn;
+use crate::close::CloseReason;
+use crate::config::Model;
 use crate::error::Error;
-use crate::handler::{CloseReason, Handler};
-use crate::server::{Core, Wake};
+use crate::handler::Handler;
+use crate::runtime::conn::Conn;
+use crate::runtime::policy::{self, AcceptStep};
+use crate::runtime::timers::{linger_over, AckWatch, ACCEPT_BACKOFF, LINGER_QUIET};
+use crate::runtime::{Core, Wake};
 use crate::session::{CloseRequest, Outbox, Owner, Session, SessionId};
 use crate::stats::Counters;
 use crate::sys::{self, syscall};
-use crate::timers::{linger_over, AckWatch, ACCEPT_BACKOFF, LINGER_QUIET};
 use socket2::SockRef;
 use std::collections::HashMap;
 use std::io;
@@ -70,7 +73,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 /// The model's name, for errors and logs.
-const NAME: &str = "blocking";
+const NAME: Model = Model::Blocking;
 /// Each reader's receive buffer (on the heap; the stacks stay small).
 const READ_BUFFER: usize = 16 * 1024;
 /// A writer keeps a drained buffer of at most this capacity for its next write.
@@ -82,7 +85,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Start the acceptor (and the keeper it owns); return once the listener is bound.
-pub(crate) fn start<H: Handler>(core: &Arc<Core<H>>) -> Result<super::Started, Error> {
+pub(crate) fn start<H: Handler>(core: &Arc<Core<H>>) -> Result<crate::runtime::Started, Error> {
     let (listeners, local_addr) = sys::listeners(core.config.addr, 1, core.config.backlog, false)?;
     let Some(listener) = listeners.into_iter().next() else {
         return Err(Error::Worker {
@@ -107,7 +110,7 @@ pub(crate) fn start<H: Handler>(core: &Arc<Core<H>>) -> Result<super::Started, E
     };
     let ceiling = thread_ceiling();
     tracing::info!(
-        model = NAME,
+        model = %NAME,
         sessions = ceiling,
         "the kernel's thread and mapping limits allow this many sessions"
     );
@@ -237,24 +240,13 @@ impl<H: Handler> Acceptor<H> {
                 Ok((fd, peer)) => self.admit(fd, peer),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) if self.core.is_shutting_down() => break,
-                Err(e) if sys::is_fd_exhaustion(&e) => {
-                    if reserve.shed(listener) {
-                        self.counters.refused();
-                        tracing::warn!(
-                            model = NAME,
-                            "out of descriptors ({e}); refused a connection"
-                        );
-                    } else {
-                        tracing::warn!(model = NAME, "out of descriptors ({e}); pausing accept");
+                Err(e) => {
+                    let failure = sys::accept_failure(&e);
+                    let shed = || reserve.shed(listener);
+                    let step = policy::after_accept_error(NAME, &e, failure, &self.counters, shed);
+                    if step == AcceptStep::Pause {
                         self.back_off();
                     }
-                }
-                Err(e) if sys::is_transient_accept_error(&e) => {
-                    tracing::debug!(model = NAME, "accept: {e}")
-                }
-                Err(e) => {
-                    tracing::warn!(model = NAME, "accept: {e}; pausing accept");
-                    self.back_off();
                 }
             }
         }
@@ -283,7 +275,7 @@ impl<H: Handler> Acceptor<H> {
     fn admit(&self, fd: OwnedFd, peer: SocketAddr) {
         if !self.core.admit() {
             self.counters.refused();
-            tracing::debug!(model = NAME, %peer, "refused: connection limit reached");
+            tracing::debug!(model = %NAME, %peer, "refused: connection limit reached");
             return;
         }
         sys::tune_accepted(&fd);
@@ -297,7 +289,7 @@ impl<H: Handler> Acceptor<H> {
             {
                 self.core.release();
                 self.counters.refused();
-                tracing::warn!(model = NAME, %peer, "refused: setting the idle timeout: {e}");
+                tracing::warn!(model = %NAME, %peer, "refused: setting the idle timeout: {e}");
                 return;
             }
         }
@@ -319,13 +311,13 @@ impl<H: Handler> Acceptor<H> {
             self.counters.refused();
             if !self.warned.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
-                    model = NAME,
+                    model = %NAME,
                     %peer,
                     sessions = self.ceiling,
                     "refused: the kernel's limits on threads and memory mappings (vm.max_map_count, kernel.pid_max) allow no more sessions; further refusals are logged at debug level"
                 );
             } else {
-                tracing::debug!(model = NAME, %peer, "refused: thread ceiling reached");
+                tracing::debug!(model = %NAME, %peer, "refused: thread ceiling reached");
             }
             return;
         }
@@ -365,7 +357,7 @@ impl<H: Handler> Acceptor<H> {
                 // The closure, and the socket with it, was dropped: the peer sees a close.
                 self.core.release();
                 self.counters.refused();
-                tracing::warn!(model = NAME, %peer, "refused: cannot start a reader thread: {e}");
+                tracing::warn!(model = %NAME, %peer, "refused: cannot start a reader thread: {e}");
             }
         }
     }
@@ -376,7 +368,7 @@ impl<H: Handler> Acceptor<H> {
         let deadline = Instant::now() + self.core.config.shutdown_timeout;
         let mut registry = lock(&self.shared.registry);
         tracing::debug!(
-            model = NAME,
+            model = %NAME,
             sessions = registry.conns.len(),
             "shutting down"
         );
@@ -384,7 +376,7 @@ impl<H: Handler> Acceptor<H> {
             let now = Instant::now();
             if now >= deadline {
                 tracing::warn!(
-                    model = NAME,
+                    model = %NAME,
                     sessions = registry.conns.len(),
                     "shutdown deadline passed; closing sessions with output still queued"
                 );
@@ -556,7 +548,7 @@ impl<H: Handler> Reader<H> {
         let writer = match writer {
             Ok(writer) => writer,
             Err(e) => {
-                tracing::warn!(model = NAME, peer = %self.session.peer(), "refused: cannot start a writer thread: {e}");
+                tracing::warn!(model = %NAME, peer = %self.session.peer(), "refused: cannot start a writer thread: {e}");
                 self.session.outbox().mark_closed();
                 self.core.release();
                 self.counters.refused();
@@ -609,7 +601,7 @@ impl<H: Handler> Reader<H> {
         if !closed {
             // The handler panicked (in a callback, or in `closed` itself): do what
             // `Conn::close` did not get to.
-            tracing::error!(model = NAME, session = %self.session.id(), "the handler panicked; session closed");
+            tracing::error!(model = %NAME, session = %self.session.id(), "the handler panicked; session closed");
             self.session.outbox().mark_closed();
             self.counters.closed(reason);
             self.core.release();
@@ -642,7 +634,9 @@ impl<H: Handler> Reader<H> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // SO_RCVTIMEO: nothing arrived for the idle timeout. A closing session is
                 // ended by its writer's linger; a peer still taking output is not idle.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && (closing || acks.moved(fd)) => {}
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        && (closing || acks.moved(sys::send_progress(fd))) => {}
                 Err(e)
                     if e.kind() == io::ErrorKind::WouldBlock
                         && self.core.config.idle_timeout.is_some() =>
@@ -861,7 +855,9 @@ fn linger<'a>(
         if discarded != seen {
             (seen, heard) = (discarded, now);
         }
-        if linger_over(link.fd, now - start, now - heard, limit) {
+        if linger_over(now - start, now - heard, limit, || {
+            sys::send_progress(link.fd)
+        }) {
             return outbox;
         }
     }
@@ -893,7 +889,7 @@ fn send_all(fd: RawFd, buf: &[u8], counters: &Counters) -> Result<(), CloseReaso
             // acknowledges output (reading slowly, while the kernel waits to have a third of
             // the buffer free) is not idle.
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if !acks.moved(fd) {
+                if !acks.moved(sys::send_progress(fd)) {
                     return Err(CloseReason::IdleTimeout);
                 }
             }

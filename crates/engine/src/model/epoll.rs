@@ -8,9 +8,10 @@
 //! Windows original: WSAEventSelect (kernel event objects signalled per socket); on Linux
 //! epoll is the answer the book gives. Limit: none but descriptors and memory.
 
-use crate::reactor::watched::timeout_ms;
-use crate::reactor::{Event, Interest, Selector};
-use crate::server::Wake;
+use crate::config::Model;
+use crate::model::reactor::{Event, Interest, Selector};
+use crate::runtime::Wake;
+use crate::sys::timeout_ms;
 use crate::sys::{syscall, EventFd};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -27,12 +28,6 @@ pub(crate) struct Epoll {
     epfd: OwnedFd,
     waker: Arc<EventFd>,
     buffer: Vec<libc::epoll_event>,
-}
-
-impl Wake for EventFd {
-    fn wake(&self) {
-        EventFd::wake(self);
-    }
 }
 
 impl Epoll {
@@ -59,7 +54,7 @@ fn flags(interest: Interest) -> u32 {
 }
 
 impl Selector for Epoll {
-    const NAME: &'static str = "epoll";
+    const MODEL: Model = Model::Epoll;
     const EDGE_TRIGGERED: bool = true;
     const SHORT_READ_DRAINS: bool = true;
 

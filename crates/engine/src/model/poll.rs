@@ -10,9 +10,11 @@
 //! Limit: none on descriptor numbers (unlike select); only the O(n) cost per round.
 //! Windows original: WSAPoll.
 
-use crate::reactor::watched::{timeout_ms, Watched};
-use crate::reactor::{Event, Interest, Selector};
-use crate::server::Wake;
+use crate::config::Model;
+use crate::model::reactor::watched::Watched;
+use crate::model::reactor::{Event, Interest, Selector};
+use crate::runtime::Wake;
+use crate::sys::timeout_ms;
 use crate::sys::{syscall, EventFd};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -45,7 +47,7 @@ fn pollfd(fd: RawFd, interest: Interest) -> libc::pollfd {
 }
 
 impl Selector for Poll {
-    const NAME: &'static str = "poll";
+    const MODEL: Model = Model::Poll;
     const EDGE_TRIGGERED: bool = false;
     const SHORT_READ_DRAINS: bool = true;
 

@@ -16,9 +16,10 @@
 //! Windows original: the ioctlsocket(FIONBIO) loop, which retries on WSAEWOULDBLOCK (and,
 //! in the book, spins on it when sending: ours keeps output per connection instead).
 
-use crate::reactor::watched::Watched;
-use crate::reactor::{Event, Interest, Selector};
-use crate::server::Wake;
+use crate::config::Model;
+use crate::model::reactor::watched::Watched;
+use crate::model::reactor::{Event, Interest, Selector};
+use crate::runtime::Wake;
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::Arc;
@@ -47,7 +48,7 @@ impl Wake for Unpark {
 }
 
 impl Selector for Polling {
-    const NAME: &'static str = "polling";
+    const MODEL: Model = Model::Polling;
     const EDGE_TRIGGERED: bool = true;
     const SHORT_READ_DRAINS: bool = true;
 

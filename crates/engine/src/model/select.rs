@@ -14,8 +14,9 @@
 //! Windows original: select, where an `fd_set` is a counted array of at most FD_SETSIZE (64)
 //! sockets rather than a bitmap indexed by descriptor.
 
-use crate::reactor::{Event, Interest, Selector};
-use crate::server::Wake;
+use crate::config::Model;
+use crate::model::reactor::{Event, Interest, Selector};
+use crate::runtime::Wake;
 use crate::sys::{syscall, EventFd};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -65,7 +66,7 @@ impl Select {
 }
 
 impl Selector for Select {
-    const NAME: &'static str = "select";
+    const MODEL: Model = Model::Select;
     const EDGE_TRIGGERED: bool = false;
     const SHORT_READ_DRAINS: bool = true;
 

@@ -27,10 +27,11 @@
 //! installed for both signals where none is set.
 //! Windows original: WSAAsyncSelect, which posts a window message per network event.
 
-use crate::reactor::watched::timeout_ms;
-use crate::reactor::{Event, Interest, Selector};
-use crate::server::Wake;
+use crate::config::Model;
+use crate::model::reactor::{Event, Interest, Selector};
+use crate::runtime::Wake;
 use crate::sys::syscall;
+use crate::sys::timeout_ms;
 use libc::c_int;
 use std::io;
 use std::mem::{size_of, MaybeUninit};
@@ -287,7 +288,7 @@ impl Signal {
 }
 
 impl Selector for Signal {
-    const NAME: &'static str = "signal";
+    const MODEL: Model = Model::Signal;
     const EDGE_TRIGGERED: bool = true;
 
     fn new() -> io::Result<Signal> {

@@ -4,11 +4,14 @@
 //! `io::Result`. Model-specific calls (select, poll, epoll, signals, io_uring) live in their
 //! drivers; what is here is what more than one of them needs.
 
+use crate::runtime::policy::AcceptFailure;
+use crate::runtime::timers::SendProgress;
 use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
 
 /// Call a libc function that returns -1 on error and sets `errno`.
 macro_rules! syscall {
@@ -211,23 +214,19 @@ impl EventFd {
     }
 }
 
+impl crate::runtime::Wake for EventFd {
+    fn wake(&self) {
+        EventFd::wake(self);
+    }
+}
+
 impl AsRawFd for EventFd {
     fn as_raw_fd(&self) -> RawFd {
         self.0.as_raw_fd()
     }
 }
 
-/// How far the peer has taken what a TCP socket sent: read from `TCP_INFO` (Linux 4.6).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct SendProgress {
-    /// Bytes the peer has acknowledged since the connection began. It only grows, and it
-    /// grows when the peer's application reads (that is what reopens its window).
-    pub(crate) acked: u64,
-    /// Some sent byte is not acknowledged yet, or some written byte is not sent yet.
-    pub(crate) outstanding: bool,
-}
-
-/// The send progress of a connected TCP socket.
+/// The send progress of a connected TCP socket, from `TCP_INFO` (Linux 4.6).
 pub(crate) fn send_progress(fd: RawFd) -> io::Result<SendProgress> {
     let mut info = MaybeUninit::<libc::tcp_info>::zeroed();
     let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
@@ -249,6 +248,16 @@ pub(crate) fn send_progress(fd: RawFd) -> io::Result<SendProgress> {
     })
 }
 
+/// A wait timeout in milliseconds for poll(2)/epoll_wait(2): -1 for none, and a
+/// sub-millisecond wait rounded up to 1 so that a short timer does not spin.
+pub(crate) fn timeout_ms(timeout: Option<Duration>) -> i32 {
+    match timeout {
+        None => -1,
+        Some(t) if t.is_zero() => 0,
+        Some(t) => t.as_millis().clamp(1, i32::MAX as u128) as i32,
+    }
+}
+
 /// Classify a socket error for [`crate::CloseReason`].
 pub(crate) fn close_reason(err: &io::Error) -> crate::CloseReason {
     match err.raw_os_error() {
@@ -259,33 +268,30 @@ pub(crate) fn close_reason(err: &io::Error) -> crate::CloseReason {
     }
 }
 
-/// Whether an accept error concerns only the connection it would have returned (gone
-/// before it was accepted, or a network error Linux passes on from it), so the next accept
-/// may well succeed: accept(2) says to treat these like EAGAIN and retry.
-pub(crate) fn is_transient_accept_error(err: &io::Error) -> bool {
-    matches!(
-        err.raw_os_error(),
+/// Classify a failed accept for the connection policy.
+///
+/// Transient: the error concerns only the connection it would have returned (gone before
+/// it was accepted, or a network error Linux passes on from it): accept(2) says to treat
+/// these like EAGAIN and retry. Exhausted: out of descriptors, or of memory for them.
+pub(crate) fn accept_failure(err: &io::Error) -> AcceptFailure {
+    match err.raw_os_error() {
         Some(
             libc::ECONNABORTED
-                | libc::EPROTO
-                | libc::EPERM
-                | libc::ENETDOWN
-                | libc::ENOPROTOOPT
-                | libc::EHOSTDOWN
-                | libc::ENONET
-                | libc::EHOSTUNREACH
-                | libc::EOPNOTSUPP
-                | libc::ENETUNREACH
-                | libc::ETIMEDOUT
-                | libc::EINTR
-        )
-    )
-}
-
-/// Whether an accept error means "out of descriptors".
-pub(crate) fn is_fd_exhaustion(err: &io::Error) -> bool {
-    matches!(
-        err.raw_os_error(),
-        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
-    )
+            | libc::EPROTO
+            | libc::EPERM
+            | libc::ENETDOWN
+            | libc::ENOPROTOOPT
+            | libc::EHOSTDOWN
+            | libc::ENONET
+            | libc::EHOSTUNREACH
+            | libc::EOPNOTSUPP
+            | libc::ENETUNREACH
+            | libc::ETIMEDOUT
+            | libc::EINTR,
+        ) => AcceptFailure::Transient,
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
+            AcceptFailure::Exhausted
+        }
+        _ => AcceptFailure::Other,
+    }
 }

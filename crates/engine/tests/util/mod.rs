@@ -23,7 +23,7 @@ pub fn start<H: Handler>(config: Config, handler: H) -> Option<Server<H>> {
     match Server::start(config, handler) {
         Ok(server) => Some(server),
         Err(Error::Unsupported {
-            model: "uring",
+            model: Model::Uring,
             what,
         }) => {
             eprintln!("SKIPPED: the uring model cannot run here: {what}");

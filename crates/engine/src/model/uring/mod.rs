@@ -32,7 +32,7 @@
 //!   to one of its sessions, a shutdown) by writing the eventfd; the pending read completes.
 //!   An eventfd is used rather than `IORING_OP_MSG_RING` because senders are arbitrary
 //!   application threads without a ring of their own. The session owner is the shared
-//!   [`Mailbox`](crate::reactor::mailbox::Mailbox), so a broadcast to many sessions of one
+//!   [`Mailbox`](crate::runtime::mailbox::Mailbox), so a broadcast to many sessions of one
 //!   worker costs one wake-up.
 //!
 //! **Workers.** The default is one per core ([`crate::Model::default_workers`]). The book's
@@ -53,24 +53,33 @@ mod buffers;
 mod ring;
 mod worker;
 
+use crate::config::Model;
 use crate::error::Error;
 use crate::handler::Handler;
-use crate::server::Core;
+use crate::runtime::Core;
 use io_uring::{opcode, Probe};
 use ring::Ring;
 use std::sync::Arc;
 use worker::Worker;
 
-const MODEL: &str = "uring";
+/// This driver's model, for errors and logs.
+pub(super) const MODEL: Model = Model::Uring;
 
 /// Start one worker per configured thread, each with its ring and listener.
-pub(crate) fn start<H: Handler>(core: &Arc<Core<H>>) -> Result<super::Started, Error> {
+pub(crate) fn start<H: Handler>(core: &Arc<Core<H>>) -> Result<crate::runtime::Started, Error> {
     probe()?;
     // Each ring is created on its worker's thread: SINGLE_ISSUER ties it to that thread.
-    crate::server::spawn_workers(core, MODEL, |core, listener| {
+    let (listeners, local_addr) = crate::sys::listeners(
+        core.config.addr,
+        core.config.worker_count(),
+        core.config.backlog,
+        true,
+    )?;
+    let threads = crate::runtime::spawn_workers(core, MODEL, listeners, |core, listener| {
         let worker = Worker::new(core, listener)?;
         Ok(Box::new(move || worker.run()))
-    })
+    })?;
+    Ok((threads, local_addr))
 }
 
 /// Check that the kernel can run the uring model: io_uring_setup works (it may be

@@ -8,15 +8,18 @@
 //! the op table of [`Ring`].
 
 use super::ring::{Kind, Op, Ring, SendBuf, Target, UserData};
-use crate::conn::Conn;
-use crate::handler::{CloseReason, Handler};
-use crate::reactor::mailbox::Mailbox;
-use crate::server::Core;
+use super::MODEL;
+use crate::close::CloseReason;
+use crate::handler::Handler;
+use crate::runtime::conn::Conn;
+use crate::runtime::mailbox::Mailbox;
+use crate::runtime::policy::{self, AcceptStep, Closing, Flow, Next};
+use crate::runtime::slab::Slab;
+use crate::runtime::timers::{Activity, Linger, Timers};
+use crate::runtime::Core;
 use crate::session::{CloseRequest, Session};
-use crate::slab::Slab;
 use crate::stats::Counters;
 use crate::sys::{self, EventFd};
-use crate::timers::{Activity, Linger, Timers};
 use io_uring::cqueue;
 use std::cell::UnsafeCell;
 use std::io;
@@ -51,27 +54,14 @@ struct Connection<S> {
     recv: Recv,
     /// A send is in flight (at most one).
     sending: bool,
-    /// The peer sent FIN.
-    read_closed: bool,
-    /// Output passed the high-water mark: receiving is stopped until it drains.
-    paused: bool,
-    /// A close was asked for: what arrives is discarded, not delivered.
-    closing: bool,
+    /// What the connection policy keeps: FIN seen, back-pressure, closing.
+    flow: Flow,
     /// Ops submitted on this socket and not completed (receive, send, cancels).
     ops: u8,
     /// For the idle timeout.
     activity: Activity,
     /// The session ended with a FIN and the socket reads until the peer's.
     linger: Option<Linger>,
-}
-
-/// How to end a connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Closing {
-    /// Everything was sent: shutdown(SHUT_WR), FIN.
-    Orderly,
-    /// SO_LINGER 0: RST, dropping what is queued.
-    Abortive,
 }
 
 pub(super) struct Worker<H: Handler> {
@@ -100,10 +90,10 @@ impl<H: Handler> Worker<H> {
     /// Set up on the worker thread (the ring is single-issuer).
     pub(super) fn new(core: Arc<Core<H>>, listener: OwnedFd) -> Result<Worker<H>, crate::Error> {
         let ring = Ring::new(core.config.uring_setup)
-            .map_err(crate::Error::setup("uring", "creating the ring"))?;
+            .map_err(crate::Error::setup(MODEL, "creating the ring"))?;
         tracing::debug!(mode = ?ring.mode(), "uring worker ring ready");
         let waker =
-            Arc::new(EventFd::new().map_err(crate::Error::setup("uring", "creating the eventfd"))?);
+            Arc::new(EventFd::new().map_err(crate::Error::setup(MODEL, "creating the eventfd"))?);
         core.add_waker(waker.clone());
         let counters = core.counters.add_worker();
         let mailbox = Arc::new(Mailbox::new(waker.clone(), counters.clone()));
@@ -126,10 +116,10 @@ impl<H: Handler> Worker<H> {
         };
         worker
             .arm_accept()
-            .map_err(crate::Error::setup("uring", "arming accept"))?;
+            .map_err(crate::Error::setup(MODEL, "arming accept"))?;
         worker
             .arm_wake()
-            .map_err(crate::Error::setup("uring", "arming the wake-up read"))?;
+            .map_err(crate::Error::setup(MODEL, "arming the wake-up read"))?;
         Ok(worker)
     }
 
@@ -140,7 +130,7 @@ impl<H: Handler> Worker<H> {
                 self.abort_all(CloseReason::Error);
                 self.drain_ops();
                 return Err(crate::Error::Setup {
-                    model: "uring",
+                    model: MODEL,
                     context: "waiting for completions",
                     source: e,
                 });
@@ -171,7 +161,7 @@ impl<H: Handler> Worker<H> {
                 }
                 if self.now >= deadline {
                     tracing::warn!(
-                        model = "uring",
+                        model = %MODEL,
                         sessions = self.conns.len(),
                         "shutdown deadline passed; closing sessions with output still queued"
                     );
@@ -228,30 +218,8 @@ impl<H: Handler> Worker<H> {
             let fd = unsafe { OwnedFd::from_raw_fd(result) };
             self.open(fd);
         } else {
-            let err = io::Error::from_raw_os_error(-result);
-            if sys::is_fd_exhaustion(&err) {
-                let shed = self
-                    .listener
-                    .as_ref()
-                    .is_some_and(|l| self.reserve.shed(l.as_raw_fd()));
-                if shed {
-                    self.counters.refused();
-                    tracing::warn!(
-                        model = "uring",
-                        "out of descriptors ({err}); refused a connection"
-                    );
-                } else if self.timers.accept_paused_until.is_none() {
-                    tracing::warn!(
-                        model = "uring",
-                        "out of descriptors ({err}); pausing accept"
-                    );
-                    self.timers.pause_accept(self.now);
-                    if let Some(accept) = self.accept {
-                        self.cancel(None, Target::Op(accept));
-                    }
-                }
-            } else if result != -libc::ECANCELED {
-                tracing::debug!(model = "uring", "accept: {err}");
+            if result != -libc::ECANCELED {
+                self.accept_failed(io::Error::from_raw_os_error(-result));
             }
         }
         if done {
@@ -259,9 +227,25 @@ impl<H: Handler> Worker<H> {
                 self.listener = None;
             } else if self.timers.accept_paused_until.is_none() {
                 if let Err(e) = self.arm_accept() {
-                    tracing::warn!(model = "uring", "re-arming accept: {e}; retrying later");
+                    tracing::warn!(model = %MODEL, "re-arming accept: {e}; retrying later");
                     self.timers.pause_accept(self.now);
                 }
+            }
+        }
+    }
+
+    /// A failed accept: shed a connection through the reserve, or pause accepting (the
+    /// armed multishot accept is cancelled, and re-armed when the pause is over).
+    fn accept_failed(&mut self, err: io::Error) {
+        let failure = sys::accept_failure(&err);
+        let listener = self.listener.as_ref().map(|l| l.as_raw_fd());
+        let reserve = &mut self.reserve;
+        let shed = || listener.is_some_and(|l| reserve.shed(l));
+        let step = policy::after_accept_error(MODEL, &err, failure, &self.counters, shed);
+        if step == AcceptStep::Pause && self.timers.accept_paused_until.is_none() {
+            self.timers.pause_accept(self.now);
+            if let Some(accept) = self.accept {
+                self.cancel(None, Target::Op(accept));
             }
         }
     }
@@ -272,12 +256,12 @@ impl<H: Handler> Worker<H> {
             // DEFER_TASKRUN completions keep coming in any enter). Shutdown has asked every
             // session to close already: serving this one would outlive it.
             self.counters.refused();
-            tracing::debug!(model = "uring", "refused: shutting down");
+            tracing::debug!(model = %MODEL, "refused: shutting down");
             return;
         }
         if !self.core.admit() {
             self.counters.refused();
-            tracing::debug!(model = "uring", "refused: connection limit reached");
+            tracing::debug!(model = %MODEL, "refused: connection limit reached");
             return;
         }
         // Multishot accept returns no address. A connection reset while it waited in the
@@ -290,7 +274,7 @@ impl<H: Handler> Worker<H> {
             Ok(Some(peer)) => peer,
             other => {
                 tracing::debug!(
-                    model = "uring",
+                    model = %MODEL,
                     ?other,
                     "accepted a connection without a peer address"
                 );
@@ -318,9 +302,7 @@ impl<H: Handler> Worker<H> {
                 conn: Some(conn),
                 recv: Recv::Idle,
                 sending: false,
-                read_closed: false,
-                paused: false,
-                closing: false,
+                flow: Flow::default(),
                 ops: 0,
                 activity: Activity::new(self.timers.stamp(self.now)),
                 linger: None,
@@ -348,7 +330,7 @@ impl<H: Handler> Worker<H> {
                         self.counters.received(result as usize);
                         entry.activity.input(now);
                         // A closing session discards what still arrives.
-                        if !entry.closing {
+                        if !entry.flow.closing {
                             let data = self.ring.bufs.data(&filled);
                             if let Err(reason) = conn.deliver(&self.core, data) {
                                 close = Some((reason, Closing::Abortive));
@@ -363,7 +345,7 @@ impl<H: Handler> Worker<H> {
                 None => close = Some((CloseReason::Error, Closing::Abortive)),
             }
         } else if result == 0 {
-            entry.read_closed = true;
+            entry.flow.read_closed = true;
         } else {
             match -result {
                 // Out of provided buffers: the data stays in the socket; the receive is
@@ -377,7 +359,7 @@ impl<H: Handler> Worker<H> {
         }
         if entry.conn.is_none() {
             if entry.linger.is_some() {
-                if entry.read_closed || close.is_some() {
+                if entry.flow.read_closed || close.is_some() {
                     self.end_linger(slot);
                 } else if entry.recv == Recv::Idle {
                     self.arm_linger_recv(slot);
@@ -434,7 +416,7 @@ impl<H: Handler> Worker<H> {
     fn on_wake(&mut self, result: i32, value: Box<UnsafeCell<u64>>) {
         if result < 0 && result != -libc::ECANCELED && result != -libc::EINTR {
             tracing::warn!(
-                model = "uring",
+                model = %MODEL,
                 "wake-up read: {}",
                 io::Error::from_raw_os_error(-result)
             );
@@ -448,7 +430,7 @@ impl<H: Handler> Worker<H> {
             value,
         };
         if let Err(e) = self.ring.submit(op) {
-            tracing::error!(model = "uring", "re-arming the wake-up read: {e}");
+            tracing::error!(model = %MODEL, "re-arming the wake-up read: {e}");
         }
     }
 
@@ -457,8 +439,6 @@ impl<H: Handler> Worker<H> {
     /// Send what is queued (one send at a time), close when asked and drained, apply
     /// back-pressure, and keep the receive armed exactly when reading is wanted.
     fn flush(&mut self, slot: u32) {
-        let high_water = self.core.config.high_water();
-        let low_water = self.core.config.low_water();
         let Some(entry) = self.conns.get_mut(slot as usize) else {
             return;
         };
@@ -468,14 +448,9 @@ impl<H: Handler> Worker<H> {
         let session = conn.session();
         let mut outbox = session.outbox();
         outbox.unschedule();
-        let request = outbox.close_request();
-        if let Some(CloseRequest::Abort(reason)) = request {
-            drop(outbox);
-            self.close(slot, reason, Closing::Abortive);
-            return;
-        }
+        let aborted = matches!(outbox.close_request(), Some(CloseRequest::Abort(_)));
         let mut send = None;
-        if !entry.sending && !outbox.pending().is_empty() {
+        if !aborted && !entry.sending && !outbox.pending().is_empty() {
             let mut buf = self.spare.pop().unwrap_or_default();
             // The queue is left with no buffer: an idle session holds none, and the next
             // send allocates one (the box around it is what the spare pool saves).
@@ -483,35 +458,24 @@ impl<H: Handler> Worker<H> {
             buf.sent = 0;
             send = Some(buf);
         }
-        let queued = outbox.len();
-        // Decided under the lock: a send racing with the end fails instead of vanishing.
-        let end = outbox.drained_end(entry.read_closed);
-        let closing = outbox.close_request().is_some();
+        let next = entry.flow.settle(&mut outbox, &self.core.config);
         drop(outbox);
 
         if let Some(buf) = send {
             let fd = entry.fd.as_raw_fd();
             self.submit_send(slot, fd, buf);
         }
+        let want = match next {
+            Next::Close(reason, how) => return self.close(slot, reason, how),
+            Next::Keep { read, .. } => read,
+        };
+        // A failed send submission closed it.
         let Some(entry) = self.conns.get_mut(slot as usize) else {
             return;
         };
         if entry.conn.is_none() {
             return;
         }
-        entry.closing = closing;
-        if let Some(reason) = end {
-            self.close(slot, reason, Closing::Orderly);
-            return;
-        }
-        if !entry.paused && queued > high_water {
-            entry.paused = true;
-        } else if entry.paused && queued <= low_water {
-            entry.paused = false;
-        }
-        // Receive while open and not paused, and while closing, to discard input (a close
-        // with unread input would reset the connection).
-        let want = !entry.read_closed && (closing || !entry.paused);
         match (want, entry.recv) {
             (true, Recv::Idle) => {
                 let fd = entry.fd.as_raw_fd();
@@ -521,7 +485,7 @@ impl<H: Handler> Worker<H> {
                         entry.ops += 1;
                     }
                     Err(e) => {
-                        tracing::warn!(model = "uring", "arming a receive: {e}");
+                        tracing::warn!(model = %MODEL, "arming a receive: {e}");
                         self.close(slot, CloseReason::Error, Closing::Abortive);
                     }
                 }
@@ -544,7 +508,7 @@ impl<H: Handler> Worker<H> {
                 }
             }
             Err(e) => {
-                tracing::warn!(model = "uring", "submitting a send: {e}");
+                tracing::warn!(model = %MODEL, "submitting a send: {e}");
                 if let Some(Connection {
                     conn: Some(conn), ..
                 }) = self.conns.get(slot as usize)
@@ -564,7 +528,7 @@ impl<H: Handler> Worker<H> {
                     entry.ops += 1;
                 }
             }
-            Err(e) => tracing::error!(model = "uring", "submitting a cancel: {e}"),
+            Err(e) => tracing::error!(model = %MODEL, "submitting a cancel: {e}"),
         }
     }
 
@@ -586,7 +550,7 @@ impl<H: Handler> Worker<H> {
             }
         }
         conn.close(&self.core, reason);
-        if how == Closing::Orderly && !entry.read_closed {
+        if how == Closing::Orderly && !entry.flow.read_closed {
             entry.linger = Some(Linger::new(now));
             self.timers.linger(slot as usize, now, self.now);
             if entry.recv == Recv::Idle {
@@ -610,7 +574,7 @@ impl<H: Handler> Worker<H> {
                 entry.ops += 1;
             }
             Err(e) => {
-                tracing::debug!(model = "uring", "lingering: {e}");
+                tracing::debug!(model = %MODEL, "lingering: {e}");
                 self.end_linger(slot);
             }
         }
@@ -704,7 +668,7 @@ impl<H: Handler> Worker<H> {
     fn timers(&mut self) {
         if self.timers.accept_resumes(self.now) && self.timers.shutdown_deadline.is_none() {
             if let Err(e) = self.arm_accept() {
-                tracing::warn!(model = "uring", "re-arming accept: {e}; retrying later");
+                tracing::warn!(model = %MODEL, "re-arming accept: {e}; retrying later");
                 self.timers.pause_accept(self.now);
             }
         }
@@ -715,10 +679,10 @@ impl<H: Handler> Worker<H> {
                     fd,
                     ..
                 }) if linger.since == since => linger.over(
-                    fd.as_raw_fd(),
                     &self.timers,
                     self.now,
                     self.core.config.linger_timeout,
+                    || sys::send_progress(fd.as_raw_fd()),
                 ),
                 // Ended already (the slot may hold a newer linger, with its own check).
                 _ => continue,
@@ -736,7 +700,8 @@ impl<H: Handler> Worker<H> {
             let idle = match self.conns.get_mut(slot) {
                 Some(entry) if entry.conn.is_some() => {
                     let fd = entry.fd.as_raw_fd();
-                    entry.activity.is_idle(fd, &self.timers, self.now, idle)
+                    (entry.activity)
+                        .is_idle(&self.timers, self.now, idle, || sys::send_progress(fd))
                 }
                 _ => false,
             };
@@ -748,7 +713,7 @@ impl<H: Handler> Worker<H> {
 
     fn begin_shutdown(&mut self) {
         tracing::debug!(
-            model = "uring",
+            model = %MODEL,
             sessions = self.conns.len(),
             "shutting down"
         );
@@ -791,7 +756,7 @@ impl<H: Handler> Worker<H> {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 tracing::warn!(
-                    model = "uring",
+                    model = %MODEL,
                     ops = self.ring.ops.live(),
                     "ops still in flight at exit; their memory is left allocated"
                 );

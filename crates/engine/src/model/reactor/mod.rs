@@ -10,19 +10,21 @@
 //! selectors (epoll with EPOLLET, real-time signals), which report a change once, and for
 //! level-triggered ones (select, poll), which keep reporting it.
 
-pub(crate) mod mailbox;
 pub(crate) mod watched;
 
-use crate::conn::Conn;
+use crate::close::CloseReason;
+use crate::config::Model;
 use crate::error::Error;
-use crate::handler::{CloseReason, Handler};
-use crate::server::{Core, Wake};
+use crate::handler::Handler;
+use crate::runtime::conn::Conn;
+use crate::runtime::mailbox::Mailbox;
+use crate::runtime::policy::{self, AcceptStep, Closing, Flow, Next};
+use crate::runtime::slab::Slab;
+use crate::runtime::timers::{Activity, Linger, Stamp, Timers};
+use crate::runtime::{Core, Wake};
 use crate::session::{CloseRequest, Session};
-use crate::slab::Slab;
 use crate::stats::Counters;
 use crate::sys;
-use crate::timers::{Activity, Linger, Stamp, Timers};
-use mailbox::Mailbox;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
@@ -78,8 +80,8 @@ const LINGERING: usize = 1 << (usize::BITS - 2);
 /// How one readiness model waits. A selector belongs to one worker thread and is created
 /// on it.
 pub(crate) trait Selector: Sized + 'static {
-    /// The model's name, for errors and logs.
-    const NAME: &'static str;
+    /// The model, for errors and logs.
+    const MODEL: Model;
 
     /// `true` if readiness is reported once per change (the loop then registers read and
     /// write interest once and never changes it), `false` if it is reported for as long as
@@ -123,11 +125,18 @@ pub(crate) trait Selector: Sized + 'static {
 /// listener.
 pub(crate) fn start<S: Selector, H: Handler>(
     core: &Arc<Core<H>>,
-) -> Result<crate::model::Started, Error> {
-    crate::server::spawn_workers(core, S::NAME, |core, listener| {
+) -> Result<crate::runtime::Started, Error> {
+    let (listeners, local_addr) = sys::listeners(
+        core.config.addr,
+        core.config.worker_count(),
+        core.config.backlog,
+        true,
+    )?;
+    let threads = crate::runtime::spawn_workers(core, S::MODEL, listeners, |core, listener| {
         let mut worker = Worker::<S, H>::new(core, listener)?;
         Ok(Box::new(move || worker.run()))
-    })
+    })?;
+    Ok((threads, local_addr))
 }
 
 /// One connection as the loop sees it.
@@ -138,10 +147,8 @@ struct Entry<St> {
     readable: bool,
     /// Likewise for writing.
     writable: bool,
-    /// The peer sent FIN: read no more, finish sending, then close.
-    read_closed: bool,
-    /// Output passed the high-water mark: stop reading until it drains.
-    paused: bool,
+    /// What the connection policy keeps: FIN seen, back-pressure, closing.
+    flow: Flow,
     /// An event said the peer hung up: a short read no longer proves the socket empty.
     hangup: bool,
     /// Interest registered with a level-triggered selector.
@@ -154,24 +161,6 @@ struct Entry<St> {
 struct Lingerer {
     fd: OwnedFd,
     linger: Linger,
-}
-
-/// What servicing a connection decided.
-enum Step {
-    /// Keep it open, wanting to hear when it can be read (`read`) or written (`write`:
-    /// output waits for the socket to drain).
-    Keep { read: bool, write: bool },
-    /// Close it now.
-    Close(CloseReason, Closing),
-}
-
-/// How to close.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Closing {
-    /// Everything was sent: FIN.
-    Orderly,
-    /// Drop what is queued: RST.
-    Abortive,
 }
 
 /// Reads per service call before other connections get a turn.
@@ -205,10 +194,10 @@ struct Worker<S: Selector, H: Handler> {
 
 impl<S: Selector, H: Handler> Worker<S, H> {
     fn new(core: Arc<Core<H>>, listener: OwnedFd) -> Result<Self, Error> {
-        let mut selector = S::new().map_err(Error::setup(S::NAME, "creating the selector"))?;
+        let mut selector = S::new().map_err(Error::setup(S::MODEL, "creating the selector"))?;
         selector
             .register(listener.as_raw_fd(), LISTENER, Interest::READ)
-            .map_err(Error::setup(S::NAME, "watching the listener"))?;
+            .map_err(Error::setup(S::MODEL, "watching the listener"))?;
         let waker = selector.waker();
         core.add_waker(waker.clone());
         let counters = core.counters.add_worker();
@@ -244,7 +233,7 @@ impl<S: Selector, H: Handler> Worker<S, H> {
                 Err(e) => {
                     self.abort_all(CloseReason::Error);
                     return Err(Error::Setup {
-                        model: S::NAME,
+                        model: S::MODEL,
                         context: "waiting for events",
                         source: e,
                     });
@@ -305,7 +294,7 @@ impl<S: Selector, H: Handler> Worker<S, H> {
                 }
                 if self.now >= deadline {
                     tracing::warn!(
-                        model = S::NAME,
+                        model = %S::MODEL,
                         sessions = self.entries.len(),
                         "shutdown deadline passed; closing sessions with output still queued"
                     );
@@ -343,28 +332,16 @@ impl<S: Selector, H: Handler> Worker<S, H> {
                     return;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if sys::is_fd_exhaustion(&e) => {
-                    if self.reserve.shed(listener) {
-                        self.counters.refused();
-                        tracing::warn!(
-                            model = S::NAME,
-                            "out of descriptors ({e}); refused a connection"
-                        );
-                        continue;
-                    }
-                    tracing::warn!(model = S::NAME, "out of descriptors ({e}); pausing accept");
-                    self.pause_accept(listener);
-                    return;
-                }
-                // ECONNABORTED and friends: that connection is gone, others may wait.
-                Err(e) if sys::is_transient_accept_error(&e) => {
-                    tracing::debug!(model = S::NAME, "accept: {e}")
-                }
-                // Anything else may well fail again at once: back off instead of spinning.
                 Err(e) => {
-                    tracing::warn!(model = S::NAME, "accept: {e}; pausing accept");
-                    self.pause_accept(listener);
-                    return;
+                    let reserve = &mut self.reserve;
+                    let failure = sys::accept_failure(&e);
+                    let shed = || reserve.shed(listener);
+                    let step =
+                        policy::after_accept_error(S::MODEL, &e, failure, &self.counters, shed);
+                    if step == AcceptStep::Pause {
+                        self.pause_accept(listener);
+                        return;
+                    }
                 }
             }
         }
@@ -377,7 +354,7 @@ impl<S: Selector, H: Handler> Worker<S, H> {
             // Without this a level-triggered selector reports the listener every round;
             // failing it costs only those wake-ups.
             if let Err(e) = self.selector.reregister(listener, LISTENER, Interest::NONE) {
-                tracing::warn!(model = S::NAME, "pausing the listener: {e}");
+                tracing::warn!(model = %S::MODEL, "pausing the listener: {e}");
             }
         }
     }
@@ -385,7 +362,7 @@ impl<S: Selector, H: Handler> Worker<S, H> {
     fn open(&mut self, fd: OwnedFd, peer: std::net::SocketAddr) {
         if !self.core.admit() {
             self.counters.refused();
-            tracing::debug!(model = S::NAME, %peer, "refused: connection limit reached");
+            tracing::debug!(model = %S::MODEL, %peer, "refused: connection limit reached");
             return;
         }
         let token = self.entries.reserve();
@@ -398,7 +375,7 @@ impl<S: Selector, H: Handler> Worker<S, H> {
             self.core.release();
             self.entries.unreserve(token);
             self.counters.refused();
-            tracing::warn!(model = S::NAME, %peer, "refused: {e}");
+            tracing::warn!(model = %S::MODEL, %peer, "refused: {e}");
             return;
         }
         sys::tune_accepted(&fd);
@@ -417,8 +394,7 @@ impl<S: Selector, H: Handler> Worker<S, H> {
                 conn,
                 readable: true,
                 writable: true,
-                read_closed: false,
-                paused: false,
+                flow: Flow::default(),
                 hangup: false,
                 interest,
                 activity: Activity::new(self.timers.stamp(self.now)),
@@ -431,24 +407,22 @@ impl<S: Selector, H: Handler> Worker<S, H> {
 
     /// Read, call the handler, write, and decide the connection's fate.
     fn service(&mut self, token: usize) {
-        let now = self.timers.stamp(self.now);
         let Some(entry) = self.entries.get_mut(token) else {
             return;
         };
-        let step = drive(
-            entry,
-            &self.core,
-            &mut self.scratch,
-            &self.counters,
-            now,
-            &mut self.progressed,
-            &mut self.ready,
+        let mut turn = Turn {
+            core: &self.core,
+            scratch: &mut self.scratch,
+            counters: &self.counters,
+            now: self.timers.stamp(self.now),
+            progressed: &mut self.progressed,
+            ready: &mut self.ready,
             token,
-            S::SHORT_READ_DRAINS,
-        );
-        match step {
-            Step::Close(reason, how) => self.close(token, reason, how),
-            Step::Keep { read, write } => {
+            short_read_drains: S::SHORT_READ_DRAINS,
+        };
+        match drive(entry, &mut turn) {
+            Next::Close(reason, how) => self.close(token, reason, how),
+            Next::Keep { read, write } => {
                 if S::EDGE_TRIGGERED {
                     return;
                 }
@@ -457,7 +431,7 @@ impl<S: Selector, H: Handler> Worker<S, H> {
                     match self.selector.reregister(entry.fd.as_raw_fd(), token, want) {
                         Ok(()) => entry.interest = want,
                         Err(e) => {
-                            tracing::warn!(model = S::NAME, "changing interest: {e}");
+                            tracing::warn!(model = %S::MODEL, "changing interest: {e}");
                             self.close(token, CloseReason::Error, Closing::Abortive);
                         }
                     }
@@ -481,7 +455,7 @@ impl<S: Selector, H: Handler> Worker<S, H> {
             }
         }
         entry.conn.close(&self.core, reason);
-        if how == Closing::Orderly && !entry.read_closed {
+        if how == Closing::Orderly && !entry.flow.read_closed {
             self.linger(entry.fd);
         }
     }
@@ -495,7 +469,7 @@ impl<S: Selector, H: Handler> Worker<S, H> {
             .register(fd.as_raw_fd(), LINGERING | key, Interest::READ)
         {
             // Closing now may reset the connection; nothing else can be done.
-            tracing::debug!(model = S::NAME, "lingering: {e}");
+            tracing::debug!(model = %S::MODEL, "lingering: {e}");
             self.lingering.unreserve(key);
             return;
         }
@@ -559,7 +533,7 @@ impl<S: Selector, H: Handler> Worker<S, H> {
 
     fn begin_shutdown(&mut self) {
         tracing::debug!(
-            model = S::NAME,
+            model = %S::MODEL,
             sessions = self.entries.len(),
             "shutting down"
         );
@@ -586,7 +560,7 @@ impl<S: Selector, H: Handler> Worker<S, H> {
                 let fd = listener.as_raw_fd();
                 if let Err(e) = self.selector.reregister(fd, LISTENER, Interest::READ) {
                     // A listener left unwatched would never be reported again: retry.
-                    tracing::warn!(model = S::NAME, "resuming the listener: {e}; retrying");
+                    tracing::warn!(model = %S::MODEL, "resuming the listener: {e}; retrying");
                     self.timers.pause_accept(self.now);
                 }
             }
@@ -594,10 +568,10 @@ impl<S: Selector, H: Handler> Worker<S, H> {
         while let Some((key, since)) = self.timers.linger_due(self.now) {
             let over = match self.lingering.get(key) {
                 Some(l) if l.linger.since == since => l.linger.over(
-                    l.fd.as_raw_fd(),
                     &self.timers,
                     self.now,
                     self.core.config.linger_timeout,
+                    || sys::send_progress(l.fd.as_raw_fd()),
                 ),
                 // Ended already (the key may name a newer linger, with its own check).
                 _ => continue,
@@ -615,7 +589,8 @@ impl<S: Selector, H: Handler> Worker<S, H> {
             let idle = match self.entries.get_mut(token) {
                 Some(entry) => {
                     let fd = entry.fd.as_raw_fd();
-                    entry.activity.is_idle(fd, &self.timers, self.now, idle)
+                    (entry.activity)
+                        .is_idle(&self.timers, self.now, idle, || sys::send_progress(fd))
                 }
                 None => false,
             };
@@ -636,106 +611,93 @@ impl<S: Selector, H: Handler> Worker<S, H> {
     }
 }
 
-fn is_closing<St: Send + 'static>(entry: &Entry<St>) -> bool {
-    entry.conn.session().outbox().close_request().is_some()
+/// What one service of a connection needs besides the connection.
+struct Turn<'a, H: Handler> {
+    core: &'a Core<H>,
+    /// The worker's read buffer.
+    scratch: &'a mut [u8],
+    counters: &'a Counters,
+    now: Stamp,
+    /// Set when a byte or a connection moved.
+    progressed: &'a mut bool,
+    /// Connections to service again without waiting for an event.
+    ready: &'a mut Vec<usize>,
+    token: usize,
+    /// [`Selector::SHORT_READ_DRAINS`].
+    short_read_drains: bool,
 }
 
-/// The per-connection state machine: read what the socket has (within a budget), let the
-/// handler consume it, write what it queued, apply back-pressure, and close when done.
-#[allow(clippy::too_many_arguments)]
-fn drive<H: Handler>(
-    entry: &mut Entry<H::State>,
-    core: &Core<H>,
-    scratch: &mut [u8],
-    counters: &Counters,
-    now: Stamp,
-    progressed: &mut bool,
-    ready: &mut Vec<usize>,
-    token: usize,
-    short_read_drains: bool,
-) -> Step {
+/// The readiness side of a connection: read what the socket has (within a budget), let
+/// the handler consume it, write what it queued, and let the policy decide what follows.
+fn drive<H: Handler>(entry: &mut Entry<H::State>, turn: &mut Turn<'_, H>) -> Next {
     let fd = entry.fd.as_raw_fd();
     let mut reads = 0;
-    let mut closing = is_closing(entry);
     loop {
-        // Read once, if reading may succeed and is wanted: while the session is open and
-        // not paused by back-pressure, or while it is closing, to discard what the peer
-        // still sends (a close with unread input would reset the connection).
+        // Read once, if reading may succeed and the policy wants it: while the session is
+        // open and not paused by back-pressure, or while it closes (input is discarded).
         let mut more = false;
-        if entry.readable && !entry.read_closed && (closing || !entry.paused) {
+        if entry.readable && entry.flow.wants_read() {
             if reads == READ_BUDGET {
                 // Let the others have a turn; come back without waiting for an event.
-                ready.push(token);
+                turn.ready.push(turn.token);
             } else {
                 reads += 1;
-                match sys::recv(fd, scratch) {
+                match sys::recv(fd, turn.scratch) {
                     Ok(0) => {
-                        entry.read_closed = true;
-                        *progressed = true;
+                        entry.flow.read_closed = true;
+                        *turn.progressed = true;
                     }
                     Ok(n) => {
-                        *progressed = true;
-                        counters.received(n);
-                        entry.activity.input(now);
+                        *turn.progressed = true;
+                        turn.counters.received(n);
+                        entry.activity.input(turn.now);
                         // A short read emptied the queue, unless a FIN may sit behind
                         // the data (an edge-triggered selector would not report it
                         // again): then, or if the selector cannot tell, read to EAGAIN.
-                        let drained = short_read_drains && !entry.hangup && n < scratch.len();
+                        let drained =
+                            turn.short_read_drains && !entry.hangup && n < turn.scratch.len();
                         entry.readable = !drained;
                         more = !drained;
-                        if !closing {
-                            if let Err(reason) = entry.conn.deliver(core, &scratch[..n]) {
-                                return Step::Close(reason, Closing::Abortive);
+                        if !entry.flow.closing {
+                            if let Err(reason) = entry.conn.deliver(turn.core, &turn.scratch[..n]) {
+                                return Next::Close(reason, Closing::Abortive);
                             }
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => entry.readable = false,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => more = true,
-                    Err(e) => return Step::Close(sys::close_reason(&e), Closing::Abortive),
+                    Err(e) => return Next::Close(sys::close_reason(&e), Closing::Abortive),
                 }
             }
         }
 
-        // Write what is queued, as far as the socket takes it.
+        // Write what is queued, as far as the socket takes it (not for an aborted session).
         let session = entry.conn.session();
         let mut outbox = session.outbox();
         outbox.unschedule();
-        if let Some(CloseRequest::Abort(reason)) = outbox.close_request() {
-            return Step::Close(reason, Closing::Abortive);
-        }
-        while entry.writable && !outbox.pending().is_empty() {
+        let aborted = matches!(outbox.close_request(), Some(CloseRequest::Abort(_)));
+        while !aborted && entry.writable && !outbox.pending().is_empty() {
             match sys::send(fd, outbox.pending()) {
                 Ok(n) => {
-                    *progressed = true;
-                    counters.sent(n);
-                    entry.activity.output(now);
+                    *turn.progressed = true;
+                    turn.counters.sent(n);
+                    entry.activity.output(turn.now);
                     outbox.consume(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => entry.writable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Step::Close(sys::close_reason(&e), Closing::Abortive),
+                Err(e) => return Next::Close(sys::close_reason(&e), Closing::Abortive),
             }
         }
-        let queued = outbox.len();
-        // Decided under the lock: a send racing with the end fails instead of vanishing.
-        let end = outbox.drained_end(entry.read_closed);
-        closing = outbox.close_request().is_some();
+        let was_paused = entry.flow.paused;
+        let next = entry.flow.settle(&mut outbox, &turn.core.config);
         drop(outbox);
-        if let Some(reason) = end {
-            return Step::Close(reason, Closing::Orderly);
-        }
-        // Back-pressure: a peer that does not read its echo stops being read.
-        if !entry.paused && queued > core.config.high_water() {
-            entry.paused = true;
-        } else if entry.paused && queued <= core.config.low_water() {
-            entry.paused = false;
+        if was_paused && !entry.flow.paused {
+            // Back-pressure lifted: what waits in the socket can be read now.
             more = entry.readable;
         }
-        if !more {
-            return Step::Keep {
-                write: queued > 0,
-                read: !entry.read_closed && (closing || !entry.paused),
-            };
+        if !more || matches!(next, Next::Close(..)) {
+            return next;
         }
     }
 }

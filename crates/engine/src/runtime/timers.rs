@@ -4,10 +4,20 @@
 //! things the same way; with them, what counts as activity for the idle timeout
 //! ([`Activity`]) and when a lingering close may end ([`Linger`]), for every driver.
 
-use crate::sys;
 use std::collections::VecDeque;
-use std::os::fd::RawFd;
+use std::io;
 use std::time::{Duration, Instant};
+
+/// How far the peer has taken what a TCP connection sent, as the kernel counts it (the
+/// system layer reads it: `TCP_INFO` on Linux).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SendProgress {
+    /// Bytes the peer has acknowledged since the connection began. It only grows, and it
+    /// grows when the peer's application reads (that is what reopens its window).
+    pub(crate) acked: u64,
+    /// Some sent byte is not acknowledged yet, or some written byte is not sent yet.
+    pub(crate) outstanding: bool,
+}
 
 /// How long accepting pauses when descriptors run out and the reserve did not help.
 pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -165,19 +175,20 @@ impl Activity {
         }
     }
 
-    /// Whether the session on `fd` has been idle for `idle` at `now`, counting the peer's
-    /// acknowledgements of earlier output as activity.
+    /// Whether the session has been idle for `idle` at `now`, counting the peer's
+    /// acknowledgements of earlier output as activity; `progress` reads the connection's
+    /// [`SendProgress`] (called only when it is needed).
     pub(crate) fn is_idle(
         &mut self,
-        fd: RawFd,
         timers: &Timers,
         now: Instant,
         idle: Duration,
+        progress: impl FnOnce() -> io::Result<SendProgress>,
     ) -> bool {
         if timers.elapsed(self.last, now) < idle / 4 || self.acked == QUIET {
             return timers.elapsed(self.last, now) >= idle;
         }
-        match sys::send_progress(fd) {
+        match progress() {
             Ok(progress) => {
                 let acked = (progress.acked & 0x7fff_ffff) as u32;
                 if self.acked != UNKNOWN && acked != self.acked {
@@ -200,9 +211,9 @@ impl Activity {
 pub(crate) struct AckWatch(Option<u64>);
 
 impl AckWatch {
-    /// Whether the peer acknowledged output since the last call.
-    pub(crate) fn moved(&mut self, fd: RawFd) -> bool {
-        match sys::send_progress(fd) {
+    /// Whether the peer acknowledged output since the last call, given its progress now.
+    pub(crate) fn moved(&mut self, progress: io::Result<SendProgress>) -> bool {
+        match progress {
             Ok(progress) if progress.outstanding => {
                 let moved = self.0 != Some(progress.acked);
                 self.0 = Some(progress.acked);
@@ -249,28 +260,34 @@ impl Linger {
         self.heard = now;
     }
 
-    /// Whether the socket `fd` may be closed now.
-    pub(crate) fn over(&self, fd: RawFd, timers: &Timers, now: Instant, limit: Duration) -> bool {
+    /// Whether the socket may be closed now; `progress` reads its [`SendProgress`].
+    pub(crate) fn over(
+        &self,
+        timers: &Timers,
+        now: Instant,
+        limit: Duration,
+        progress: impl FnOnce() -> io::Result<SendProgress>,
+    ) -> bool {
         linger_over(
-            fd,
             timers.elapsed(self.since, now),
             timers.elapsed(self.heard, now),
             limit,
+            progress,
         )
     }
 }
 
-/// The rule of [`Linger`]: the socket `fd`, lingering for `lingered`, its peer silent for
+/// The rule of [`Linger`]: a socket lingering for `lingered`, its peer silent for
 /// `silent`, may be closed when the linger reached `limit`, or when the peer has been
-/// silent for [`LINGER_QUIET`] and has acknowledged everything sent.
+/// silent for [`LINGER_QUIET`] and has acknowledged everything sent (`progress` reads
+/// that, called only when needed; a socket that cannot tell may close).
 pub(crate) fn linger_over(
-    fd: RawFd,
     lingered: Duration,
     silent: Duration,
     limit: Duration,
+    progress: impl FnOnce() -> io::Result<SendProgress>,
 ) -> bool {
-    lingered >= limit
-        || (silent >= LINGER_QUIET && sys::send_progress(fd).map_or(true, |p| !p.outstanding))
+    lingered >= limit || (silent >= LINGER_QUIET && progress().map_or(true, |p| !p.outstanding))
 }
 
 /// How often idle sessions are looked for: a quarter of the timeout, at most a second.

@@ -2,8 +2,9 @@
 //! the calls into the handler. Drivers own the socket and decide when to read and write;
 //! everything between the bytes and the application happens here, once.
 
-use crate::handler::{CloseReason, Handler};
-use crate::server::Core;
+use crate::close::CloseReason;
+use crate::handler::Handler;
+use crate::runtime::Core;
 use crate::session::{CallbackScope, Session};
 
 /// One session's application-facing half.

@@ -1,6 +1,6 @@
 //! How other threads hand a worker the sessions that need it.
 
-use crate::server::Wake;
+use crate::runtime::Wake;
 use crate::session::{Owner, Session};
 use crate::stats::Counters;
 use std::cell::Cell;

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::time::Duration;
 
 /// Items kept densely (so `poll(2)` can take them as one array), each tagged by its token.
 #[derive(Debug)]
@@ -74,14 +73,4 @@ fn not_watched(token: usize) -> io::Error {
         io::ErrorKind::NotFound,
         format!("token {token} is not watched"),
     )
-}
-
-/// A wait timeout in milliseconds for poll(2)/epoll_wait(2): -1 for none, and a
-/// sub-millisecond wait rounded up to 1 so that a short timer does not spin.
-pub(crate) fn timeout_ms(timeout: Option<Duration>) -> i32 {
-    match timeout {
-        None => -1,
-        Some(t) if t.is_zero() => 0,
-        Some(t) => t.as_millis().clamp(1, i32::MAX as u128) as i32,
-    }
 }
