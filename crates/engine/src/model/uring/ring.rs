@@ -84,6 +84,15 @@ pub(super) enum Kind {
 }
 
 impl Op {
+    /// The connection slot this op counts against, if any.
+    fn conn(&self) -> Option<u32> {
+        match *self {
+            Op::Recv { slot, .. } | Op::Send { slot, .. } => Some(slot),
+            Op::Cancel { slot, .. } => slot,
+            Op::Accept { .. } | Op::Wake { .. } => None,
+        }
+    }
+
     fn kind(&self) -> Kind {
         match *self {
             Op::Accept { .. } => Kind::Accept,
@@ -118,12 +127,17 @@ impl Op {
     }
 }
 
-/// The op table: a slab keyed by [`UserData`].
+/// The op table: a slab keyed by [`UserData`], which also counts the ops in flight per
+/// connection slot: an op counts from its submission to its final completion (or the
+/// failure of its submission), whatever its kind, so a connection's socket is closed
+/// only when its count is zero.
 #[derive(Debug, Default)]
 pub(super) struct Ops {
     slots: Vec<Slot>,
     free: Vec<u32>,
     live: usize,
+    /// Ops in flight per connection slot.
+    per_conn: Vec<u16>,
 }
 
 #[derive(Debug)]
@@ -135,6 +149,13 @@ struct Slot {
 impl Ops {
     fn insert(&mut self, op: Op) -> UserData {
         self.live += 1;
+        if let Some(conn) = op.conn() {
+            let conn = conn as usize;
+            if self.per_conn.len() <= conn {
+                self.per_conn.resize(conn + 1, 0);
+            }
+            self.per_conn[conn] += 1;
+        }
         let index = match self.free.pop() {
             Some(index) => index,
             None => {
@@ -168,7 +189,15 @@ impl Ops {
         let op = self.slots[index as usize].op.take()?;
         self.free.push(index);
         self.live -= 1;
+        if let Some(conn) = op.conn() {
+            self.per_conn[conn as usize] -= 1;
+        }
         Some(op)
+    }
+
+    /// Ops in flight that count against connection slot `conn`.
+    pub(super) fn on_conn(&self, conn: u32) -> usize {
+        self.per_conn.get(conn as usize).map_or(0, |&n| n as usize)
     }
 
     /// Ops submitted and not completed.

@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 const BATCH: usize = 512;
 /// Send-buffer boxes kept for reuse per worker.
 const SPARE_BUFS: usize = 1024;
+/// How soon a cancel that could not be submitted is tried again.
+const CANCEL_RETRY: Duration = Duration::from_millis(10);
 /// How long the final drain of ops may take when a worker exits.
 const EXIT_DRAIN: Duration = Duration::from_secs(1);
 
@@ -56,8 +58,6 @@ struct Connection<S> {
     sending: bool,
     /// What the connection policy keeps: FIN seen, back-pressure, closing.
     flow: Flow,
-    /// Ops submitted on this socket and not completed (receive, send, cancels).
-    ops: u8,
     /// For the idle timeout.
     activity: Activity,
     /// The session ended with a FIN and the socket reads until the peer's.
@@ -81,6 +81,8 @@ pub(super) struct Worker<H: Handler> {
     #[allow(clippy::vec_box)]
     spare: Vec<Box<SendBuf>>,
     batch: Vec<cqueue::Entry>,
+    /// Cancels whose submission failed, to try again (see [`Worker::cancel`]).
+    cancels: Vec<(Option<u32>, Target)>,
     now: Instant,
     timers: Timers,
     exiting: bool,
@@ -109,6 +111,7 @@ impl<H: Handler> Worker<H> {
             counters,
             spare: Vec::new(),
             batch: Vec::with_capacity(BATCH),
+            cancels: Vec::new(),
             now,
             timers: Timers::new(core.config.idle_timeout, now),
             exiting: false,
@@ -125,6 +128,7 @@ impl<H: Handler> Worker<H> {
 
     pub(super) fn run(mut self) -> Result<(), crate::Error> {
         loop {
+            self.retry_cancels();
             let timeout = self.timeout();
             if let Err(e) = self.ring.wait(timeout) {
                 self.abort_all(CloseReason::Error);
@@ -175,7 +179,12 @@ impl<H: Handler> Worker<H> {
 
     /// How long the next wait may last: until the nearest timer.
     fn timeout(&self) -> Option<Duration> {
-        self.timers.next_wait()
+        let next = self.timers.next_wait();
+        if self.cancels.is_empty() {
+            return next;
+        }
+        // A cancel waits to be submitted again: soon, whatever else happens.
+        Some(next.map_or(CANCEL_RETRY, |t| t.min(CANCEL_RETRY)))
     }
 
     // ----- completions -------------------------------------------------------------------
@@ -201,7 +210,7 @@ impl<H: Handler> Worker<H> {
             Op::Send { slot, buf, .. } => self.on_send(slot, result, buf),
             Op::Cancel { slot, .. } => {
                 if let Some(slot) = slot {
-                    self.op_done(slot);
+                    self.release_if_done(slot);
                 }
             }
             Op::Wake { value, .. } => self.on_wake(result, value),
@@ -303,7 +312,6 @@ impl<H: Handler> Worker<H> {
                 recv: Recv::Idle,
                 sending: false,
                 flow: Flow::default(),
-                ops: 0,
                 activity: Activity::new(self.timers.stamp(self.now)),
                 linger: None,
             },
@@ -320,7 +328,6 @@ impl<H: Handler> Worker<H> {
         };
         if done {
             entry.recv = Recv::Idle;
-            entry.ops -= 1;
         }
         let mut close = None;
         if result > 0 {
@@ -380,7 +387,6 @@ impl<H: Handler> Worker<H> {
             tracing::warn!(slot, "send completion for a free slot");
             return;
         };
-        entry.ops -= 1;
         entry.sending = false;
         let Some(conn) = entry.conn.as_ref() else {
             // Closed meanwhile: the bytes are dropped (the outbox is closed already).
@@ -482,7 +488,6 @@ impl<H: Handler> Worker<H> {
                 match self.ring.submit(Op::Recv { slot, fd }) {
                     Ok(user_data) => {
                         entry.recv = Recv::Armed(user_data);
-                        entry.ops += 1;
                     }
                     Err(e) => {
                         tracing::warn!(model = %MODEL, "arming a receive: {e}");
@@ -504,7 +509,6 @@ impl<H: Handler> Worker<H> {
             Ok(_) => {
                 if let Some(entry) = self.conns.get_mut(slot as usize) {
                     entry.sending = true;
-                    entry.ops += 1;
                 }
             }
             Err(e) => {
@@ -520,15 +524,29 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    /// Submit a cancel; it counts as an op of `slot`'s socket until it completes.
+    /// Submit a cancel; it counts as an op of `slot`'s socket until it completes. One
+    /// that cannot be submitted is tried again next turn: until it lands, the socket and
+    /// slot of a closed connection would wait for an event that may never come.
     fn cancel(&mut self, slot: Option<u32>, target: Target) {
-        match self.ring.submit(Op::Cancel { slot, target }) {
-            Ok(_) => {
-                if let Some(entry) = slot.and_then(|s| self.conns.get_mut(s as usize)) {
-                    entry.ops += 1;
-                }
-            }
-            Err(e) => tracing::error!(model = %MODEL, "submitting a cancel: {e}"),
+        if let Err(e) = self.ring.submit(Op::Cancel { slot, target }) {
+            tracing::warn!(model = %MODEL, "submitting a cancel: {e}; trying again");
+            self.cancels.push((slot, target));
+        }
+    }
+
+    /// Submit again the cancels that could not be submitted. A cancel of a closed
+    /// connection's socket names the socket its slot holds now (if the slot was freed and
+    /// reused, its descriptor number may belong to a live connection).
+    fn retry_cancels(&mut self) {
+        for (slot, target) in std::mem::take(&mut self.cancels) {
+            let target = match (target, slot) {
+                (Target::Fd(_), Some(slot)) => match self.conns.get(slot as usize) {
+                    Some(entry) if entry.conn.is_none() => Target::Fd(entry.fd.as_raw_fd()),
+                    _ => continue,
+                },
+                (target, _) => target,
+            };
+            self.cancel(slot, target);
         }
     }
 
@@ -571,7 +589,6 @@ impl<H: Handler> Worker<H> {
         match self.ring.submit(Op::Recv { slot, fd }) {
             Ok(user_data) => {
                 entry.recv = Recv::Armed(user_data);
-                entry.ops += 1;
             }
             Err(e) => {
                 tracing::debug!(model = %MODEL, "lingering: {e}");
@@ -595,7 +612,7 @@ impl<H: Handler> Worker<H> {
         let Some(entry) = self.conns.get(slot as usize) else {
             return;
         };
-        if entry.ops > 0 {
+        if self.ring.ops.on_conn(slot) > 0 {
             let fd = entry.fd.as_raw_fd();
             self.cancel(Some(slot), Target::Fd(fd));
         } else {
@@ -603,21 +620,13 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    /// An op counted against `slot` finished.
-    fn op_done(&mut self, slot: u32) {
-        if let Some(entry) = self.conns.get_mut(slot as usize) {
-            entry.ops -= 1;
-        }
-        self.release_if_done(slot);
-    }
-
     /// Free a closed connection's slot and socket once nothing of it is in flight and it
     /// no longer lingers.
     fn release_if_done(&mut self, slot: u32) {
         let done = matches!(
             self.conns.get(slot as usize),
-            Some(entry) if entry.conn.is_none() && entry.linger.is_none() && entry.ops == 0
-        );
+            Some(entry) if entry.conn.is_none() && entry.linger.is_none()
+        ) && self.ring.ops.on_conn(slot) == 0;
         if done {
             // Dropping the entry closes the socket.
             self.conns.remove(slot as usize);
