@@ -8,6 +8,7 @@
 //! descriptors, `libc` and the system calls live in the drivers and in `crate::sys`.
 
 pub(crate) mod conn;
+pub(crate) mod lifecycle;
 pub(crate) mod mailbox;
 pub(crate) mod policy;
 pub(crate) mod slab;

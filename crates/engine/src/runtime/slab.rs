@@ -80,14 +80,15 @@ impl<T> Slab<T> {
         Some(value)
     }
 
-    /// Entries present.
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
     /// No entry is present.
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Entries present.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.len
     }
 
     /// Every key that may hold an entry, for sweeps (look each up with [`Slab::get`]).

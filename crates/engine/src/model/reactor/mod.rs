@@ -17,6 +17,7 @@ use crate::config::Model;
 use crate::error::Error;
 use crate::handler::Handler;
 use crate::runtime::conn::Conn;
+use crate::runtime::lifecycle::EventLoop;
 use crate::runtime::mailbox::Mailbox;
 use crate::runtime::policy::{self, AcceptStep, Closing, Flow, Next};
 use crate::runtime::slab::Slab;
@@ -284,23 +285,8 @@ impl<S: Selector, H: Handler> Worker<S, H> {
             self.drain_mailbox();
             self.selector.round_done(self.progressed);
 
-            if self.core.is_shutting_down() && self.timers.shutdown_deadline.is_none() {
-                self.begin_shutdown();
-            }
-            self.timers();
-            if let Some(deadline) = self.timers.shutdown_deadline {
-                if self.entries.is_empty() && self.lingering.is_empty() {
-                    return Ok(());
-                }
-                if self.now >= deadline {
-                    tracing::warn!(
-                        model = %S::MODEL,
-                        sessions = self.entries.len(),
-                        "shutdown deadline passed; closing sessions with output still queued"
-                    );
-                    self.abort_all(CloseReason::ServerShutdown);
-                    return Ok(());
-                }
+            if self.end_turn() {
+                return Ok(());
             }
         }
     }
@@ -506,15 +492,6 @@ impl<S: Selector, H: Handler> Worker<S, H> {
         self.ready.push(LINGERING | key);
     }
 
-    /// Close a lingering socket.
-    fn end_linger(&mut self, key: usize) {
-        if let Some(lingerer) = self.lingering.remove(key) {
-            let _ = self
-                .selector
-                .deregister(lingerer.fd.as_raw_fd(), LINGERING | key);
-        }
-    }
-
     fn drain_mailbox(&mut self) {
         let mut mail = std::mem::take(&mut self.mail);
         self.mailbox.swap(&mut mail);
@@ -530,77 +507,94 @@ impl<S: Selector, H: Handler> Worker<S, H> {
         }
         self.mail = mail;
     }
+}
 
-    fn begin_shutdown(&mut self) {
-        tracing::debug!(
-            model = %S::MODEL,
-            sessions = self.entries.len(),
-            "shutting down"
-        );
+impl<S: Selector, H: Handler> EventLoop for Worker<S, H> {
+    const MODEL: Model = S::MODEL;
+
+    fn timers(&mut self) -> &mut Timers {
+        &mut self.timers
+    }
+
+    fn now(&self) -> Instant {
+        self.now
+    }
+
+    fn shutdown_asked(&self) -> Option<Duration> {
+        (self.core.is_shutting_down()).then_some(self.core.config.shutdown_timeout)
+    }
+
+    fn sessions(&self) -> Vec<usize> {
+        self.entries
+            .keys()
+            .filter(|&token| self.entries.get(token).is_some())
+            .collect()
+    }
+
+    fn is_drained(&self) -> bool {
+        self.entries.is_empty() && self.lingering.is_empty()
+    }
+
+    fn stop_accepting(&mut self) {
         if let Some(listener) = self.listener.take() {
             let _ = self.selector.deregister(listener.as_raw_fd(), LISTENER);
         }
-        self.timers.shutdown_deadline = Some(self.now + self.core.config.shutdown_timeout);
-        for token in self.entries.keys() {
-            if let Some(entry) = self.entries.get(token) {
-                entry
-                    .conn
-                    .session()
-                    .outbox()
-                    .request_close(CloseRequest::Graceful(CloseReason::ServerShutdown));
-                self.service(token);
+    }
+
+    fn resume_accepting(&mut self) {
+        self.accept_ready = true;
+        if let (false, Some(listener)) = (S::EDGE_TRIGGERED, &self.listener) {
+            let fd = listener.as_raw_fd();
+            if let Err(e) = self.selector.reregister(fd, LISTENER, Interest::READ) {
+                // A listener left unwatched would never be reported again: retry.
+                tracing::warn!(model = %S::MODEL, "resuming the listener: {e}; retrying");
+                self.timers.pause_accept(self.now);
             }
         }
     }
 
-    fn timers(&mut self) {
-        if self.timers.accept_resumes(self.now) {
-            self.accept_ready = true;
-            if let (false, Some(listener)) = (S::EDGE_TRIGGERED, &self.listener) {
-                let fd = listener.as_raw_fd();
-                if let Err(e) = self.selector.reregister(fd, LISTENER, Interest::READ) {
-                    // A listener left unwatched would never be reported again: retry.
-                    tracing::warn!(model = %S::MODEL, "resuming the listener: {e}; retrying");
-                    self.timers.pause_accept(self.now);
-                }
-            }
+    fn close_gracefully(&mut self, token: usize) {
+        if let Some(entry) = self.entries.get(token) {
+            let request = CloseRequest::Graceful(CloseReason::ServerShutdown);
+            entry.conn.session().outbox().request_close(request);
+            self.service(token);
         }
-        while let Some((key, since)) = self.timers.linger_due(self.now) {
-            let over = match self.lingering.get(key) {
-                Some(l) if l.linger.since == since => l.linger.over(
-                    &self.timers,
-                    self.now,
-                    self.core.config.linger_timeout,
-                    || sys::send_progress(l.fd.as_raw_fd()),
-                ),
-                // Ended already (the key may name a newer linger, with its own check).
-                _ => continue,
-            };
-            if over {
-                self.end_linger(key);
-            } else {
-                self.timers.linger(key, since, self.now);
-            }
-        }
-        let Some(idle) = self.timers.idle_sweep_due(self.now) else {
-            return;
+    }
+
+    fn is_idle(&mut self, token: usize, idle: Duration) -> bool {
+        let Some(entry) = self.entries.get_mut(token) else {
+            return false;
         };
-        for token in self.entries.keys() {
-            let idle = match self.entries.get_mut(token) {
-                Some(entry) => {
-                    let fd = entry.fd.as_raw_fd();
-                    (entry.activity)
-                        .is_idle(&self.timers, self.now, idle, || sys::send_progress(fd))
-                }
-                None => false,
-            };
-            if idle {
-                self.close(token, CloseReason::IdleTimeout, Closing::Abortive);
-            }
+        let fd = entry.fd.as_raw_fd();
+        (entry.activity).is_idle(&self.timers, self.now, idle, || sys::send_progress(fd))
+    }
+
+    fn abort(&mut self, token: usize, reason: CloseReason) {
+        self.close(token, reason, Closing::Abortive);
+    }
+
+    fn linger_over(&mut self, key: usize, since: Stamp) -> Option<bool> {
+        let lingerer = self
+            .lingering
+            .get(key)
+            .filter(|l| l.linger.since == since)?;
+        let limit = self.core.config.linger_timeout;
+        let progress = || sys::send_progress(lingerer.fd.as_raw_fd());
+        Some(
+            lingerer
+                .linger
+                .over(&self.timers, self.now, limit, progress),
+        )
+    }
+
+    fn end_linger(&mut self, key: usize) {
+        if let Some(lingerer) = self.lingering.remove(key) {
+            let _ = self
+                .selector
+                .deregister(lingerer.fd.as_raw_fd(), LINGERING | key);
         }
     }
 
-    /// Close every session now, and every lingering socket.
     fn abort_all(&mut self, reason: CloseReason) {
         for token in self.entries.keys() {
             self.close(token, reason, Closing::Abortive);

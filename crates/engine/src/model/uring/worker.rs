@@ -10,12 +10,14 @@
 use super::ring::{Kind, Op, Ring, SendBuf, Target, UserData};
 use super::MODEL;
 use crate::close::CloseReason;
+use crate::config::Model;
 use crate::handler::Handler;
 use crate::runtime::conn::Conn;
+use crate::runtime::lifecycle::EventLoop;
 use crate::runtime::mailbox::Mailbox;
 use crate::runtime::policy::{self, AcceptStep, Closing, Flow, Next};
 use crate::runtime::slab::Slab;
-use crate::runtime::timers::{Activity, Linger, Timers};
+use crate::runtime::timers::{Activity, Linger, Stamp, Timers};
 use crate::runtime::Core;
 use crate::session::{CloseRequest, Session};
 use crate::stats::Counters;
@@ -154,25 +156,9 @@ impl<H: Handler> Worker<H> {
             }
             self.drain_mailbox();
 
-            if self.core.is_shutting_down() && self.timers.shutdown_deadline.is_none() {
-                self.begin_shutdown();
-            }
-            self.timers();
-            if let Some(deadline) = self.timers.shutdown_deadline {
-                if self.conns.is_empty() {
-                    self.drain_ops();
-                    return Ok(());
-                }
-                if self.now >= deadline {
-                    tracing::warn!(
-                        model = %MODEL,
-                        sessions = self.conns.len(),
-                        "shutdown deadline passed; closing sessions with output still queued"
-                    );
-                    self.abort_all(CloseReason::ServerShutdown);
-                    self.drain_ops();
-                    return Ok(());
-                }
+            if self.end_turn() {
+                self.drain_ops();
+                return Ok(());
             }
         }
     }
@@ -367,7 +353,7 @@ impl<H: Handler> Worker<H> {
         if entry.conn.is_none() {
             if entry.linger.is_some() {
                 if entry.flow.read_closed || close.is_some() {
-                    self.end_linger(slot);
+                    self.finish_linger(slot);
                 } else if entry.recv == Recv::Idle {
                     self.arm_linger_recv(slot);
                 }
@@ -592,13 +578,13 @@ impl<H: Handler> Worker<H> {
             }
             Err(e) => {
                 tracing::debug!(model = %MODEL, "lingering: {e}");
-                self.end_linger(slot);
+                self.finish_linger(slot);
             }
         }
     }
 
     /// The linger of a closed session is over: close its socket.
-    fn end_linger(&mut self, slot: u32) {
+    fn finish_linger(&mut self, slot: u32) {
         if let Some(entry) = self.conns.get_mut(slot as usize) {
             if entry.linger.take().is_some() {
                 self.finish(slot);
@@ -674,85 +660,6 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    fn timers(&mut self) {
-        if self.timers.accept_resumes(self.now) && self.timers.shutdown_deadline.is_none() {
-            if let Err(e) = self.arm_accept() {
-                tracing::warn!(model = %MODEL, "re-arming accept: {e}; retrying later");
-                self.timers.pause_accept(self.now);
-            }
-        }
-        while let Some((key, since)) = self.timers.linger_due(self.now) {
-            let over = match self.conns.get(key) {
-                Some(Connection {
-                    linger: Some(linger),
-                    fd,
-                    ..
-                }) if linger.since == since => linger.over(
-                    &self.timers,
-                    self.now,
-                    self.core.config.linger_timeout,
-                    || sys::send_progress(fd.as_raw_fd()),
-                ),
-                // Ended already (the slot may hold a newer linger, with its own check).
-                _ => continue,
-            };
-            if over {
-                self.end_linger(key as u32);
-            } else {
-                self.timers.linger(key, since, self.now);
-            }
-        }
-        let Some(idle) = self.timers.idle_sweep_due(self.now) else {
-            return;
-        };
-        for slot in self.conns.keys() {
-            let idle = match self.conns.get_mut(slot) {
-                Some(entry) if entry.conn.is_some() => {
-                    let fd = entry.fd.as_raw_fd();
-                    (entry.activity)
-                        .is_idle(&self.timers, self.now, idle, || sys::send_progress(fd))
-                }
-                _ => false,
-            };
-            if idle {
-                self.close(slot as u32, CloseReason::IdleTimeout, Closing::Abortive);
-            }
-        }
-    }
-
-    fn begin_shutdown(&mut self) {
-        tracing::debug!(
-            model = %MODEL,
-            sessions = self.conns.len(),
-            "shutting down"
-        );
-        self.timers.shutdown_deadline = Some(self.now + self.core.config.shutdown_timeout);
-        match self.accept {
-            // The listener is closed when the accept's last completion arrives.
-            Some(accept) => self.cancel(None, Target::Op(accept)),
-            None => self.listener = None,
-        }
-        for slot in self.conns.keys().map(|k| k as u32) {
-            if let Some(Connection {
-                conn: Some(conn), ..
-            }) = self.conns.get(slot as usize)
-            {
-                conn.session()
-                    .outbox()
-                    .request_close(CloseRequest::Graceful(CloseReason::ServerShutdown));
-                self.flush(slot);
-            }
-        }
-    }
-
-    /// Close every session now, and end every linger.
-    fn abort_all(&mut self, reason: CloseReason) {
-        for slot in self.conns.keys().map(|k| k as u32) {
-            self.close(slot, reason, Closing::Abortive);
-            self.end_linger(slot);
-        }
-    }
-
     /// Cancel whatever is still in flight and wait for its completions, so that no op's
     /// memory or descriptor is released while the kernel may use it.
     fn drain_ops(&mut self) {
@@ -781,6 +688,91 @@ impl<H: Handler> Worker<H> {
                 self.complete(cqe);
             }
             self.batch = batch;
+        }
+    }
+}
+
+impl<H: Handler> EventLoop for Worker<H> {
+    const MODEL: Model = MODEL;
+
+    fn timers(&mut self) -> &mut Timers {
+        &mut self.timers
+    }
+
+    fn now(&self) -> Instant {
+        self.now
+    }
+
+    fn shutdown_asked(&self) -> Option<Duration> {
+        (self.core.is_shutting_down()).then_some(self.core.config.shutdown_timeout)
+    }
+
+    fn sessions(&self) -> Vec<usize> {
+        let open = |&slot: &usize| matches!(self.conns.get(slot), Some(c) if c.conn.is_some());
+        self.conns.keys().filter(open).collect()
+    }
+
+    fn is_drained(&self) -> bool {
+        // Closed connections stay until their lingers end and their ops complete.
+        self.conns.is_empty()
+    }
+
+    fn stop_accepting(&mut self) {
+        match self.accept {
+            // The listener is closed when the accept's last completion arrives.
+            Some(accept) => self.cancel(None, Target::Op(accept)),
+            None => self.listener = None,
+        }
+    }
+
+    fn resume_accepting(&mut self) {
+        if let Err(e) = self.arm_accept() {
+            tracing::warn!(model = %MODEL, "re-arming accept: {e}; retrying later");
+            self.timers.pause_accept(self.now);
+        }
+    }
+
+    fn close_gracefully(&mut self, slot: usize) {
+        if let Some(Connection {
+            conn: Some(conn), ..
+        }) = self.conns.get(slot)
+        {
+            let request = CloseRequest::Graceful(CloseReason::ServerShutdown);
+            conn.session().outbox().request_close(request);
+            self.flush(slot as u32);
+        }
+    }
+
+    fn is_idle(&mut self, slot: usize, idle: Duration) -> bool {
+        match self.conns.get_mut(slot) {
+            Some(entry) if entry.conn.is_some() => {
+                let fd = entry.fd.as_raw_fd();
+                (entry.activity).is_idle(&self.timers, self.now, idle, || sys::send_progress(fd))
+            }
+            _ => false,
+        }
+    }
+
+    fn abort(&mut self, slot: usize, reason: CloseReason) {
+        self.close(slot as u32, reason, Closing::Abortive);
+    }
+
+    fn linger_over(&mut self, slot: usize, since: Stamp) -> Option<bool> {
+        let entry = self.conns.get(slot)?;
+        let linger = entry.linger.filter(|l| l.since == since)?;
+        let limit = self.core.config.linger_timeout;
+        let progress = || sys::send_progress(entry.fd.as_raw_fd());
+        Some(linger.over(&self.timers, self.now, limit, progress))
+    }
+
+    fn end_linger(&mut self, slot: usize) {
+        self.finish_linger(slot as u32);
+    }
+
+    fn abort_all(&mut self, reason: CloseReason) {
+        for slot in self.conns.keys().map(|k| k as u32) {
+            self.close(slot, reason, Closing::Abortive);
+            self.finish_linger(slot);
         }
     }
 }
