@@ -50,6 +50,8 @@
 //! and shutdown follow the engine's contracts (see `worker.rs`).
 
 mod buffers;
+mod conn;
+mod lifecycle;
 mod ring;
 mod worker;
 

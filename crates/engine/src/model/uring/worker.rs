@@ -10,16 +10,15 @@
 use super::ring::{Kind, Op, Ring, SendBuf, Target, UserData};
 use super::MODEL;
 use crate::close::CloseReason;
-use crate::config::Model;
 use crate::handler::Handler;
 use crate::runtime::conn::Conn;
 use crate::runtime::lifecycle::EventLoop;
 use crate::runtime::mailbox::Mailbox;
-use crate::runtime::policy::{self, AcceptStep, Closing, Flow, Next};
+use crate::runtime::policy::{self, AcceptStep, Closing, Flow};
 use crate::runtime::slab::Slab;
-use crate::runtime::timers::{Activity, Linger, Stamp, Timers};
+use crate::runtime::timers::{Activity, Linger, Timers};
 use crate::runtime::Core;
-use crate::session::{CloseRequest, Session};
+use crate::session::Session;
 use crate::stats::Counters;
 use crate::sys::{self, EventFd};
 use io_uring::cqueue;
@@ -32,15 +31,15 @@ use std::time::{Duration, Instant};
 /// Completions taken from the queue at a time.
 const BATCH: usize = 512;
 /// Send-buffer boxes kept for reuse per worker.
-const SPARE_BUFS: usize = 1024;
+pub(super) const SPARE_BUFS: usize = 1024;
 /// How soon a cancel that could not be submitted is tried again.
 const CANCEL_RETRY: Duration = Duration::from_millis(10);
 /// How long the final drain of ops may take when a worker exits.
-const EXIT_DRAIN: Duration = Duration::from_secs(1);
+pub(super) const EXIT_DRAIN: Duration = Duration::from_secs(1);
 
 /// The state of a connection's multishot receive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Recv {
+pub(super) enum Recv {
     /// None armed.
     Idle,
     /// Armed; this op.
@@ -51,43 +50,43 @@ enum Recv {
 
 /// One connection. Its slot and socket are kept until every op on it has completed, even
 /// after the session itself was closed, and while its close lingers.
-struct Connection<S> {
-    fd: OwnedFd,
+pub(super) struct Connection<S> {
+    pub(super) fd: OwnedFd,
     /// The session; `None` once closed (the slot waits for its ops, or its linger).
-    conn: Option<Conn<S>>,
-    recv: Recv,
+    pub(super) conn: Option<Conn<S>>,
+    pub(super) recv: Recv,
     /// A send is in flight (at most one).
-    sending: bool,
+    pub(super) sending: bool,
     /// What the connection policy keeps: FIN seen, back-pressure, closing.
-    flow: Flow,
+    pub(super) flow: Flow,
     /// For the idle timeout.
-    activity: Activity,
+    pub(super) activity: Activity,
     /// The session ended with a FIN and the socket reads until the peer's.
-    linger: Option<Linger>,
+    pub(super) linger: Option<Linger>,
 }
 
 pub(super) struct Worker<H: Handler> {
-    ring: Ring,
-    core: Arc<Core<H>>,
-    conns: Slab<Connection<H::State>>,
+    pub(super) ring: Ring,
+    pub(super) core: Arc<Core<H>>,
+    pub(super) conns: Slab<Connection<H::State>>,
     /// Occupied slots, closing ones included.
-    listener: Option<OwnedFd>,
+    pub(super) listener: Option<OwnedFd>,
     /// The armed multishot accept.
-    accept: Option<UserData>,
-    reserve: sys::Reserve,
-    waker: Arc<EventFd>,
-    mailbox: Arc<Mailbox>,
-    counters: Arc<Counters>,
+    pub(super) accept: Option<UserData>,
+    pub(super) reserve: sys::Reserve,
+    pub(super) waker: Arc<EventFd>,
+    pub(super) mailbox: Arc<Mailbox>,
+    pub(super) counters: Arc<Counters>,
     /// Recycled send buffers. Boxed on purpose: an op holds a `Box<SendBuf>` (keeping the
     /// op table's entries small), and reusing the boxes avoids an allocation per send.
     #[allow(clippy::vec_box)]
-    spare: Vec<Box<SendBuf>>,
-    batch: Vec<cqueue::Entry>,
+    pub(super) spare: Vec<Box<SendBuf>>,
+    pub(super) batch: Vec<cqueue::Entry>,
     /// Cancels whose submission failed, to try again (see [`Worker::cancel`]).
-    cancels: Vec<(Option<u32>, Target)>,
-    now: Instant,
-    timers: Timers,
-    exiting: bool,
+    pub(super) cancels: Vec<(Option<u32>, Target)>,
+    pub(super) now: Instant,
+    pub(super) timers: Timers,
+    pub(super) exiting: bool,
 }
 
 impl<H: Handler> Worker<H> {
@@ -164,7 +163,7 @@ impl<H: Handler> Worker<H> {
     }
 
     /// How long the next wait may last: until the nearest timer.
-    fn timeout(&self) -> Option<Duration> {
+    pub(super) fn timeout(&self) -> Option<Duration> {
         let next = self.timers.next_wait();
         if self.cancels.is_empty() {
             return next;
@@ -175,7 +174,7 @@ impl<H: Handler> Worker<H> {
 
     // ----- completions -------------------------------------------------------------------
 
-    fn complete(&mut self, cqe: &cqueue::Entry) {
+    pub(super) fn complete(&mut self, cqe: &cqueue::Entry) {
         let (user_data, result, flags) = (cqe.user_data(), cqe.result(), cqe.flags());
         if cqueue::more(flags) {
             // A multishot op that keeps running: look, do not take.
@@ -203,7 +202,7 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    fn on_accept(&mut self, result: i32, done: bool) {
+    pub(super) fn on_accept(&mut self, result: i32, done: bool) {
         if done {
             self.accept = None;
         }
@@ -231,7 +230,7 @@ impl<H: Handler> Worker<H> {
 
     /// A failed accept: shed a connection through the reserve, or pause accepting (the
     /// armed multishot accept is cancelled, and re-armed when the pause is over).
-    fn accept_failed(&mut self, err: io::Error) {
+    pub(super) fn accept_failed(&mut self, err: io::Error) {
         let failure = sys::accept_failure(&err);
         let listener = self.listener.as_ref().map(|l| l.as_raw_fd());
         let reserve = &mut self.reserve;
@@ -245,7 +244,7 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    fn open(&mut self, fd: OwnedFd) {
+    pub(super) fn open(&mut self, fd: OwnedFd) {
         if self.timers.shutdown_deadline.is_some() || self.exiting {
             // Accepted by the kernel before the accept's cancel landed (without
             // DEFER_TASKRUN completions keep coming in any enter). Shutdown has asked every
@@ -306,7 +305,7 @@ impl<H: Handler> Worker<H> {
         self.flush(slot);
     }
 
-    fn on_recv(&mut self, slot: u32, result: i32, flags: u32, done: bool) {
+    pub(super) fn on_recv(&mut self, slot: u32, result: i32, flags: u32, done: bool) {
         let now = self.timers.stamp(self.now);
         let Some(entry) = self.conns.get_mut(slot as usize) else {
             tracing::warn!(slot, "receive completion for a free slot");
@@ -368,7 +367,7 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    fn on_send(&mut self, slot: u32, result: i32, mut buf: Box<SendBuf>) {
+    pub(super) fn on_send(&mut self, slot: u32, result: i32, mut buf: Box<SendBuf>) {
         let Some(entry) = self.conns.get_mut(slot as usize) else {
             tracing::warn!(slot, "send completion for a free slot");
             return;
@@ -405,7 +404,7 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    fn on_wake(&mut self, result: i32, value: Box<UnsafeCell<u64>>) {
+    pub(super) fn on_wake(&mut self, result: i32, value: Box<UnsafeCell<u64>>) {
         if result < 0 && result != -libc::ECANCELED && result != -libc::EINTR {
             tracing::warn!(
                 model = %MODEL,
@@ -423,356 +422,6 @@ impl<H: Handler> Worker<H> {
         };
         if let Err(e) = self.ring.submit(op) {
             tracing::error!(model = %MODEL, "re-arming the wake-up read: {e}");
-        }
-    }
-
-    // ----- per-connection decisions ------------------------------------------------------
-
-    /// Send what is queued (one send at a time), close when asked and drained, apply
-    /// back-pressure, and keep the receive armed exactly when reading is wanted.
-    fn flush(&mut self, slot: u32) {
-        let Some(entry) = self.conns.get_mut(slot as usize) else {
-            return;
-        };
-        let Some(conn) = entry.conn.as_ref() else {
-            return;
-        };
-        let session = conn.session();
-        let mut outbox = session.outbox();
-        outbox.unschedule();
-        let aborted = matches!(outbox.close_request(), Some(CloseRequest::Abort(_)));
-        let mut send = None;
-        if !aborted && !entry.sending && !outbox.pending().is_empty() {
-            let mut buf = self.spare.pop().unwrap_or_default();
-            // The queue is left with no buffer: an idle session holds none, and the next
-            // send allocates one (the box around it is what the spare pool saves).
-            buf.data = outbox.take(Vec::new());
-            buf.sent = 0;
-            send = Some(buf);
-        }
-        let next = entry.flow.settle(&mut outbox, &self.core.config);
-        drop(outbox);
-
-        if let Some(buf) = send {
-            let fd = entry.fd.as_raw_fd();
-            self.submit_send(slot, fd, buf);
-        }
-        let want = match next {
-            Next::Close(reason, how) => return self.close(slot, reason, how),
-            Next::Keep { read, .. } => read,
-        };
-        // A failed send submission closed it.
-        let Some(entry) = self.conns.get_mut(slot as usize) else {
-            return;
-        };
-        if entry.conn.is_none() {
-            return;
-        }
-        match (want, entry.recv) {
-            (true, Recv::Idle) => {
-                let fd = entry.fd.as_raw_fd();
-                match self.ring.submit(Op::Recv { slot, fd }) {
-                    Ok(user_data) => {
-                        entry.recv = Recv::Armed(user_data);
-                    }
-                    Err(e) => {
-                        tracing::warn!(model = %MODEL, "arming a receive: {e}");
-                        self.close(slot, CloseReason::Error, Closing::Abortive);
-                    }
-                }
-            }
-            (false, Recv::Armed(user_data)) => {
-                entry.recv = Recv::Cancelling;
-                self.cancel(Some(slot), Target::Op(user_data));
-            }
-            _ => {}
-        }
-    }
-
-    fn submit_send(&mut self, slot: u32, fd: std::os::fd::RawFd, buf: Box<SendBuf>) {
-        let unsent = buf.data.len() - buf.sent;
-        match self.ring.submit(Op::Send { slot, fd, buf }) {
-            Ok(_) => {
-                if let Some(entry) = self.conns.get_mut(slot as usize) {
-                    entry.sending = true;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(model = %MODEL, "submitting a send: {e}");
-                if let Some(Connection {
-                    conn: Some(conn), ..
-                }) = self.conns.get(slot as usize)
-                {
-                    conn.session().outbox().finish(unsent);
-                }
-                self.close(slot, CloseReason::Error, Closing::Abortive);
-            }
-        }
-    }
-
-    /// Submit a cancel; it counts as an op of `slot`'s socket until it completes. One
-    /// that cannot be submitted is tried again next turn: until it lands, the socket and
-    /// slot of a closed connection would wait for an event that may never come.
-    fn cancel(&mut self, slot: Option<u32>, target: Target) {
-        if let Err(e) = self.ring.submit(Op::Cancel { slot, target }) {
-            tracing::warn!(model = %MODEL, "submitting a cancel: {e}; trying again");
-            self.cancels.push((slot, target));
-        }
-    }
-
-    /// Submit again the cancels that could not be submitted. A cancel of a closed
-    /// connection's socket names the socket its slot holds now (if the slot was freed and
-    /// reused, its descriptor number may belong to a live connection).
-    fn retry_cancels(&mut self) {
-        for (slot, target) in std::mem::take(&mut self.cancels) {
-            let target = match (target, slot) {
-                (Target::Fd(_), Some(slot)) => match self.conns.get(slot as usize) {
-                    Some(entry) if entry.conn.is_none() => Target::Fd(entry.fd.as_raw_fd()),
-                    _ => continue,
-                },
-                (target, _) => target,
-            };
-            self.cancel(slot, target);
-        }
-    }
-
-    /// End the session now. An orderly close sends a FIN after the output and, unless the
-    /// peer's FIN came already, lingers (see [`Linger`]); the socket is closed once the
-    /// linger is over and every op on it has completed.
-    fn close(&mut self, slot: u32, reason: CloseReason, how: Closing) {
-        let now = self.timers.stamp(self.now);
-        let Some(entry) = self.conns.get_mut(slot as usize) else {
-            return;
-        };
-        let Some(conn) = entry.conn.take() else {
-            return;
-        };
-        match how {
-            Closing::Orderly => sys::shutdown_write(entry.fd.as_raw_fd()),
-            Closing::Abortive => {
-                let _ = socket2::SockRef::from(&entry.fd).set_linger(Some(Duration::ZERO));
-            }
-        }
-        conn.close(&self.core, reason);
-        if how == Closing::Orderly && !entry.flow.read_closed {
-            entry.linger = Some(Linger::new(now));
-            self.timers.linger(slot as usize, now, self.now);
-            if entry.recv == Recv::Idle {
-                self.arm_linger_recv(slot);
-            }
-            return;
-        }
-        self.finish(slot);
-    }
-
-    /// Arm the receive of a lingering socket (its data is discarded); end the linger if
-    /// that fails.
-    fn arm_linger_recv(&mut self, slot: u32) {
-        let Some(entry) = self.conns.get_mut(slot as usize) else {
-            return;
-        };
-        let fd = entry.fd.as_raw_fd();
-        match self.ring.submit(Op::Recv { slot, fd }) {
-            Ok(user_data) => {
-                entry.recv = Recv::Armed(user_data);
-            }
-            Err(e) => {
-                tracing::debug!(model = %MODEL, "lingering: {e}");
-                self.finish_linger(slot);
-            }
-        }
-    }
-
-    /// The linger of a closed session is over: close its socket.
-    fn finish_linger(&mut self, slot: u32) {
-        if let Some(entry) = self.conns.get_mut(slot as usize) {
-            if entry.linger.take().is_some() {
-                self.finish(slot);
-            }
-        }
-    }
-
-    /// A closed session's socket is done with: cancel what is in flight on it, and free
-    /// the slot (closing the socket) once nothing is.
-    fn finish(&mut self, slot: u32) {
-        let Some(entry) = self.conns.get(slot as usize) else {
-            return;
-        };
-        if self.ring.ops.on_conn(slot) > 0 {
-            let fd = entry.fd.as_raw_fd();
-            self.cancel(Some(slot), Target::Fd(fd));
-        } else {
-            self.release_if_done(slot);
-        }
-    }
-
-    /// Free a closed connection's slot and socket once nothing of it is in flight and it
-    /// no longer lingers.
-    fn release_if_done(&mut self, slot: u32) {
-        let done = matches!(
-            self.conns.get(slot as usize),
-            Some(entry) if entry.conn.is_none() && entry.linger.is_none()
-        ) && self.ring.ops.on_conn(slot) == 0;
-        if done {
-            // Dropping the entry closes the socket.
-            self.conns.remove(slot as usize);
-        }
-    }
-
-    fn recycle_send(&mut self, mut buf: Box<SendBuf>) {
-        if self.spare.len() < SPARE_BUFS {
-            // The bytes go back to the allocator now (the next send takes the session's
-            // own queue as its buffer); the box is what is reused.
-            buf.data = Vec::new();
-            buf.sent = 0;
-            self.spare.push(buf);
-        }
-    }
-
-    // ----- arming, mailbox, timers, shutdown ---------------------------------------------
-
-    fn arm_accept(&mut self) -> io::Result<()> {
-        if let (Some(listener), None) = (&self.listener, self.accept) {
-            let listener = listener.as_raw_fd();
-            self.accept = Some(self.ring.submit(Op::Accept { listener })?);
-        }
-        Ok(())
-    }
-
-    fn arm_wake(&mut self) -> io::Result<()> {
-        let op = Op::Wake {
-            fd: self.waker.as_raw_fd(),
-            value: Box::new(UnsafeCell::new(0)),
-        };
-        self.ring.submit(op).map(drop)
-    }
-
-    fn drain_mailbox(&mut self) {
-        for session in self.mailbox.take() {
-            let slot = session.slot() as u32;
-            let owned = matches!(
-                self.conns.get(slot as usize),
-                Some(Connection { conn: Some(conn), .. }) if conn.session().same(&session)
-            );
-            if owned {
-                self.flush(slot);
-            }
-        }
-    }
-
-    /// Cancel whatever is still in flight and wait for its completions, so that no op's
-    /// memory or descriptor is released while the kernel may use it.
-    fn drain_ops(&mut self) {
-        self.exiting = true;
-        if self.ring.ops.live() > 0 {
-            self.cancel(None, Target::Any);
-        }
-        let deadline = Instant::now() + EXIT_DRAIN;
-        while self.ring.ops.live() > 0 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                tracing::warn!(
-                    model = %MODEL,
-                    ops = self.ring.ops.live(),
-                    "ops still in flight at exit; their memory is left allocated"
-                );
-                self.ring.abandon_in_flight();
-                break;
-            }
-            if self.ring.wait(Some(left)).is_err() {
-                break;
-            }
-            let mut batch = std::mem::take(&mut self.batch);
-            self.ring.completions(&mut batch);
-            for cqe in &batch {
-                self.complete(cqe);
-            }
-            self.batch = batch;
-        }
-    }
-}
-
-impl<H: Handler> EventLoop for Worker<H> {
-    const MODEL: Model = MODEL;
-
-    fn timers(&mut self) -> &mut Timers {
-        &mut self.timers
-    }
-
-    fn now(&self) -> Instant {
-        self.now
-    }
-
-    fn shutdown_asked(&self) -> Option<Duration> {
-        (self.core.is_shutting_down()).then_some(self.core.config.shutdown_timeout)
-    }
-
-    fn sessions(&self) -> Vec<usize> {
-        let open = |&slot: &usize| matches!(self.conns.get(slot), Some(c) if c.conn.is_some());
-        self.conns.keys().filter(open).collect()
-    }
-
-    fn is_drained(&self) -> bool {
-        // Closed connections stay until their lingers end and their ops complete.
-        self.conns.is_empty()
-    }
-
-    fn stop_accepting(&mut self) {
-        match self.accept {
-            // The listener is closed when the accept's last completion arrives.
-            Some(accept) => self.cancel(None, Target::Op(accept)),
-            None => self.listener = None,
-        }
-    }
-
-    fn resume_accepting(&mut self) {
-        if let Err(e) = self.arm_accept() {
-            tracing::warn!(model = %MODEL, "re-arming accept: {e}; retrying later");
-            self.timers.pause_accept(self.now);
-        }
-    }
-
-    fn close_gracefully(&mut self, slot: usize) {
-        if let Some(Connection {
-            conn: Some(conn), ..
-        }) = self.conns.get(slot)
-        {
-            let request = CloseRequest::Graceful(CloseReason::ServerShutdown);
-            conn.session().outbox().request_close(request);
-            self.flush(slot as u32);
-        }
-    }
-
-    fn is_idle(&mut self, slot: usize, idle: Duration) -> bool {
-        match self.conns.get_mut(slot) {
-            Some(entry) if entry.conn.is_some() => {
-                let fd = entry.fd.as_raw_fd();
-                (entry.activity).is_idle(&self.timers, self.now, idle, || sys::send_progress(fd))
-            }
-            _ => false,
-        }
-    }
-
-    fn abort(&mut self, slot: usize, reason: CloseReason) {
-        self.close(slot as u32, reason, Closing::Abortive);
-    }
-
-    fn linger_over(&mut self, slot: usize, since: Stamp) -> Option<bool> {
-        let entry = self.conns.get(slot)?;
-        let linger = entry.linger.filter(|l| l.since == since)?;
-        let limit = self.core.config.linger_timeout;
-        let progress = || sys::send_progress(entry.fd.as_raw_fd());
-        Some(linger.over(&self.timers, self.now, limit, progress))
-    }
-
-    fn end_linger(&mut self, slot: usize) {
-        self.finish_linger(slot as u32);
-    }
-
-    fn abort_all(&mut self, reason: CloseReason) {
-        for slot in self.conns.keys().map(|k| k as u32) {
-            self.close(slot, reason, Closing::Abortive);
-            self.finish_linger(slot);
         }
     }
 }

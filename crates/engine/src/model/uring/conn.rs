@@ -1,0 +1,283 @@
+//! What the uring worker does with one connection: flush its queue through owned sends,
+//! keep its receive armed exactly when the policy wants input, close it (lingering after an
+//! orderly close), cancel what is in flight on it and free its slot once nothing is; and
+//! the worker's own ops (accept, wake-up) and its final drain.
+
+use super::ring::{Op, SendBuf, Target};
+use super::worker::{Connection, Recv, Worker, EXIT_DRAIN, SPARE_BUFS};
+use super::MODEL;
+use crate::close::CloseReason;
+use crate::handler::Handler;
+use crate::runtime::policy::{Closing, Next};
+use crate::runtime::timers::Linger;
+use crate::session::CloseRequest;
+use crate::sys;
+use std::cell::UnsafeCell;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+impl<H: Handler> Worker<H> {
+    /// Send what is queued (one send at a time), close when asked and drained, apply
+    /// back-pressure, and keep the receive armed exactly when reading is wanted.
+    pub(super) fn flush(&mut self, slot: u32) {
+        let Some(entry) = self.conns.get_mut(slot as usize) else {
+            return;
+        };
+        let Some(conn) = entry.conn.as_ref() else {
+            return;
+        };
+        let session = conn.session();
+        let mut outbox = session.outbox();
+        outbox.unschedule();
+        let aborted = matches!(outbox.close_request(), Some(CloseRequest::Abort(_)));
+        let mut send = None;
+        if !aborted && !entry.sending && !outbox.pending().is_empty() {
+            let mut buf = self.spare.pop().unwrap_or_default();
+            // The queue is left with no buffer: an idle session holds none, and the next
+            // send allocates one (the box around it is what the spare pool saves).
+            buf.data = outbox.take(Vec::new());
+            buf.sent = 0;
+            send = Some(buf);
+        }
+        let next = entry.flow.settle(&mut outbox, &self.core.config);
+        drop(outbox);
+
+        if let Some(buf) = send {
+            let fd = entry.fd.as_raw_fd();
+            self.submit_send(slot, fd, buf);
+        }
+        let want = match next {
+            Next::Close(reason, how) => return self.close(slot, reason, how),
+            Next::Keep { read, .. } => read,
+        };
+        // A failed send submission closed it.
+        let Some(entry) = self.conns.get_mut(slot as usize) else {
+            return;
+        };
+        if entry.conn.is_none() {
+            return;
+        }
+        match (want, entry.recv) {
+            (true, Recv::Idle) => {
+                let fd = entry.fd.as_raw_fd();
+                match self.ring.submit(Op::Recv { slot, fd }) {
+                    Ok(user_data) => {
+                        entry.recv = Recv::Armed(user_data);
+                    }
+                    Err(e) => {
+                        tracing::warn!(model = %MODEL, "arming a receive: {e}");
+                        self.close(slot, CloseReason::Error, Closing::Abortive);
+                    }
+                }
+            }
+            (false, Recv::Armed(user_data)) => {
+                entry.recv = Recv::Cancelling;
+                self.cancel(Some(slot), Target::Op(user_data));
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn submit_send(&mut self, slot: u32, fd: std::os::fd::RawFd, buf: Box<SendBuf>) {
+        let unsent = buf.data.len() - buf.sent;
+        match self.ring.submit(Op::Send { slot, fd, buf }) {
+            Ok(_) => {
+                if let Some(entry) = self.conns.get_mut(slot as usize) {
+                    entry.sending = true;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(model = %MODEL, "submitting a send: {e}");
+                if let Some(Connection {
+                    conn: Some(conn), ..
+                }) = self.conns.get(slot as usize)
+                {
+                    conn.session().outbox().finish(unsent);
+                }
+                self.close(slot, CloseReason::Error, Closing::Abortive);
+            }
+        }
+    }
+
+    /// Submit a cancel; it counts as an op of `slot`'s socket until it completes. One
+    /// that cannot be submitted is tried again next turn: until it lands, the socket and
+    /// slot of a closed connection would wait for an event that may never come.
+    pub(super) fn cancel(&mut self, slot: Option<u32>, target: Target) {
+        if let Err(e) = self.ring.submit(Op::Cancel { slot, target }) {
+            tracing::warn!(model = %MODEL, "submitting a cancel: {e}; trying again");
+            self.cancels.push((slot, target));
+        }
+    }
+
+    /// Submit again the cancels that could not be submitted. A cancel of a closed
+    /// connection's socket names the socket its slot holds now (if the slot was freed and
+    /// reused, its descriptor number may belong to a live connection).
+    pub(super) fn retry_cancels(&mut self) {
+        for (slot, target) in std::mem::take(&mut self.cancels) {
+            let target = match (target, slot) {
+                (Target::Fd(_), Some(slot)) => match self.conns.get(slot as usize) {
+                    Some(entry) if entry.conn.is_none() => Target::Fd(entry.fd.as_raw_fd()),
+                    _ => continue,
+                },
+                (target, _) => target,
+            };
+            self.cancel(slot, target);
+        }
+    }
+
+    /// End the session now. An orderly close sends a FIN after the output and, unless the
+    /// peer's FIN came already, lingers (see [`Linger`]); the socket is closed once the
+    /// linger is over and every op on it has completed.
+    pub(super) fn close(&mut self, slot: u32, reason: CloseReason, how: Closing) {
+        let now = self.timers.stamp(self.now);
+        let Some(entry) = self.conns.get_mut(slot as usize) else {
+            return;
+        };
+        let Some(conn) = entry.conn.take() else {
+            return;
+        };
+        match how {
+            Closing::Orderly => sys::shutdown_write(entry.fd.as_raw_fd()),
+            Closing::Abortive => {
+                let _ = socket2::SockRef::from(&entry.fd).set_linger(Some(Duration::ZERO));
+            }
+        }
+        conn.close(&self.core, reason);
+        if how == Closing::Orderly && !entry.flow.read_closed {
+            entry.linger = Some(Linger::new(now));
+            self.timers.linger(slot as usize, now, self.now);
+            if entry.recv == Recv::Idle {
+                self.arm_linger_recv(slot);
+            }
+            return;
+        }
+        self.finish(slot);
+    }
+
+    /// Arm the receive of a lingering socket (its data is discarded); end the linger if
+    /// that fails.
+    pub(super) fn arm_linger_recv(&mut self, slot: u32) {
+        let Some(entry) = self.conns.get_mut(slot as usize) else {
+            return;
+        };
+        let fd = entry.fd.as_raw_fd();
+        match self.ring.submit(Op::Recv { slot, fd }) {
+            Ok(user_data) => {
+                entry.recv = Recv::Armed(user_data);
+            }
+            Err(e) => {
+                tracing::debug!(model = %MODEL, "lingering: {e}");
+                self.finish_linger(slot);
+            }
+        }
+    }
+
+    /// The linger of a closed session is over: close its socket.
+    pub(super) fn finish_linger(&mut self, slot: u32) {
+        if let Some(entry) = self.conns.get_mut(slot as usize) {
+            if entry.linger.take().is_some() {
+                self.finish(slot);
+            }
+        }
+    }
+
+    /// A closed session's socket is done with: cancel what is in flight on it, and free
+    /// the slot (closing the socket) once nothing is.
+    pub(super) fn finish(&mut self, slot: u32) {
+        let Some(entry) = self.conns.get(slot as usize) else {
+            return;
+        };
+        if self.ring.ops.on_conn(slot) > 0 {
+            let fd = entry.fd.as_raw_fd();
+            self.cancel(Some(slot), Target::Fd(fd));
+        } else {
+            self.release_if_done(slot);
+        }
+    }
+
+    /// Free a closed connection's slot and socket once nothing of it is in flight and it
+    /// no longer lingers.
+    pub(super) fn release_if_done(&mut self, slot: u32) {
+        let done = matches!(
+            self.conns.get(slot as usize),
+            Some(entry) if entry.conn.is_none() && entry.linger.is_none()
+        ) && self.ring.ops.on_conn(slot) == 0;
+        if done {
+            // Dropping the entry closes the socket.
+            self.conns.remove(slot as usize);
+        }
+    }
+
+    pub(super) fn recycle_send(&mut self, mut buf: Box<SendBuf>) {
+        if self.spare.len() < SPARE_BUFS {
+            // The bytes go back to the allocator now (the next send takes the session's
+            // own queue as its buffer); the box is what is reused.
+            buf.data = Vec::new();
+            buf.sent = 0;
+            self.spare.push(buf);
+        }
+    }
+
+    // ----- arming, mailbox, timers, shutdown ---------------------------------------------
+
+    pub(super) fn arm_accept(&mut self) -> io::Result<()> {
+        if let (Some(listener), None) = (&self.listener, self.accept) {
+            let listener = listener.as_raw_fd();
+            self.accept = Some(self.ring.submit(Op::Accept { listener })?);
+        }
+        Ok(())
+    }
+
+    pub(super) fn arm_wake(&mut self) -> io::Result<()> {
+        let op = Op::Wake {
+            fd: self.waker.as_raw_fd(),
+            value: Box::new(UnsafeCell::new(0)),
+        };
+        self.ring.submit(op).map(drop)
+    }
+
+    pub(super) fn drain_mailbox(&mut self) {
+        for session in self.mailbox.take() {
+            let slot = session.slot() as u32;
+            let owned = matches!(
+                self.conns.get(slot as usize),
+                Some(Connection { conn: Some(conn), .. }) if conn.session().same(&session)
+            );
+            if owned {
+                self.flush(slot);
+            }
+        }
+    }
+
+    /// Cancel whatever is still in flight and wait for its completions, so that no op's
+    /// memory or descriptor is released while the kernel may use it.
+    pub(super) fn drain_ops(&mut self) {
+        self.exiting = true;
+        if self.ring.ops.live() > 0 {
+            self.cancel(None, Target::Any);
+        }
+        let deadline = Instant::now() + EXIT_DRAIN;
+        while self.ring.ops.live() > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                tracing::warn!(
+                    model = %MODEL,
+                    ops = self.ring.ops.live(),
+                    "ops still in flight at exit; their memory is left allocated"
+                );
+                self.ring.abandon_in_flight();
+                break;
+            }
+            if self.ring.wait(Some(left)).is_err() {
+                break;
+            }
+            let mut batch = std::mem::take(&mut self.batch);
+            self.ring.completions(&mut batch);
+            for cqe in &batch {
+                self.complete(cqe);
+            }
+            self.batch = batch;
+        }
+    }
+}

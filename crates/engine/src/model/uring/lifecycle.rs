@@ -1,0 +1,100 @@
+//! The uring worker's hooks for the shared event-loop lifecycle (shutdown, timers, exit).
+
+use super::ring::Target;
+use super::worker::{Connection, Worker};
+use super::MODEL;
+use crate::close::CloseReason;
+use crate::config::Model;
+use crate::handler::Handler;
+use crate::runtime::lifecycle::EventLoop;
+use crate::runtime::policy::Closing;
+use crate::runtime::timers::{Stamp, Timers};
+use crate::session::CloseRequest;
+use crate::sys;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+impl<H: Handler> EventLoop for Worker<H> {
+    const MODEL: Model = MODEL;
+
+    fn timers(&mut self) -> &mut Timers {
+        &mut self.timers
+    }
+
+    fn now(&self) -> Instant {
+        self.now
+    }
+
+    fn shutdown_asked(&self) -> Option<Duration> {
+        (self.core.is_shutting_down()).then_some(self.core.config.shutdown_timeout)
+    }
+
+    fn sessions(&self) -> Vec<usize> {
+        let open = |&slot: &usize| matches!(self.conns.get(slot), Some(c) if c.conn.is_some());
+        self.conns.keys().filter(open).collect()
+    }
+
+    fn is_drained(&self) -> bool {
+        // Closed connections stay until their lingers end and their ops complete.
+        self.conns.is_empty()
+    }
+
+    fn stop_accepting(&mut self) {
+        match self.accept {
+            // The listener is closed when the accept's last completion arrives.
+            Some(accept) => self.cancel(None, Target::Op(accept)),
+            None => self.listener = None,
+        }
+    }
+
+    fn resume_accepting(&mut self) {
+        if let Err(e) = self.arm_accept() {
+            tracing::warn!(model = %MODEL, "re-arming accept: {e}; retrying later");
+            self.timers.pause_accept(self.now);
+        }
+    }
+
+    fn close_gracefully(&mut self, slot: usize) {
+        if let Some(Connection {
+            conn: Some(conn), ..
+        }) = self.conns.get(slot)
+        {
+            let request = CloseRequest::Graceful(CloseReason::ServerShutdown);
+            conn.session().outbox().request_close(request);
+            self.flush(slot as u32);
+        }
+    }
+
+    fn is_idle(&mut self, slot: usize, idle: Duration) -> bool {
+        match self.conns.get_mut(slot) {
+            Some(entry) if entry.conn.is_some() => {
+                let fd = entry.fd.as_raw_fd();
+                (entry.activity).is_idle(&self.timers, self.now, idle, || sys::send_progress(fd))
+            }
+            _ => false,
+        }
+    }
+
+    fn abort(&mut self, slot: usize, reason: CloseReason) {
+        self.close(slot as u32, reason, Closing::Abortive);
+    }
+
+    fn linger_over(&mut self, slot: usize, since: Stamp) -> Option<bool> {
+        let entry = self.conns.get(slot)?;
+        let linger = entry.linger.filter(|l| l.since == since)?;
+        let limit = self.core.config.linger_timeout;
+        let progress = || sys::send_progress(entry.fd.as_raw_fd());
+        Some(linger.over(&self.timers, self.now, limit, progress))
+    }
+
+    fn end_linger(&mut self, slot: usize) {
+        self.finish_linger(slot as u32);
+    }
+
+    fn abort_all(&mut self, reason: CloseReason) {
+        for slot in self.conns.keys().map(|k| k as u32) {
+            self.close(slot, reason, Closing::Abortive);
+            self.finish_linger(slot);
+        }
+    }
+}
