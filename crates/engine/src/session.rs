@@ -71,10 +71,12 @@ impl CloseRequest {
 
 /// The driver side of a session: told when the session needs its attention.
 pub(crate) trait Owner: Send + Sync {
-    /// The session has new output or a close request. Return `true` if the session was
-    /// queued for the owner (the outbox then marks itself scheduled until the owner takes
-    /// it), `false` if the owner will look without being told.
-    fn schedule(&self, session: &Session) -> bool;
+    /// The session has new output or a close request; the caller holds its `outbox`
+    /// locked (an owner that keeps its state there, [`Outbox::threads`], may change it).
+    /// Return `true` if the session was queued for the owner (the outbox then marks itself
+    /// scheduled until the owner takes it), `false` if the owner will look without being
+    /// told.
+    fn schedule(&self, session: &Session, outbox: &mut Outbox) -> bool;
 
     /// The counters of the worker that owns the session (kept here, not in every session).
     fn counters(&self) -> &Counters;
@@ -96,6 +98,64 @@ pub(crate) struct Outbox {
     scheduled: bool,
     close: Option<CloseRequest>,
     closed: bool,
+    /// The blocking driver's state of the session; untouched by every other driver. Here
+    /// so that the outbox's lock guards it: its two threads wait on condition variables
+    /// paired with that lock.
+    pub(crate) threads: Threads,
+}
+
+/// What the two threads of a thread-per-connection session (the blocking driver) are
+/// doing. It lives in the outbox, so reading or changing it takes the outbox's lock (a
+/// `&Outbox` or `&mut Outbox`), the same lock the threads wait with; the driver describes
+/// the transitions (`model/blocking/link.rs`). Three bytes, which take a session's shared
+/// allocation from 112 to 120 bytes: still one 128-byte malloc chunk.
+///
+/// At most one thread is ever inside `send`: each enters [`WriterPhase::Sending`] or
+/// [`ReaderPhase::Sending`] only while the other is not sending.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Threads {
+    pub(crate) writer: WriterPhase,
+    pub(crate) reader: ReaderPhase,
+    /// The reader discarded input (the session is closing) since the lingering writer last
+    /// looked: the peer is still sending.
+    pub(crate) heard: bool,
+}
+
+/// The blocking driver's writer thread.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum WriterPhase {
+    /// Awake, outside `send`: it looks at the outbox before it sleeps again, so nothing
+    /// needs to wake it. Also its state before it first runs.
+    #[default]
+    Running,
+    /// Asleep until there is output, a close request, or the reader is done.
+    Waiting,
+    /// Asleep while the reader writes inline: the reader wakes it when its write ends (and
+    /// whatever wakes a `Waiting` writer wakes it too).
+    Deferred,
+    /// Inside `send`, with the lock released.
+    Sending,
+    /// Everything is written and the FIN sent; asleep (a bounded while) until the reader
+    /// is done, an abort, or the linger rule allows the close.
+    Lingering,
+    /// Ended, or about to: it does not write again.
+    Done,
+}
+
+/// The blocking driver's reader thread.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum ReaderPhase {
+    /// In `recv`, in the handler, or about to be: it looks at the outbox before it reads
+    /// again, so nothing needs to wake it.
+    #[default]
+    Reading,
+    /// Writing the handler's output inline, inside `send`, with the lock released.
+    Sending,
+    /// Asleep until the output drains to the low-water mark, a close request, or the
+    /// writer's end (back-pressure).
+    Paused,
+    /// Reading is over for good (end of stream, an error, an abort, the writer's end).
+    Done,
 }
 
 impl Outbox {
@@ -108,6 +168,7 @@ impl Outbox {
             scheduled: false,
             close: None,
             closed: false,
+            threads: Threads::default(),
         }
     }
 
@@ -236,7 +297,7 @@ impl Peer {
     }
 }
 
-/// What every handle of one session shares: 112 bytes with the `Arc`'s counts, allocated
+/// What every handle of one session shares: 120 bytes with the `Arc`'s counts, allocated
 /// once per connection.
 struct Shared {
     id: SessionId,
@@ -407,7 +468,7 @@ impl Session {
         if current == Arc::as_ptr(&self.shared) as *const () {
             return;
         }
-        if self.shared.owner.schedule(self) {
+        if self.shared.owner.schedule(self, outbox) {
             outbox.scheduled = true;
         }
     }
@@ -442,7 +503,7 @@ impl Session {
 struct Detached(Counters);
 
 impl Owner for Detached {
-    fn schedule(&self, _session: &Session) -> bool {
+    fn schedule(&self, _session: &Session, _outbox: &mut Outbox) -> bool {
         false
     }
 
@@ -516,7 +577,7 @@ mod size_tests {
 
     #[test]
     fn a_session_allocation_stays_small() {
-        // The Arc's two counts plus the shared part: 112 bytes, one 128-byte malloc chunk.
+        // The Arc's two counts plus the shared part: 120 bytes, still one 128-byte malloc chunk.
         assert!(
             std::mem::size_of::<Shared>() + 16 <= 120,
             "{}",

@@ -1,4 +1,4 @@
-//! What is specific to the blocking driver (thread per connection): the keeper's aborts, a
+//! What is specific to the blocking driver (thread per connection): aborts of a stuck writer, a
 //! panicking handler, the shutdown deadline and thread joins, sends from other threads. The
 //! generic scenarios live in scenarios.rs; this file covers what is specific to blocking.
 
@@ -56,7 +56,7 @@ fn handed(
 const WAIT: Duration = Duration::from_secs(10);
 
 /// An abort asked for from another thread while the writer is stuck in `send` (the peer
-/// reads nothing) reaches it: the keeper shuts the socket down.
+/// reads nothing) reaches it: the sender shuts the socket down inline (SO_LINGER 0, SHUT_RDWR).
 #[test]
 fn abort_from_another_thread_reaches_a_writer_stuck_in_send() {
     let (server, opened, closed) = handed(config());

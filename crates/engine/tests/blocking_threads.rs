@@ -60,8 +60,8 @@ fn measure(stack: usize) {
          (+{per_connection:.1} kB per connection), VmSize {vm_before} kB -> {vm_size} kB",
         stack / 1024
     );
-    // A reader and a writer per connection, plus the acceptor and the keeper.
-    assert_eq!(connection_threads, 2 * CONNECTIONS + 2);
+    // A reader and a writer per connection, plus the acceptor.
+    assert_eq!(connection_threads, 2 * CONNECTIONS + 1);
     assert!(
         rss - rss_before < 256 * 1024,
         "RSS grew by {} kB",

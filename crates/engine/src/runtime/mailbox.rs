@@ -1,7 +1,7 @@
 //! How other threads hand a worker the sessions that need it.
 
 use crate::runtime::Wake;
-use crate::session::{Owner, Session};
+use crate::session::{Outbox, Owner, Session};
 use crate::stats::Counters;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -55,7 +55,7 @@ impl Mailbox {
 }
 
 impl Owner for Mailbox {
-    fn schedule(&self, session: &Session) -> bool {
+    fn schedule(&self, session: &Session, _outbox: &mut Outbox) -> bool {
         let was_empty = {
             let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
             queue.push(session.clone());
