@@ -18,7 +18,10 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use util::{config, connect, pattern, read_to_end, settle, start, wait_until, Registry};
+use util::{
+    config, connect, connect_small_window, pattern, read_to_end, settle, start, wait_until,
+    Registry,
+};
 
 macro_rules! model_tests {
     ($module:ident, $model:ident: $($scenario:ident),*) => {
@@ -359,14 +362,8 @@ fn graceful_shutdown(model: Model) {
     let Some(server) = start(config, Registry::default()) else {
         return;
     };
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     // A small receive window keeps most of the output queued in the server.
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket.connect(&server.local_addr().into()).unwrap();
-    let mut client: TcpStream = socket.into();
-    client
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
+    let mut client = connect_small_window(server.local_addr());
     assert!(wait_until(Duration::from_secs(10), || {
         server.handler().sessions.lock().unwrap().len() == 1
     }));

@@ -5,7 +5,10 @@
 //! Each scenario here reproduced a loss on some model before the engine was fixed; they
 //! are stress tests with a bounded number of trials, not timed tests.
 
-use crate::util::{config, connect, pattern, read_to_end, settle, start, wait_until, Registry};
+use crate::util::{
+    config, connect, connect_small_window, pattern, read_to_end, settle, start, wait_until,
+    Registry,
+};
 use iomodels_engine::{echo::Echo, CloseReason, Handler, Model, SendError, Session};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -190,13 +193,8 @@ pub fn graceful_shutdown_while_peer_sends(model: Model) {
     let Some(server) = start(config, Registry::default()) else {
         return;
     };
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket.connect(&server.local_addr().into()).unwrap();
-    let mut client: TcpStream = socket.into();
-    client
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
+    // A small receive window keeps most of the output queued in the server.
+    let mut client = connect_small_window(server.local_addr());
     let session = session_of(&server.handler().sessions, client.local_addr().unwrap());
     let stop = Arc::new(AtomicBool::new(false));
     let writer = keep_sending(&client, 64, Duration::from_millis(1), stop.clone());

@@ -43,6 +43,19 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
     stream
 }
 
+/// Connect with a 4 KiB receive buffer, so that the server's output backs up in its queue
+/// instead of in this socket.
+pub fn connect_small_window(addr: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let stream: TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream
+}
+
 /// Wait up to `limit` for `condition`, checking every few milliseconds.
 pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
