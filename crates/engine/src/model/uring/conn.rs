@@ -60,15 +60,9 @@ impl<H: Handler> Worker<H> {
         }
         match (want, entry.recv) {
             (true, Recv::Idle) => {
-                let fd = entry.fd.as_raw_fd();
-                match self.ring.submit(Op::Recv { slot, fd }) {
-                    Ok(user_data) => {
-                        entry.recv = Recv::Armed(user_data);
-                    }
-                    Err(e) => {
-                        tracing::warn!(model = %MODEL, "arming a receive: {e}");
-                        self.close(slot, CloseReason::Error, Closing::Abortive);
-                    }
+                if let Err(e) = self.arm_recv(slot) {
+                    tracing::warn!(model = %MODEL, "arming a receive: {e}");
+                    self.close(slot, CloseReason::Error, Closing::Abortive);
                 }
             }
             (false, Recv::Armed(user_data)) => {
@@ -155,21 +149,22 @@ impl<H: Handler> Worker<H> {
         self.finish(slot);
     }
 
+    /// Arm the multishot receive of `slot`'s socket.
+    fn arm_recv(&mut self, slot: u32) -> io::Result<()> {
+        let Some(entry) = self.conns.get_mut(slot as usize) else {
+            return Ok(());
+        };
+        let fd = entry.fd.as_raw_fd();
+        entry.recv = Recv::Armed(self.ring.submit(Op::Recv { slot, fd })?);
+        Ok(())
+    }
+
     /// Arm the receive of a lingering socket (its data is discarded); end the linger if
     /// that fails.
     pub(super) fn arm_linger_recv(&mut self, slot: u32) {
-        let Some(entry) = self.conns.get_mut(slot as usize) else {
-            return;
-        };
-        let fd = entry.fd.as_raw_fd();
-        match self.ring.submit(Op::Recv { slot, fd }) {
-            Ok(user_data) => {
-                entry.recv = Recv::Armed(user_data);
-            }
-            Err(e) => {
-                tracing::debug!(model = %MODEL, "lingering: {e}");
-                self.finish_linger(slot);
-            }
+        if let Err(e) = self.arm_recv(slot) {
+            tracing::debug!(model = %MODEL, "lingering: {e}");
+            self.finish_linger(slot);
         }
     }
 
