@@ -56,7 +56,8 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Err(error) = exit_on_termination_signals() {
+    // Before any runtime starts a thread, so that only the waiting thread takes the signals.
+    if let Err(error) = iomodels_signals::Termination::block().and_then(|t| t.exit_on_signal()) {
         eprintln!("iomodels-peers: cannot install the signal handler: {error}");
         return ExitCode::FAILURE;
     }
@@ -81,37 +82,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Block SIGTERM and SIGINT in every thread and exit with status 0 when one arrives.
-///
-/// Must run before any other thread starts, since threads inherit the signal mask: then the
-/// signals are only ever taken by the one thread that waits for them, whatever runtime runs.
-fn exit_on_termination_signals() -> io::Result<()> {
-    // SAFETY: sigset_t is plain data; sigemptyset initialises it before any other use.
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid, writable sigset_t for the duration of each call.
-    unsafe {
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::sigaddset(&mut set, libc::SIGINT);
-    }
-    // SAFETY: `set` is initialised above; a null old-set pointer is allowed.
-    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
-    if rc != 0 {
-        return Err(io::Error::from_raw_os_error(rc));
-    }
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || loop {
-            let mut signal: libc::c_int = 0;
-            // SAFETY: `set` holds blocked signals and `signal` is a valid out-pointer.
-            let rc = unsafe { libc::sigwait(&set, &mut signal) };
-            if rc == 0 {
-                std::process::exit(0);
-            }
-        })?;
-    Ok(())
 }
 
 /// The tokio echo servers: one accept loop, one task per connection.
