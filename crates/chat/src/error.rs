@@ -2,7 +2,8 @@
 
 use std::path::PathBuf;
 
-/// Something the chat server, the swarm or the client could not do.
+/// Something the chat server, the swarm or the client could not do. Messages leave the
+/// cause to [`std::error::Error::source`], so a chain is printed with each cause once.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -16,7 +17,7 @@ pub enum Error {
         what: String,
     },
     /// The users file could not be read.
-    #[error("cannot read users file {path}: {source}")]
+    #[error("cannot read users file {path}")]
     UsersFile {
         /// The file.
         path: PathBuf,
@@ -32,7 +33,7 @@ pub enum Error {
         line: usize,
     },
     /// A socket operation failed.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         /// What was being done.
         context: &'static str,
@@ -43,7 +44,7 @@ pub enum Error {
     #[error(transparent)]
     Client(#[from] crate::client::ClientError),
     /// Printing the JSON summary failed.
-    #[error("cannot write the JSON summary: {0}")]
+    #[error("cannot write the JSON summary")]
     Json(#[from] serde_json::Error),
 }
 

@@ -3,7 +3,8 @@
 use std::io;
 use std::path::PathBuf;
 
-/// Why `compare` could not run or could not write its report.
+/// Why `compare` could not run or could not write its report. Messages leave the cause to
+/// [`std::error::Error::source`], so a chain is printed with each cause once.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -19,7 +20,7 @@ pub enum Error {
         path: PathBuf,
     },
     /// The running executable's own path is unknown.
-    #[error("cannot locate the running executable: {0}")]
+    #[error("cannot locate the running executable")]
     CurrentExe(#[source] io::Error),
     /// A name in `--models` is not a model.
     #[error("unknown model '{0}' (see `iomodels models`)")]
@@ -31,7 +32,7 @@ pub enum Error {
     #[error("invalid arguments: {0}")]
     InvalidArgs(String),
     /// The report folder or one of its files could not be written.
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}", path.display())]
     Write {
         /// The file or folder.
         path: PathBuf,
@@ -40,7 +41,7 @@ pub enum Error {
         source: io::Error,
     },
     /// A file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
@@ -57,6 +58,6 @@ pub enum Error {
         message: String,
     },
     /// The raw rows could not be encoded or decoded.
-    #[error("report JSON: {0}")]
+    #[error("report JSON")]
     Json(#[from] serde_json::Error),
 }

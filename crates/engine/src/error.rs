@@ -1,4 +1,7 @@
 //! Errors of starting and running a server.
+//!
+//! A message never repeats its cause: the OS error is the [`std::error::Error::source`], so a
+//! reporter that walks the chain (anyhow's `{:#}`) prints it once.
 
 use crate::config::Model;
 use std::io;
@@ -15,7 +18,7 @@ pub enum Error {
         addr: SocketAddr,
     },
     /// Binding or listening failed for another reason.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Listen {
         /// The address asked for.
         addr: SocketAddr,
@@ -31,7 +34,7 @@ pub enum Error {
         what: String,
     },
     /// Setting up a driver failed.
-    #[error("{model}: {context}: {source}")]
+    #[error("{model}: {context}")]
     Setup {
         /// The model.
         model: Model,

@@ -3,7 +3,8 @@
 use std::io;
 
 /// Why [`crate::run`] could not produce a report. Failures of single connections are not
-/// errors: they are counted in [`crate::ErrorCounts`].
+/// errors: they are counted in [`crate::ErrorCounts`]. Messages leave the cause to
+/// [`std::error::Error::source`], so a chain is printed with each cause once.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -23,7 +24,7 @@ pub enum Error {
         ceiling: u64,
     },
     /// A system call the benchmark itself needs failed.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         /// What was being done.
         context: &'static str,
@@ -35,7 +36,7 @@ pub enum Error {
     #[error("a load thread panicked")]
     ThreadPanicked,
     /// The report could not be written out.
-    #[error("writing the report: {0}")]
+    #[error("writing the report")]
     Output(#[from] serde_json::Error),
 }
 
