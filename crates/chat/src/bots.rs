@@ -23,6 +23,7 @@
 use crate::client::{ClientError, Connection};
 use crate::error::Error;
 use crate::membership::{Change, Stay};
+use crate::server::MAX_ROOMS;
 use hdrhistogram::Histogram;
 use iomodels_proto::{Request, Response, ResultCode};
 use std::collections::hash_map::DefaultHasher;
@@ -35,7 +36,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 /// What the bots do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Scenario {
     /// Connect once and stay connected, silent (under the idle timeout).
@@ -52,7 +53,17 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    fn name(self) -> &'static str {
+    /// Every scenario, from the simplest.
+    pub const ALL: [Scenario; 5] = [
+        Scenario::Connect,
+        Scenario::Reconnect,
+        Scenario::Login,
+        Scenario::RoomInout,
+        Scenario::RoomChat,
+    ];
+
+    /// The name used on the command line and in the JSON report.
+    pub fn name(self) -> &'static str {
         match self {
             Scenario::Connect => "connect",
             Scenario::Reconnect => "reconnect",
@@ -60,6 +71,25 @@ impl Scenario {
             Scenario::RoomInout => "room-inout",
             Scenario::RoomChat => "room-chat",
         }
+    }
+
+    /// One line on what the bots do.
+    pub fn description(self) -> &'static str {
+        match self {
+            Scenario::Connect => "connect once and stay connected, silent",
+            Scenario::Reconnect => "connect and disconnect, again and again",
+            Scenario::Login => "connect, log in with a fresh user id, disconnect, again and again",
+            Scenario::RoomInout => {
+                "log in, then enter and leave a room again and again, checking membership"
+            }
+            Scenario::RoomChat => "log in, enter a room and chat, checking every chat notify",
+        }
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -82,8 +112,6 @@ pub struct SwarmConfig {
     pub drain_timeout: Duration,
     /// How long a bot waits for any one response before calling it lost.
     pub response_timeout: Duration,
-    /// Show a progress bar on standard error.
-    pub progress: bool,
     /// User ids are this prefix and the bot's number.
     pub user_prefix: String,
 }
@@ -99,7 +127,6 @@ impl Default for SwarmConfig {
             duration: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(10),
             response_timeout: Duration::from_secs(10),
-            progress: false,
             user_prefix: "bot".into(),
         }
     }
@@ -207,6 +234,50 @@ impl BotsReport {
             && self.lost_notifies == 0
             && self.duplicated_notifies == 0
             && self.order_mismatches == 0
+    }
+}
+
+impl BotsReport {
+    /// What went wrong, one phrase each, worst first; empty when [`BotsReport::is_clean`].
+    /// A swarm of which no bot connected says so, rather than counting its failed
+    /// connects as anything else.
+    pub fn problems(&self) -> Vec<String> {
+        if self.connected == 0 {
+            return vec!["no bot could connect (is a chat server listening there?)".into()];
+        }
+        let mut problems = Vec::new();
+        if self.connected < self.bots {
+            problems.push(format!(
+                "{} of {} bots never connected",
+                self.bots - self.connected,
+                self.bots
+            ));
+        }
+        let counts = [
+            (self.protocol_errors, "protocol errors"),
+            (self.failed_requests, "failed or unanswered requests"),
+            (
+                self.disconnects,
+                "connections failed or closed by the server",
+            ),
+            (self.lost_notifies, "notifies lost"),
+            (self.duplicated_notifies, "notifies duplicated"),
+            (
+                self.order_mismatches,
+                if self.scenario == Scenario::RoomInout {
+                    "rooms whose membership views disagree"
+                } else {
+                    "bots that saw their room's chats out of order"
+                },
+            ),
+        ];
+        problems.extend(
+            counts
+                .into_iter()
+                .filter(|&(count, _)| count > 0)
+                .map(|(count, what)| format!("{count} {what}")),
+        );
+        problems
     }
 }
 
@@ -351,16 +422,45 @@ impl Outcome {
     }
 }
 
+/// Where a swarm is, handed to the callback of [`run_swarm_with_progress`].
+#[derive(Clone, Copy, Debug)]
+pub struct SwarmProgress {
+    /// Time since the bots started.
+    pub elapsed: Duration,
+    /// How long the bots work ([`SwarmConfig::duration`]).
+    pub duration: Duration,
+    /// Requests answered so far.
+    pub requests: u64,
+    /// Chats sent so far.
+    pub chats_sent: u64,
+    /// Bots that have finished.
+    pub finished: usize,
+    /// Bots started.
+    pub bots: usize,
+}
+
+/// How often [`run_swarm_with_progress`] calls its callback.
+const PROGRESS_TICK: Duration = Duration::from_millis(100);
+
 /// Run a swarm against a running server and gather what the bots saw.
 pub fn run_swarm(config: &SwarmConfig) -> Result<BotsReport, Error> {
-    if config.bots == 0 || config.rooms == 0 {
+    run_swarm_with_progress(config, |_| {})
+}
+
+/// [`run_swarm`], calling `progress` from the calling thread about ten times a second
+/// until every bot is done.
+pub fn run_swarm_with_progress(
+    config: &SwarmConfig,
+    mut progress: impl FnMut(&SwarmProgress),
+) -> Result<BotsReport, Error> {
+    if config.bots == 0 || config.rooms == 0 || config.rooms > MAX_ROOMS {
         return Err(Error::Config {
-            what: "the swarm needs at least one bot and one room".into(),
+            what: format!("the swarm needs at least one bot and 1 to {MAX_ROOMS} rooms"),
         });
     }
-    if config.rate.is_nan() || config.rate <= 0.0 {
+    if !config.rate.is_finite() || config.rate <= 0.0 {
         return Err(Error::Config {
-            what: "--rate must be above 0".into(),
+            what: "--rate must be a number above 0".into(),
         });
     }
     let swarm = Arc::new(Swarm {
@@ -401,8 +501,17 @@ pub fn run_swarm(config: &SwarmConfig) -> Result<BotsReport, Error> {
             }
         }
     }
-    if config.progress {
-        show_progress(&swarm);
+    while swarm.finished.load(Relaxed) < config.bots {
+        progress(&SwarmProgress {
+            elapsed: started.elapsed(),
+            duration: config.duration,
+            requests: swarm.requests.load(Relaxed),
+            chats_sent: swarm.sent.iter().map(|s| s.load(Relaxed)).sum(),
+            finished: swarm.finished.load(Relaxed),
+            bots: config.bots,
+        });
+        // Only paces the callback; results come from joining the bots.
+        std::thread::sleep(PROGRESS_TICK);
     }
     let mut outcomes = Vec::with_capacity(threads.len());
     for thread in threads {
@@ -475,28 +584,6 @@ pub fn run_swarm(config: &SwarmConfig) -> Result<BotsReport, Error> {
     report.fanout_latency = Latency::of(&fanout);
     report.request_latency = Latency::of(&request);
     Ok(report)
-}
-
-/// A progress bar until every bot is done (only on a terminal; the caller checks).
-fn show_progress(swarm: &Swarm) {
-    let total = swarm.config.duration.as_millis() as u64;
-    let bar = indicatif::ProgressBar::new(total.max(1));
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} [{bar:40}] {elapsed} {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    let start = Instant::now();
-    while swarm.finished.load(Relaxed) < swarm.config.bots {
-        bar.set_position((start.elapsed().as_millis() as u64).min(total));
-        bar.set_message(format!(
-            "{} requests, {} chats",
-            swarm.requests.load(Relaxed),
-            swarm.sent.iter().map(|s| s.load(Relaxed)).sum::<u64>()
-        ));
-        // Only paces the redraw; results come from joining the bots.
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    bar.finish_and_clear();
 }
 
 fn connect(swarm: &Swarm, outcome: &mut Outcome) -> Option<Connection> {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 #[non_exhaustive]
 pub enum ClientError {
     /// Connecting, reading or writing failed.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         /// What was being done.
         context: &'static str,
@@ -20,7 +20,7 @@ pub enum ClientError {
         source: io::Error,
     },
     /// The server sent something that is not the protocol.
-    #[error("the server broke the protocol: {0}")]
+    #[error("the server broke the protocol")]
     Protocol(#[from] ProtocolError),
     /// The server closed the connection.
     #[error("the server closed the connection")]
@@ -230,12 +230,75 @@ fn describe(response: &Response) -> String {
     }
 }
 
-/// The interactive client: commands from standard input, packets printed as they arrive.
-pub(crate) fn interactive(addr: SocketAddr) -> Result<(), crate::Error> {
+/// What a line typed into the interactive client asks for.
+#[derive(Debug, PartialEq)]
+enum Command {
+    /// Send this request.
+    Send(Request),
+    /// Leave the client.
+    Quit,
+    /// Nothing to send (an empty line).
+    Nothing,
+}
+
+/// Read one line typed into the interactive client. `Err` says why it cannot be sent:
+/// a user id, password or message too long for its field is refused, never cut (a cut
+/// would log in as someone else or split a UTF-8 character).
+fn parse_command(line: &str) -> Result<Command, String> {
+    use iomodels_proto::{MAX_MESSAGE_LEN, MAX_PASSWORD_LEN, MAX_USER_ID_LEN};
+    let fits = |what: &str, text: &str, max: usize| {
+        if text.len() > max {
+            Err(format!(
+                "{what} is {} bytes; the protocol allows at most {max}",
+                text.len()
+            ))
+        } else {
+            Ok(text.as_bytes().to_vec())
+        }
+    };
+    let line = line.trim();
+    let mut words = line.split_whitespace();
+    let request = match words.next() {
+        None => return Ok(Command::Nothing),
+        Some("/quit") => return Ok(Command::Quit),
+        Some("/login") => match words.next() {
+            Some(user) => Request::Login {
+                user_id: fits("the user id", user, MAX_USER_ID_LEN)?,
+                password: fits("the password", words.next().unwrap_or(""), MAX_PASSWORD_LEN)?,
+            },
+            None => return Err("usage: /login USER [PASSWORD]".into()),
+        },
+        Some("/join") => match words.next().and_then(|r| r.parse().ok()) {
+            Some(room) => Request::RoomEnter { room },
+            None => return Err("usage: /join ROOM".into()),
+        },
+        Some("/leave") => Request::RoomLeave,
+        Some(command) if command.starts_with('/') => return Err(HELP.into()),
+        Some(_) => Request::RoomChat {
+            message: fits("the message", line, MAX_MESSAGE_LEN)?,
+        },
+    };
+    Ok(Command::Send(request))
+}
+
+/// An error and its causes on one line, each once.
+fn one_line(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        line += &format!(": {e}");
+        cause = e.source();
+    }
+    line
+}
+
+/// The interactive client: commands from standard input, packets printed on standard
+/// output as they arrive; the greeting and refused commands go to standard error.
+pub fn interactive(addr: SocketAddr) -> Result<(), crate::Error> {
     use std::io::BufRead;
     let mut connection = Connection::connect(addr)?;
     let mut reader = connection.try_clone()?;
-    println!("connected to {addr}; {HELP}");
+    eprintln!("connected to {addr}; {HELP}");
     let printer = std::thread::spawn(move || loop {
         match reader.poll(None) {
             Ok(Some(response)) => {
@@ -246,47 +309,25 @@ pub(crate) fn interactive(addr: SocketAddr) -> Result<(), crate::Error> {
             }
             Ok(None) => {}
             Err(ClientError::Closed) => {
-                println!("the server closed the connection");
+                eprintln!("the server closed the connection");
                 return;
             }
             Err(e) => {
-                println!("{e}");
+                eprintln!("{}", one_line(&e));
                 return;
             }
         }
     });
     for line in std::io::stdin().lock().lines() {
         let line = line.map_err(crate::Error::io("reading standard input"))?;
-        let line = line.trim();
-        let mut words = line.split_whitespace();
-        let request = match words.next() {
-            None => continue,
-            Some("/quit") => break,
-            Some("/login") => match words.next() {
-                Some(user) => Request::Login {
-                    user_id: user.as_bytes().to_vec(),
-                    password: words.next().unwrap_or("").as_bytes().to_vec(),
-                },
-                None => {
-                    println!("usage: /login USER [PASSWORD]");
-                    continue;
-                }
-            },
-            Some("/join") => match words.next().and_then(|r| r.parse().ok()) {
-                Some(room) => Request::RoomEnter { room },
-                None => {
-                    println!("usage: /join ROOM");
-                    continue;
-                }
-            },
-            Some("/leave") => Request::RoomLeave,
-            Some(command) if command.starts_with('/') => {
-                println!("{HELP}");
+        let request = match parse_command(&line) {
+            Ok(Command::Send(request)) => request,
+            Ok(Command::Nothing) => continue,
+            Ok(Command::Quit) => break,
+            Err(refusal) => {
+                eprintln!("{refusal}");
                 continue;
             }
-            Some(_) => Request::RoomChat {
-                message: line.as_bytes().to_vec(),
-            },
         };
         if printer.is_finished() {
             break;
@@ -296,4 +337,45 @@ pub(crate) fn interactive(addr: SocketAddr) -> Result<(), crate::Error> {
     let _ = connection.stream().shutdown(Shutdown::Both);
     let _ = printer.join();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn over_long_fields_are_refused_not_cut() {
+        let id32 = "u".repeat(32);
+        assert_eq!(
+            parse_command(&format!("/login {id32} pw")),
+            Ok(Command::Send(Request::Login {
+                user_id: id32.clone().into_bytes(),
+                password: b"pw".to_vec(),
+            }))
+        );
+        let refusal = parse_command(&format!("/login {id32}x")).unwrap_err();
+        assert!(refusal.contains("user id is 33 bytes"), "{refusal}");
+        let refusal = parse_command(&format!("/login me {}", "p".repeat(33))).unwrap_err();
+        assert!(refusal.contains("password is 33 bytes"), "{refusal}");
+
+        let message = "m".repeat(256);
+        assert!(matches!(parse_command(&message), Ok(Command::Send(_))));
+        let refusal = parse_command(&format!("{message}m")).unwrap_err();
+        assert!(refusal.contains("message is 257 bytes"), "{refusal}");
+        // 255 ASCII bytes and a 2-byte character: 257 bytes, refused, not split.
+        let refusal = parse_command(&format!("{}é", "m".repeat(255))).unwrap_err();
+        assert!(refusal.contains("257 bytes"), "{refusal}");
+    }
+
+    #[test]
+    fn commands_parse() {
+        assert_eq!(parse_command("  "), Ok(Command::Nothing));
+        assert_eq!(parse_command("/quit"), Ok(Command::Quit));
+        assert_eq!(
+            parse_command("/join 3"),
+            Ok(Command::Send(Request::RoomEnter { room: 3 }))
+        );
+        assert!(parse_command("/join x").is_err());
+        assert!(parse_command("/nope").is_err());
+    }
 }

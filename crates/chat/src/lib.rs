@@ -12,27 +12,31 @@
 //!   lock anywhere in the game code) or directly on the I/O threads under one lock
 //!   ([`Mode::Io`]). Both run the same [`world`](crate::ChatConfig) code.
 //! - Logins go through a [`UserStore`]: [`AcceptAll`] or a [`PasswordFile`].
-//! - [`run_swarm`] runs a bot swarm in-process and returns its [`BotsReport`].
-//! - [`cli`] holds the command-line front ends (`chat-server`, `chat-bots`, `chat-client`).
+//! - [`run_swarm`] runs a bot swarm in-process and returns its [`BotsReport`]
+//!   ([`run_swarm_with_progress`] reports progress through a callback).
+//! - [`interactive`] is the interactive client on standard input and output.
+//!
+//! The command-line front ends (`chat-server`, `chat-bots`, `chat-client`) and their flags
+//! live in the `iomodels` binary, which fills these plain configuration structs.
 //!
 //! The protocol and every result code are described in the crate's README.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod bots;
-pub mod cli;
 mod client;
 mod error;
 mod membership;
 mod server;
-mod signals;
 mod store;
 mod world;
 
-pub use bots::{run_swarm, BotsReport, Latency, Scenario, SwarmConfig};
-pub use client::{ClientError, Connection};
+pub use bots::{
+    run_swarm, run_swarm_with_progress, BotsReport, Latency, Scenario, SwarmConfig, SwarmProgress,
+};
+pub use client::{interactive, ClientError, Connection};
 pub use error::Error;
 pub use server::{
     engine_config, start, ChatConfig, ChatHandler, ChatServer, ChatServerHandle, ChatStats,
-    FinalStats, Mode, SessionState, DEFAULT_IDLE_TIMEOUT,
+    FinalStats, Mode, SessionState, DEFAULT_IDLE_TIMEOUT, MAX_ROOMS,
 };
 pub use store::{AcceptAll, PasswordFile, Refusal, UserStore};

@@ -19,7 +19,7 @@ use std::time::Duration;
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where the game logic runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// One logic thread fed by a queue of (session, packet) events, as the tutorial's
@@ -30,10 +30,44 @@ pub enum Mode {
     Io,
 }
 
+impl Mode {
+    /// Both modes, the default first.
+    pub const ALL: [Mode; 2] = [Mode::Logic, Mode::Io];
+
+    /// The name used on the command line and in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Logic => "logic",
+            Mode::Io => "io",
+        }
+    }
+
+    /// One line on where the game logic runs.
+    pub fn description(self) -> &'static str {
+        match self {
+            Mode::Logic => "one logic thread fed by a queue; the game code takes no lock",
+            Mode::Io => "on the I/O threads, the game state under one mutex",
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The most rooms a server may have (or a swarm may spread over). Each room costs a little
+/// memory up front, whether used or not; far more rooms than users only costs memory.
+pub const MAX_ROOMS: usize = 100_000;
+
+// Room numbers travel as an i32.
+const _: () = assert!(MAX_ROOMS <= i32::MAX as usize);
+
 /// What the chat server serves.
 #[derive(Clone, Debug)]
 pub struct ChatConfig {
-    /// Rooms, numbered `0..rooms`.
+    /// Rooms, numbered `0..rooms`; 1 to [`MAX_ROOMS`].
     pub rooms: usize,
     /// Users per room, 1 to 127 (the user list's count is an `i8`).
     pub room_capacity: usize,
@@ -56,16 +90,16 @@ impl Default for ChatConfig {
 
 impl ChatConfig {
     fn validate(&self) -> Result<(), Error> {
-        let what = if self.rooms == 0 || self.rooms > i32::MAX as usize {
-            "--rooms must be 1 to 2^31-1"
+        let what = if self.rooms == 0 || self.rooms > MAX_ROOMS {
+            format!("--rooms must be 1 to {MAX_ROOMS}")
         } else if !(1..=127).contains(&self.room_capacity) {
-            "--room-capacity must be 1 to 127 (the user list counts users in an i8)"
+            "--room-capacity must be 1 to 127 (the user list counts users in an i8)".into()
         } else if self.max_users == 0 {
-            "--max-users must be at least 1"
+            "--max-users must be at least 1".into()
         } else {
             return Ok(());
         };
-        Err(Error::Config { what: what.into() })
+        Err(Error::Config { what })
     }
 }
 

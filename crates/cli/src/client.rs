@@ -1,15 +1,16 @@
 //! `iomodels client`: an echo client for people (stdin lines) and scripts (`--count`).
 
+use crate::flags;
 use anyhow::{bail, Context, Result};
 use std::io::{BufRead, Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 
 /// Flags of `iomodels client`.
 #[derive(clap::Args, Debug)]
 pub struct ClientArgs {
     /// The echo server.
-    #[arg(long, default_value = "127.0.0.1:7000")]
-    addr: String,
+    #[arg(long, default_value = "127.0.0.1:7000", value_parser = flags::addr)]
+    addr: SocketAddr,
     /// Send this text instead of reading stdin.
     #[arg(long)]
     message: Option<String>,
@@ -20,7 +21,7 @@ pub struct ClientArgs {
 
 pub fn run(args: ClientArgs) -> Result<()> {
     let mut stream =
-        TcpStream::connect(&args.addr).with_context(|| format!("connecting to {}", args.addr))?;
+        TcpStream::connect(args.addr).with_context(|| format!("connecting to {}", args.addr))?;
     stream.set_nodelay(true)?;
     match args.message {
         Some(message) => scripted(&mut stream, message.as_bytes(), args.count),

@@ -1,18 +1,44 @@
 //! `iomodels`: a thin command line over the library crates.
 //!
-//! Each subcommand parses its flags and calls one library function; nothing else lives here.
+//! Each subcommand parses its flags into a library's plain configuration and calls one
+//! library function; flags, progress bars, banners and exit statuses live here and nowhere
+//! else.
+//!
+//! Conventions shared by every subcommand: results on stdout (one JSON line with `--json`);
+//! banners, progress, logs and errors on stderr, without colour when stderr is not a
+//! terminal; an error is one line, `iomodels: what failed: why`, each cause once; the exit
+//! status is 0 on success, 1 when the run failed, 2 for bad usage.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod bench;
+mod chat;
 mod client;
+mod compare;
+mod flags;
+mod progress;
 mod serve;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+
+/// Exit status of a run that failed.
+const FAILURE: i32 = 1;
+/// Exit status of bad usage: a flag clap refused, or settings the libraries refused.
+const USAGE: i32 = 2;
 
 /// Every socket I/O model of the book behind one API, measured.
 #[derive(Parser, Debug)]
-#[command(name = "iomodels", version, about)]
+#[command(
+    name = "iomodels",
+    version,
+    about,
+    after_help = "Exit status: 0 on success; 1 when the run failed (including a bench that \
+                  saw errors or held fewer connections than asked, and a chat-bots swarm \
+                  that saw anything wrong); 2 for bad usage (an unknown flag, a value out of \
+                  range, settings that do not fit together)."
+)]
 struct Cli {
     /// More log output (-v info, -vv debug, -vvv trace). RUST_LOG overrides it.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -31,23 +57,25 @@ enum Command {
     /// An echo client: interactive (stdin lines out, echoes printed) or scripted.
     Client(client::ClientArgs),
     /// Load an echo server and measure it: every echoed byte verified.
-    Bench(iomodels_load::cli::BenchArgs),
+    Bench(bench::BenchArgs),
     /// Measure every model and the peers under the same load; write report/.
-    Compare(iomodels_compare::CompareArgs),
+    Compare(compare::CompareArgs),
     /// The chat server (the tutorial's protocol) on any model.
-    ChatServer(iomodels_chat::cli::ChatServerArgs),
+    ChatServer(chat::ChatServerArgs),
     /// A swarm of chat bots that checks every notify arrives once, in order.
-    ChatBots(iomodels_chat::cli::ChatBotsArgs),
+    ChatBots(chat::ChatBotsArgs),
     /// An interactive chat client: login, join, say, leave.
-    ChatClient(iomodels_chat::cli::ChatClientArgs),
+    ChatClient(chat::ChatClientArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     if let Err(e) = run(cli.command) {
+        // `{:#}` prints the chain on one line; the libraries' messages leave their causes
+        // to the chain, so each is printed once.
         eprintln!("iomodels: {e:#}");
-        std::process::exit(1);
+        std::process::exit(exit_status(&e));
     }
 }
 
@@ -59,18 +87,55 @@ fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Client(args) => client::run(args),
-        Command::Bench(args) => Ok(iomodels_load::cli::run(args)?),
-        Command::Compare(args) => Ok(iomodels_compare::run(args)?),
-        Command::ChatServer(args) => Ok(iomodels_chat::cli::run_server(args)?),
-        Command::ChatBots(args) => {
-            let report = iomodels_chat::cli::run_bots(args)?;
-            if !report.is_clean() {
-                anyhow::bail!("the swarm saw protocol errors or lost or duplicated notifies");
-            }
-            Ok(())
-        }
-        Command::ChatClient(args) => Ok(iomodels_chat::cli::run_client(args)?),
+        Command::Bench(args) => bench::run(args),
+        Command::Compare(args) => compare::run(args),
+        Command::ChatServer(args) => chat::run_server(args),
+        Command::ChatBots(args) => chat::run_bots(args),
+        Command::ChatClient(args) => chat::run_client(args),
     }
+}
+
+/// Settings that do not fit together, found after clap parsed each flag.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Usage(String);
+
+/// A usage error (exit status 2) saying `what`.
+fn usage(what: impl Into<String>) -> anyhow::Error {
+    Usage(what.into()).into()
+}
+
+/// [`USAGE`] when the error is bad usage (ours, or settings a library refused before
+/// doing anything), else [`FAILURE`].
+fn exit_status(error: &anyhow::Error) -> i32 {
+    use iomodels_compare::Error as Compare;
+    use iomodels_load::Error as Load;
+    let is_usage = error.chain().any(|cause| {
+        cause.is::<Usage>()
+            || matches!(
+                cause.downcast_ref::<Load>(),
+                Some(Load::InvalidConfig(_) | Load::TooManyConnections { .. })
+            )
+            || matches!(
+                cause.downcast_ref::<iomodels_chat::Error>(),
+                Some(iomodels_chat::Error::Config { .. })
+            )
+            || matches!(
+                cause.downcast_ref::<Compare>(),
+                Some(Compare::InvalidArgs(_) | Compare::UnknownModel(_) | Compare::UnknownPeer(_))
+            )
+    });
+    if is_usage {
+        USAGE
+    } else {
+        FAILURE
+    }
+}
+
+/// Raise the open-file soft limit to the hard limit and return the ceiling, for the
+/// servers' banners. (The raise lives with the load generator, which needed it first.)
+fn raise_open_file_limit() -> u64 {
+    iomodels_load::raise_open_file_limit()
 }
 
 fn print_models() {
@@ -113,5 +178,6 @@ fn init_logging(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }

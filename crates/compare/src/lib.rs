@@ -29,76 +29,58 @@ pub use error::Error;
 pub use report::Report;
 
 use process::{command_line, Binaries, ServerProcess};
-use progress::Progress;
+pub use progress::Progress;
 use report::{Kind, Phase, Row, Settings, TargetInfo};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 use target::{Peer, Target};
 
-/// Flags of `iomodels compare`.
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct CompareArgs {
+/// What `iomodels compare` is asked to do: the flags, as plain values. `None` takes the
+/// default (or the `--quick` default) given in each field's doc.
+#[derive(Debug, Clone, Default)]
+pub struct CompareConfig {
     /// Models to measure: `all`, `none`, or a list like `epoll,uring`.
-    #[arg(long, default_value = "all")]
     pub models: String,
     /// Peers to measure: `all`, `none`, or a list of tokio-current, tokio-multi, monoio.
-    #[arg(long, default_value = "all")]
     pub peers: String,
     /// Connection counts of the bench matrix [default: 1,100,1000,10000; --quick: 1,100].
-    #[arg(long, value_delimiter = ',')]
     pub connections: Option<Vec<u64>>,
     /// Payload sizes in bytes [default: 64].
-    #[arg(long, value_delimiter = ',')]
     pub payloads: Option<Vec<u64>>,
     /// Pipeline depths; 1 is ping-pong [default: 1,16].
-    #[arg(long, value_delimiter = ',')]
     pub pipelines: Option<Vec<u64>>,
     /// Warm-up seconds per run [default: 1; --quick: 0.5].
-    #[arg(long)]
     pub warmup: Option<f64>,
     /// Measured seconds per run [default: 5; --quick: 1].
-    #[arg(long)]
     pub duration: Option<f64>,
     /// Highest connection count of the capacity ramp [default: 10000; --quick: 1000].
-    #[arg(long)]
     pub capacity_cap: Option<u64>,
     /// Steps of the capacity ramp [default: 1000,2000,5000,10000 up to the cap, then the cap].
-    #[arg(long, value_delimiter = ',')]
     pub capacity_steps: Option<Vec<u64>>,
     /// Pin every server to these CPUs, like `0` or `0-1`.
-    #[arg(long)]
     pub server_cpus: Option<String>,
     /// Pin the load generator to these CPUs (passed to bench as --cpus).
-    #[arg(long)]
     pub client_cpus: Option<String>,
     /// Workers for our models and the multi-threaded peers [default: the number of server
     /// CPUs when pinned, else each model's default and all CPUs for the peers].
-    #[arg(long)]
     pub workers: Option<usize>,
     /// Load generator threads (passed to bench as --threads).
-    #[arg(long)]
     pub threads: Option<usize>,
     /// Run the matrix this many times, every server once per round in turn, and report
     /// each cell's median round (the machine's noise shows in the spread; see compare.json).
-    #[arg(long, default_value_t = 1)]
     pub rounds: usize,
     /// A short run (about a minute for two servers): counts 1,100, 1 s windows, one
     /// capacity step of 1000.
-    #[arg(long)]
     pub quick: bool,
     /// Folder the report is written to.
-    #[arg(long, default_value = "report")]
     pub out: PathBuf,
     /// Folder holding the `iomodels` and `iomodels-peers` binaries [default: the folder
     /// of the running executable].
-    #[arg(long)]
     pub bin_dir: Option<PathBuf>,
     /// Measure nothing: rewrite compare.md and the charts in `--out` from this compare.json.
-    #[arg(long, value_name = "FILE")]
     pub from_json: Option<PathBuf>,
     /// Root of the iomodels source tree, to count the drivers' lines [default: found from
     /// the current directory].
-    #[arg(long)]
     pub source: Option<PathBuf>,
 }
 
@@ -115,7 +97,7 @@ pub struct Plan {
 
 impl Plan {
     /// Resolve defaults and `--quick`, and check the flags.
-    pub fn from_args(args: &CompareArgs) -> Result<Self, Error> {
+    pub fn from_args(args: &CompareConfig) -> Result<Self, Error> {
         let quick = args.quick;
         let mut targets: Vec<Target> = target::parse_models(&args.models)?
             .into_iter()
@@ -153,9 +135,10 @@ impl Plan {
         let pipelines = list(&args.pipelines, &[1, 16], &[1, 16], "pipelines")?;
         let warmup_secs = args.warmup.unwrap_or(if quick { 0.5 } else { 1.0 });
         let duration_secs = args.duration.unwrap_or(if quick { 1.0 } else { 5.0 });
-        if !(warmup_secs >= 0.0 && duration_secs > 0.0) {
+        let day = 86_400.0;
+        if !((0.0..=day).contains(&warmup_secs) && duration_secs > 0.0 && duration_secs <= day) {
             return Err(Error::InvalidArgs(
-                "--warmup must be 0 or more and --duration above 0".into(),
+                "--warmup must be 0 to 86400 seconds and --duration above 0, at most 86400".into(),
             ));
         }
         let cap = args
@@ -219,8 +202,8 @@ impl Plan {
     }
 }
 
-/// Run the comparison and write the report.
-pub fn run(args: CompareArgs) -> Result<(), Error> {
+/// Run the comparison and write the report, telling `progress` about each run.
+pub fn run(args: CompareConfig, progress: &mut dyn Progress) -> Result<(), Error> {
     if let Some(json) = &args.from_json {
         return rewrite(json, &args.out);
     }
@@ -265,7 +248,7 @@ pub fn run(args: CompareArgs) -> Result<(), Error> {
     let per_target = plan.runs_per_target();
     let matrix_runs = per_target - plan.settings.capacity_steps.len();
     let total = per_target + (rounds - 1) * matrix_runs;
-    let mut progress = Progress::new((total * plan.targets.len()) as u64);
+    progress.begin((total * plan.targets.len()) as u64);
     let mut failed: Vec<Target> = Vec::new();
     for round in 0..rounds {
         for &target in &plan.targets {
@@ -583,12 +566,12 @@ fn summary_line(row: &Row) -> String {
 mod tests {
     use super::*;
 
-    fn args() -> CompareArgs {
-        CompareArgs {
+    fn args() -> CompareConfig {
+        CompareConfig {
             models: "all".into(),
             peers: "all".into(),
             out: "report".into(),
-            ..CompareArgs::default()
+            ..CompareConfig::default()
         }
     }
 
@@ -607,7 +590,7 @@ mod tests {
         assert_eq!(s.capacity_steps, [1000, 2000, 5000, 10_000]);
         assert_eq!(plan.runs_per_target(), 8 + 4);
 
-        let capped = Plan::from_args(&CompareArgs {
+        let capped = Plan::from_args(&CompareConfig {
             capacity_cap: Some(19_000),
             ..args()
         })
@@ -620,7 +603,7 @@ mod tests {
 
     #[test]
     fn quick_plan_is_short_and_pinning_sets_the_workers() {
-        let plan = Plan::from_args(&CompareArgs {
+        let plan = Plan::from_args(&CompareConfig {
             quick: true,
             models: "epoll".into(),
             peers: "tokio-current".into(),
@@ -647,24 +630,24 @@ mod tests {
 
     #[test]
     fn bad_flags_are_refused() {
-        let bad = |args: CompareArgs| Plan::from_args(&args).unwrap_err().to_string();
-        assert!(bad(CompareArgs {
+        let bad = |args: CompareConfig| Plan::from_args(&args).unwrap_err().to_string();
+        assert!(bad(CompareConfig {
             models: "none".into(),
             peers: "none".into(),
             ..args()
         })
         .contains("no model and no peer"));
-        assert!(bad(CompareArgs {
+        assert!(bad(CompareConfig {
             connections: Some(vec![0]),
             ..args()
         })
         .contains("--connections"));
-        assert!(bad(CompareArgs {
+        assert!(bad(CompareConfig {
             server_cpus: Some("3-1".into()),
             ..args()
         })
         .contains("backwards"));
-        assert!(bad(CompareArgs {
+        assert!(bad(CompareConfig {
             duration: Some(0.0),
             ..args()
         })

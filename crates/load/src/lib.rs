@@ -36,7 +36,6 @@
 //! ```
 #![deny(clippy::undocumented_unsafe_blocks)]
 
-pub mod cli;
 mod config;
 mod error;
 pub mod pattern;
@@ -45,7 +44,7 @@ mod server;
 mod sys;
 mod worker;
 
-pub use config::{connection_ceiling, BenchConfig, RESERVED_DESCRIPTORS};
+pub use config::{connection_ceiling, raise_open_file_limit, BenchConfig, RESERVED_DESCRIPTORS};
 pub use error::Error;
 pub use report::{BenchReport, ErrorCounts, Latency, Limit, Phase, Progress, ServerReport};
 

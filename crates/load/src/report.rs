@@ -47,6 +47,33 @@ pub struct BenchReport {
     pub limit: Limit,
 }
 
+impl BenchReport {
+    /// What makes this run unfit to quote, one phrase each: connections that failed or
+    /// were closed, echoes that were wrong, fewer connections held than asked. Empty for a
+    /// clean run. `iomodels bench` exits non-zero unless this is empty (or
+    /// `--allow-errors`).
+    pub fn problems(&self) -> Vec<String> {
+        let e = &self.errors;
+        let mut problems: Vec<String> = [
+            (e.connect_failed, "connection attempts failed"),
+            (e.connect_timeout, "connection attempts timed out"),
+            (e.disconnected, "connections closed or reset by the server"),
+            (e.verify_failed, "connections got a wrong echo"),
+        ]
+        .into_iter()
+        .filter(|&(count, _)| count > 0)
+        .map(|(count, what)| format!("{count} {what}"))
+        .collect();
+        if self.connections_held < self.connections_requested {
+            problems.push(format!(
+                "{} of {} connections held",
+                self.connections_held, self.connections_requested
+            ));
+        }
+        problems
+    }
+}
+
 /// Round-trip latency percentiles in microseconds. In open loop they are measured from
 /// each message's scheduled send time, so a server that falls behind is charged for the
 /// queueing it causes (no coordinated omission).

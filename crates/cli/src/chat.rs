@@ -1,0 +1,180 @@
+//! `iomodels chat-server`, `chat-bots` and `chat-client`: the flags, and running the chat
+//! library from them.
+
+use crate::flags::{self, IdleTimeout};
+use crate::progress::Progress;
+use anyhow::{Context, Result};
+use iomodels_chat::{
+    engine_config, start, AcceptAll, ChatConfig, Mode, PasswordFile, Scenario, SwarmConfig,
+    UserStore, MAX_ROOMS,
+};
+use iomodels_engine::Model;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Flags of `iomodels chat-server`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ChatServerArgs {
+    /// The I/O model (see `iomodels models`).
+    #[arg(long, default_value = "epoll", value_parser = flags::model())]
+    pub model: Model,
+    /// Where to listen.
+    #[arg(long, default_value = "127.0.0.1:7001", value_parser = flags::addr)]
+    pub addr: SocketAddr,
+    /// Number of rooms (numbered from 0), at most 100000.
+    #[arg(long, default_value_t = 10, value_parser = flags::bounded(1, MAX_ROOMS))]
+    pub rooms: usize,
+    /// Users per room (1 to 127).
+    #[arg(long, default_value_t = 20, value_parser = flags::bounded(1, 127))]
+    pub room_capacity: usize,
+    /// Users logged in at once.
+    #[arg(long, default_value_t = 1000, value_parser = flags::bounded(1, usize::MAX))]
+    pub max_users: usize,
+    /// Close a session silent for this many seconds (0: never).
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = flags::idle_timeout)]
+    pub idle_timeout: IdleTimeout,
+    /// Where the game logic runs.
+    #[arg(long, default_value = "logic", value_parser = flags::mode())]
+    pub mode: Mode,
+    /// A file of `user:password` lines; without it every password is accepted.
+    #[arg(long)]
+    pub users: Option<PathBuf>,
+    /// Worker threads of the model (default: the model's own).
+    #[arg(long)]
+    pub workers: Option<usize>,
+}
+
+/// Run the chat server until SIGINT or SIGTERM, then shut down gracefully.
+pub fn run_server(args: ChatServerArgs) -> Result<()> {
+    let store: Arc<dyn UserStore> = match &args.users {
+        Some(path) => Arc::new(PasswordFile::load(path)?),
+        None => Arc::new(AcceptAll),
+    };
+    let mut engine = engine_config(args.model, args.addr);
+    engine.idle_timeout = args.idle_timeout.0;
+    engine.workers = args.workers;
+    let chat = ChatConfig {
+        rooms: args.rooms,
+        room_capacity: args.room_capacity,
+        max_users: args.max_users,
+        mode: args.mode,
+    };
+    let descriptors = crate::raise_open_file_limit();
+    // Before any thread starts, so that none of them takes the signals.
+    let termination =
+        iomodels_signals::Termination::block().context("blocking SIGINT and SIGTERM")?;
+    let server = start(engine, chat, store)?;
+    eprintln!(
+        "iomodels: chat server on {} ({} model, {} mode, {} rooms of {}, up to {descriptors} \
+         descriptors); Ctrl-C stops it",
+        server.local_addr(),
+        args.model,
+        args.mode,
+        args.rooms,
+        args.room_capacity
+    );
+    let signal = termination.wait();
+    tracing::info!(signal, "stopping");
+    // Every request read so far is answered before the sessions close; the counters are
+    // read after every thread has ended.
+    server.shutdown();
+    let stopped = server.join()?;
+    eprintln!(
+        "iomodels: stopped: {} sessions, {} logins, {} chats, {} protocol errors, {} requests \
+         dropped at shutdown",
+        stopped.engine.accepted,
+        stopped.chat.logins,
+        stopped.chat.chats,
+        stopped.chat.protocol_errors,
+        stopped.chat.dropped
+    );
+    Ok(())
+}
+
+/// Flags of `iomodels chat-bots`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ChatBotsArgs {
+    /// The chat server.
+    #[arg(long, default_value = "127.0.0.1:7001", value_parser = flags::addr)]
+    pub addr: SocketAddr,
+    /// Number of bots.
+    #[arg(long, default_value_t = 100, value_parser = flags::bounded(1, 100_000))]
+    pub bots: usize,
+    /// Rooms to spread the bots over (bot i uses room i mod R), at most 100000.
+    #[arg(long, default_value_t = 10, value_parser = flags::bounded(1, MAX_ROOMS))]
+    pub rooms: usize,
+    /// What the bots do.
+    #[arg(long, default_value = "room-chat", value_parser = flags::scenario())]
+    pub scenario: Scenario,
+    /// Operations per second per bot (chats, logins, reconnects or enter/leave cycles).
+    #[arg(long, default_value = "10", value_parser = flags::rate)]
+    pub rate: f64,
+    /// How long to run, in seconds.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = flags::positive_seconds)]
+    pub duration: Duration,
+    /// Print the report as one line of JSON on stdout (the text report goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Run the swarm; the report goes to stdout (one JSON line with `--json`, the text report
+/// then going to stderr), progress to stderr. A swarm that saw anything wrong is an error
+/// that says what.
+pub fn run_bots(args: ChatBotsArgs) -> Result<()> {
+    let config = SwarmConfig {
+        addr: args.addr,
+        bots: args.bots,
+        rooms: args.rooms,
+        scenario: args.scenario,
+        rate: args.rate,
+        duration: args.duration,
+        ..SwarmConfig::default()
+    };
+    let total = config.duration.as_millis() as u64;
+    let mut progress = Progress::new(total, "{spinner} [{bar:40}] {elapsed} {msg}");
+    let report = iomodels_chat::run_swarm_with_progress(&config, |p| {
+        let what = format!(
+            "{} requests, {} chats, {}/{} bots done",
+            p.requests, p.chats_sent, p.finished, p.bots
+        );
+        if let Progress::Bar(bar) = &progress {
+            bar.set_position((p.elapsed.as_millis() as u64).min(total));
+            bar.set_message(what);
+        } else if progress.line_due(false) {
+            eprintln!(
+                "chat-bots {}: {:.1}/{:.1} s, {what}",
+                config.addr,
+                p.elapsed.as_secs_f64(),
+                p.duration.as_secs_f64()
+            );
+        }
+    });
+    progress.clear();
+    let report = report?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+        eprint!("{report}");
+    } else {
+        print!("{report}");
+    }
+    let problems = report.problems();
+    if !problems.is_empty() {
+        anyhow::bail!("chat-bots against {}: {}", report.addr, problems.join(", "));
+    }
+    Ok(())
+}
+
+/// Flags of `iomodels chat-client`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ChatClientArgs {
+    /// The chat server.
+    #[arg(long, default_value = "127.0.0.1:7001", value_parser = flags::addr)]
+    pub addr: SocketAddr,
+}
+
+/// Run the interactive client on standard input and output.
+pub fn run_client(args: ChatClientArgs) -> Result<()> {
+    Ok(iomodels_chat::interactive(args.addr)?)
+}

@@ -1,0 +1,149 @@
+//! Value parsers every subcommand shares, so a flag of the same name has one type, one
+//! meaning and one error everywhere.
+//!
+//! - `--model`, `--mode`, `--scenario`: the library enums, parsed from their `ALL` lists,
+//!   so `--help` lists every name with its one-line description (the libraries stay free
+//!   of clap).
+//! - `--addr`: an `IP:PORT` (or `HOST:PORT`, resolved once, first address).
+//! - seconds (`--duration`, `--warmup`, `--idle-timeout`, ...): a decimal number of
+//!   seconds, finite and at most a day; `--idle-timeout 0` turns the timeout off.
+//!
+//! A value a parser refuses is a usage error: clap prints it and exits with status 2.
+
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+/// The longest time any seconds flag accepts: one day.
+pub const MAX_SECONDS: f64 = 86_400.0;
+
+/// A parser for one of `all`, by name, listing each with its description in `--help`.
+pub fn choice<T>(
+    all: &[T],
+    name: fn(T) -> &'static str,
+    description: fn(T) -> &'static str,
+) -> impl TypedValueParser<Value = T>
+where
+    T: Copy + Send + Sync + 'static,
+{
+    let all = all.to_vec();
+    let names = all
+        .iter()
+        .map(|&value| PossibleValue::new(name(value)).help(description(value)));
+    PossibleValuesParser::new(names).map(move |text: String| {
+        *all.iter()
+            .find(|&&value| name(value) == text)
+            .expect("clap only passes a listed name")
+    })
+}
+
+/// `--model`: an engine model, listed from [`iomodels_engine::Model::ALL`].
+pub fn model() -> impl TypedValueParser<Value = iomodels_engine::Model> {
+    use iomodels_engine::Model;
+    choice(&Model::ALL, Model::name, Model::description)
+}
+
+/// `--mode`: where the chat's game logic runs.
+pub fn mode() -> impl TypedValueParser<Value = iomodels_chat::Mode> {
+    use iomodels_chat::Mode;
+    choice(&Mode::ALL, Mode::name, Mode::description)
+}
+
+/// `--scenario`: what the chat bots do.
+pub fn scenario() -> impl TypedValueParser<Value = iomodels_chat::Scenario> {
+    use iomodels_chat::Scenario;
+    choice(&Scenario::ALL, Scenario::name, Scenario::description)
+}
+
+/// `--addr`: `IP:PORT`, or `HOST:PORT` resolved to its first address.
+pub fn addr(text: &str) -> Result<SocketAddr, String> {
+    let bad = || format!("'{text}' is not an address like 127.0.0.1:7000");
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    text.to_socket_addrs()
+        .map_err(|_| bad())?
+        .next()
+        .ok_or_else(bad)
+}
+
+/// A decimal number of seconds, 0 to [`MAX_SECONDS`].
+pub fn seconds(text: &str) -> Result<Duration, String> {
+    let value: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number of seconds"))?;
+    if !(0.0..=MAX_SECONDS).contains(&value) {
+        return Err(format!(
+            "{text} seconds is out of range: 0 to {MAX_SECONDS} (a day)"
+        ));
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+/// Like [`seconds`], but 0 is refused.
+pub fn positive_seconds(text: &str) -> Result<Duration, String> {
+    match seconds(text)? {
+        d if d.is_zero() => Err("must be above 0 seconds".into()),
+        d => Ok(d),
+    }
+}
+
+/// `--idle-timeout`: seconds a session may stay silent; 0 turns the timeout off.
+pub fn idle_timeout(text: &str) -> Result<IdleTimeout, String> {
+    let duration = seconds(text)?;
+    Ok(IdleTimeout((!duration.is_zero()).then_some(duration)))
+}
+
+/// The value of `--idle-timeout`: `None` is off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdleTimeout(pub Option<Duration>);
+
+/// A parser for a whole number from `min` to `max`, saying the range when refused.
+pub fn bounded(min: usize, max: usize) -> impl TypedValueParser<Value = usize> {
+    move |text: &str| -> Result<usize, String> {
+        match text.trim().parse::<usize>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(format!(
+                "'{text}' is not a whole number from {min} to {max}"
+            )),
+        }
+    }
+}
+
+/// A rate: a finite number above 0, at most `max`.
+pub fn rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(rate) if rate > 0.0 && rate <= 1e9 => Ok(rate),
+        _ => Err(format!("'{text}' is not a number above 0 (at most 1e9)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_are_finite_and_bounded() {
+        assert_eq!(seconds("0.5"), Ok(Duration::from_millis(500)));
+        for bad in ["inf", "-1", "NaN", "1e30", "x", "86401"] {
+            assert!(seconds(bad).is_err(), "{bad}");
+        }
+        assert!(positive_seconds("0").is_err());
+        assert_eq!(idle_timeout("0"), Ok(IdleTimeout(None)));
+        assert_eq!(
+            idle_timeout("2.5"),
+            Ok(IdleTimeout(Some(Duration::from_millis(2500))))
+        );
+    }
+
+    #[test]
+    fn addresses_and_rates() {
+        assert_eq!(addr("127.0.0.1:9").unwrap().port(), 9);
+        assert!(addr("localhost:seven")
+            .unwrap_err()
+            .contains("not an address"));
+        assert!(rate("inf").is_err() && rate("0").is_err() && rate("NaN").is_err());
+        assert_eq!(rate("2.5"), Ok(2.5));
+    }
+}
