@@ -73,6 +73,70 @@ fn busy_port_is_one_clear_error() {
 }
 
 #[test]
+fn os_error_is_printed_once() {
+    // 192.0.2.0/24 is TEST-NET-1: never a local address, so bind fails with
+    // EADDRNOTAVAIL whatever the user's privileges.
+    let output = iomodels()
+        .args(["serve", "--addr", "192.0.2.1:7000"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot listen on 192.0.2.1:7000"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("(os error").count(), 1, "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn serve_raises_the_open_file_limit_and_says_so() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid, writable rlimit.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+        0
+    );
+    let hard = limit.rlim_max;
+    let mut command = iomodels();
+    command
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .stderr(Stdio::piped());
+    // SAFETY: between fork and exec the closure only calls setrlimit, which is
+    // async-signal-safe, on a value it owns.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        command.pre_exec(move || {
+            let soft = libc::rlimit {
+                rlim_cur: 1024.min(hard),
+                rlim_max: hard,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &soft) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    assert!(
+        line.contains(&format!("up to {hard} descriptors")),
+        "{line:?} (hard limit {hard})"
+    );
+    assert!(iomodels_compare::process::announced_addr(&line).is_some());
+}
+
+#[test]
 fn unknown_model_lists_the_models() {
     let output = iomodels()
         .args(["serve", "--model", "iocp"])
