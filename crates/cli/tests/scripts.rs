@@ -1,17 +1,11 @@
 //! What scripts rely on: exit statuses (0 success, 1 failure, 2 bad usage), one JSON line
 //! on stdout with `--json`, and errors that say what went wrong.
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::process::{Command, Output, Stdio};
+mod util;
 
-fn iomodels(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_iomodels"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
+use std::net::TcpListener;
+use std::process::Output;
+use util::{output as iomodels, serve, stop};
 
 /// A loopback address where nothing listens.
 fn dead_addr() -> String {
@@ -70,24 +64,11 @@ fn bench_against_a_server_that_drops_connections_fails() {
 
 #[test]
 fn bench_against_a_healthy_server_exits_zero() {
-    let mut server = Command::new(env!("CARGO_BIN_EXE_iomodels"))
-        .args(["serve", "--addr", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stderr.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = iomodels_compare::process::announced_addr(&line)
-        .unwrap()
-        .to_string();
+    let (server, addr) = serve("epoll");
     let mut args = vec!["bench", "--addr", &addr, "--json"];
     args.extend(SHORT_BENCH);
     let output = iomodels(&args);
-    // SAFETY: sending a signal to our own child process.
-    unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
-    assert!(server.wait().unwrap().success());
+    assert!(stop(server).success());
     assert_eq!(output.status.code(), Some(0), "{output:?}");
     assert_eq!(json_line(&output)["connections_held"], 4);
 }

@@ -1,31 +1,11 @@
 //! The `iomodels` binary as a user runs it: real processes, real signals.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod util;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn iomodels() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_iomodels"))
-}
-
-/// Start `serve` on a free port; returns the child and the address it printed.
-fn serve(model: &str) -> (std::process::Child, String) {
-    let mut child = iomodels()
-        .args(["serve", "--model", model, "--addr", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stderr.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    // "iomodels: epoll echo server on 127.0.0.1:PORT (N workers)", read as compare reads it.
-    let addr = iomodels_compare::process::announced_addr(&line)
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
-    (child, addr)
-}
+use util::{iomodels, output, serve, spawn_server, stop};
 
 #[test]
 fn sigterm_flushes_and_exits_zero() {
@@ -37,7 +17,7 @@ fn sigterm_flushes_and_exits_zero() {
             );
             continue;
         }
-        let (mut child, addr) = serve(model);
+        let (child, addr) = serve(model);
         let mut client = TcpStream::connect(&addr).unwrap();
         client
             .set_read_timeout(Some(Duration::from_secs(20)))
@@ -46,9 +26,7 @@ fn sigterm_flushes_and_exits_zero() {
         let mut echo = [0; 5];
         client.read_exact(&mut echo).unwrap();
         assert_eq!(&echo, b"hello");
-        // SAFETY: sending a signal to our own child process.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let status = child.wait().unwrap();
+        let status = stop(child);
         assert!(status.success(), "{model}: exit status {status}");
         // The server closed the session in order: EOF, not a reset.
         let mut rest = Vec::new();
@@ -58,14 +36,9 @@ fn sigterm_flushes_and_exits_zero() {
 
 #[test]
 fn busy_port_is_one_clear_error() {
-    let (mut child, addr) = serve("epoll");
-    let output = iomodels()
-        .args(["serve", "--model", "poll", "--addr", &addr])
-        .output()
-        .unwrap();
-    // SAFETY: sending a signal to our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    child.wait().unwrap();
+    let (child, addr) = serve("epoll");
+    let output = output(&["serve", "--model", "poll", "--addr", &addr]);
+    stop(child);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("already in use"), "{stderr}");
@@ -76,10 +49,7 @@ fn busy_port_is_one_clear_error() {
 fn os_error_is_printed_once() {
     // 192.0.2.0/24 is TEST-NET-1: never a local address, so bind fails with
     // EADDRNOTAVAIL whatever the user's privileges.
-    let output = iomodels()
-        .args(["serve", "--addr", "192.0.2.1:7000"])
-        .output()
-        .unwrap();
+    let output = output(&["serve", "--addr", "192.0.2.1:7000"]);
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -103,9 +73,7 @@ fn serve_raises_the_open_file_limit_and_says_so() {
     );
     let hard = limit.rlim_max;
     let mut command = iomodels();
-    command
-        .args(["serve", "--addr", "127.0.0.1:0"])
-        .stderr(Stdio::piped());
+    command.args(["serve", "--addr", "127.0.0.1:0"]);
     // SAFETY: between fork and exec the closure only calls setrlimit, which is
     // async-signal-safe, on a value it owns.
     unsafe {
@@ -121,27 +89,17 @@ fn serve_raises_the_open_file_limit_and_says_so() {
             Ok(())
         });
     }
-    let mut child = command.spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stderr.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    // SAFETY: sending a signal to our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    assert!(child.wait().unwrap().success());
+    let (child, line, _) = spawn_server(&mut command);
+    assert!(stop(child).success());
     assert!(
         line.contains(&format!("up to {hard} descriptors")),
         "{line:?} (hard limit {hard})"
     );
-    assert!(iomodels_compare::process::announced_addr(&line).is_some());
 }
 
 #[test]
 fn unknown_model_lists_the_models() {
-    let output = iomodels()
-        .args(["serve", "--model", "iocp"])
-        .output()
-        .unwrap();
+    let output = output(&["serve", "--model", "iocp"]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     for model in [
@@ -153,10 +111,7 @@ fn unknown_model_lists_the_models() {
 
 #[test]
 fn bad_address_is_one_clear_error() {
-    let output = iomodels()
-        .args(["serve", "--addr", "localhost:seven"])
-        .output()
-        .unwrap();
+    let output = output(&["serve", "--addr", "localhost:seven"]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("not an address"), "{stderr}");
@@ -164,7 +119,7 @@ fn bad_address_is_one_clear_error() {
 
 #[test]
 fn models_lists_windows_originals() {
-    let output = iomodels().arg("models").output().unwrap();
+    let output = output(&["models"]);
     assert!(output.status.success());
     let stdout = String::from_utf8_lossy(&output.stdout);
     for original in ["WSAAsyncSelect", "WSAEventSelect", "IOCP", "WSAPoll"] {
@@ -174,22 +129,17 @@ fn models_lists_windows_originals() {
 
 #[test]
 fn scripted_client_verifies_echoes() {
-    let (mut child, addr) = serve("epoll");
-    let output = iomodels()
-        .args([
-            "client",
-            "--addr",
-            &addr,
-            "--message",
-            "ping",
-            "--count",
-            "100",
-        ])
-        .output()
-        .unwrap();
-    // SAFETY: sending a signal to our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    assert!(child.wait().unwrap().success());
+    let (child, addr) = serve("epoll");
+    let output = output(&[
+        "client",
+        "--addr",
+        &addr,
+        "--message",
+        "ping",
+        "--count",
+        "100",
+    ]);
+    assert!(stop(child).success());
     assert!(output.status.success());
     assert!(String::from_utf8_lossy(&output.stdout).contains("100 echoes of 4 bytes verified"));
 }
