@@ -19,6 +19,7 @@ pub struct ClientArgs {
     count: u64,
 }
 
+/// Run the client: scripted with `--message`, else interactive.
 pub fn run(args: ClientArgs) -> Result<()> {
     let mut stream =
         TcpStream::connect(args.addr).with_context(|| format!("connecting to {}", args.addr))?;

@@ -28,6 +28,7 @@ pub struct ServeArgs {
     send_queue_limit: usize,
 }
 
+/// Serve until SIGINT or SIGTERM, then stop gracefully.
 pub fn run(args: ServeArgs) -> Result<()> {
     let model = args.model;
     if args.workers.is_some() && !model.has_workers() {

@@ -56,19 +56,20 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // Bad usage exits 2, as clap's own errors and `iomodels` do; a failed run exits 1.
+    if let (Peer::TokioCurrent, Some(n)) = (args.server, args.workers.filter(|&n| n != 1)) {
+        eprintln!(
+            "iomodels-peers: tokio-current runs on one thread; --workers {n} is not possible"
+        );
+        return ExitCode::from(2);
+    }
     // Before any runtime starts a thread, so that only the waiting thread takes the signals.
     if let Err(error) = iomodels_signals::Termination::block().and_then(|t| t.exit_on_signal()) {
         eprintln!("iomodels-peers: cannot install the signal handler: {error}");
         return ExitCode::FAILURE;
     }
     let result = match args.server {
-        Peer::TokioCurrent => match args.workers {
-            None | Some(1) => tokio_peer::current_thread(args.addr),
-            Some(n) => Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("tokio-current runs on one thread; --workers {n} is not possible"),
-            )),
-        },
+        Peer::TokioCurrent => tokio_peer::current_thread(args.addr),
         Peer::TokioMulti => tokio_peer::multi_thread(args.addr, args.workers),
         Peer::Monoio => monoio_peer::run(args.addr, args.workers.unwrap_or(1)),
     };

@@ -204,4 +204,6 @@ fn tokio_current_refuses_more_workers() {
         .expect("run iomodels-peers");
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--workers 2"));
+    // Bad usage: status 2, as for clap's own errors.
+    assert_eq!(output.status.code(), Some(2));
 }
