@@ -21,9 +21,9 @@
 //! history explains every view.
 
 use crate::client::{ClientError, Connection};
+use crate::config::MAX_ROOMS;
 use crate::error::Error;
 use crate::membership::{Change, Stay};
-use crate::server::MAX_ROOMS;
 use hdrhistogram::Histogram;
 use iomodels_proto::{Request, Response, ResultCode};
 use std::collections::hash_map::DefaultHasher;

@@ -24,9 +24,11 @@
 
 mod bots;
 mod client;
+mod config;
 mod error;
 mod membership;
 mod server;
+mod stats;
 mod store;
 mod world;
 
@@ -34,9 +36,8 @@ pub use bots::{
     run_swarm, run_swarm_with_progress, BotsReport, Latency, Scenario, SwarmConfig, SwarmProgress,
 };
 pub use client::{interactive, ClientError, Connection};
+pub use config::{engine_config, ChatConfig, Mode, DEFAULT_IDLE_TIMEOUT, MAX_ROOMS};
 pub use error::Error;
-pub use server::{
-    engine_config, start, ChatConfig, ChatHandler, ChatServer, ChatServerHandle, ChatStats,
-    FinalStats, Mode, SessionState, DEFAULT_IDLE_TIMEOUT, MAX_ROOMS,
-};
+pub use server::{start, ChatHandler, ChatServer, ChatServerHandle, FinalStats, SessionState};
+pub use stats::ChatStats;
 pub use store::{AcceptAll, PasswordFile, Refusal, UserStore};

@@ -1,168 +1,19 @@
 //! The chat server: the engine handler, its two modes, and starting it.
 
+use crate::config::{ChatConfig, Mode};
 use crate::error::Error;
+use crate::stats::{ChatStats, Counters};
 use crate::store::UserStore;
 use crate::world::World;
-use iomodels_engine::{CloseReason, Config, Handler, Model, Server, ServerHandle, Session, Stats};
+use iomodels_engine::{CloseReason, Config, Handler, Server, ServerHandle, Session, Stats};
 use iomodels_proto::decode_requests;
 use iomodels_proto::Request;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
-use std::time::Duration;
-
-/// The idle timeout of chat sessions unless set otherwise: a silent socket cannot hold a
-/// user slot forever.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Where the game logic runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// One logic thread fed by a queue of (session, packet) events, as the tutorial's
-    /// packet thread: the game code owns its state and takes no lock.
-    #[default]
-    Logic,
-    /// On the I/O threads, the game state under one mutex.
-    Io,
-}
-
-impl Mode {
-    /// Both modes, the default first.
-    pub const ALL: [Mode; 2] = [Mode::Logic, Mode::Io];
-
-    /// The name used on the command line and in JSON.
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::Logic => "logic",
-            Mode::Io => "io",
-        }
-    }
-
-    /// One line on where the game logic runs.
-    pub fn description(self) -> &'static str {
-        match self {
-            Mode::Logic => "one logic thread fed by a queue; the game code takes no lock",
-            Mode::Io => "on the I/O threads, the game state under one mutex",
-        }
-    }
-}
-
-impl std::fmt::Display for Mode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// The most rooms a server may have (or a swarm may spread over). Each room costs a little
-/// memory up front, whether used or not; far more rooms than users only costs memory.
-pub const MAX_ROOMS: usize = 100_000;
-
-// Room numbers travel as an i32.
-const _: () = assert!(MAX_ROOMS <= i32::MAX as usize);
-
-/// What the chat server serves.
-#[derive(Clone, Debug)]
-pub struct ChatConfig {
-    /// Rooms, numbered `0..rooms`; 1 to [`MAX_ROOMS`].
-    pub rooms: usize,
-    /// Users per room, 1 to 127 (the user list's count is an `i8`).
-    pub room_capacity: usize,
-    /// Users logged in at once.
-    pub max_users: usize,
-    /// Where the game logic runs.
-    pub mode: Mode,
-}
-
-impl Default for ChatConfig {
-    fn default() -> ChatConfig {
-        ChatConfig {
-            rooms: 10,
-            room_capacity: 20,
-            max_users: 1000,
-            mode: Mode::Logic,
-        }
-    }
-}
-
-impl ChatConfig {
-    fn validate(&self) -> Result<(), Error> {
-        let what = if self.rooms == 0 || self.rooms > MAX_ROOMS {
-            format!("--rooms must be 1 to {MAX_ROOMS}")
-        } else if !(1..=127).contains(&self.room_capacity) {
-            "--room-capacity must be 1 to 127 (the user list counts users in an i8)".into()
-        } else if self.max_users == 0 {
-            "--max-users must be at least 1".into()
-        } else {
-            return Ok(());
-        };
-        Err(Error::Config { what })
-    }
-}
-
-/// The engine configuration a chat server starts from: `model` on `addr` with the chat's
-/// idle timeout ([`DEFAULT_IDLE_TIMEOUT`]).
-pub fn engine_config(model: Model, addr: SocketAddr) -> Config {
-    let mut config = Config::new(model, addr);
-    config.idle_timeout = Some(DEFAULT_IDLE_TIMEOUT);
-    config
-}
-
-/// The chat's own counters, beside the engine's.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    logins: AtomicU64,
-    chats: AtomicU64,
-    protocol_errors: AtomicU64,
-    truncated: AtomicU64,
-    requests: AtomicU64,
-    dropped: AtomicU64,
-}
-
-impl Counters {
-    pub(crate) fn login(&self) {
-        self.logins.fetch_add(1, Relaxed);
-    }
-    pub(crate) fn chat(&self) {
-        self.chats.fetch_add(1, Relaxed);
-    }
-
-    fn snapshot(&self) -> ChatStats {
-        ChatStats {
-            logins: self.logins.load(Relaxed),
-            chats: self.chats.load(Relaxed),
-            protocol_errors: self.protocol_errors.load(Relaxed),
-            truncated: self.truncated.load(Relaxed),
-            // Acquire: pairs with the Release in `ChatHandler::data`, so a reader that sees
-            // a request counted sees it queued for the logic thread too.
-            requests: self.requests.load(Ordering::Acquire),
-            dropped: self.dropped.load(Relaxed),
-        }
-    }
-}
-
-/// A snapshot of the chat's counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct ChatStats {
-    /// Successful logins.
-    pub logins: u64,
-    /// Chats accepted and broadcast.
-    pub chats: u64,
-    /// Sessions closed for malformed input.
-    pub protocol_errors: u64,
-    /// Sessions whose peer closed in the middle of a packet (the partial packet is dropped).
-    pub truncated: u64,
-    /// Requests decoded. In [`Mode::Logic`] a request is counted once it is queued for the
-    /// logic thread: a shutdown begun after it was counted answers it.
-    pub requests: u64,
-    /// Requests decoded after shutdown began, dropped unanswered (see
-    /// [`ChatServer::shutdown`]). Every other request of [`ChatStats::requests`] was
-    /// answered.
-    pub dropped: u64,
-}
 
 /// An event for the logic thread.
 enum Event {

@@ -2,7 +2,8 @@
 //! the logic thread owns a `World` outright ([`crate::Mode::Logic`]), or the I/O threads
 //! take turns under one lock ([`crate::Mode::Io`]).
 
-use crate::server::{ChatConfig, Counters};
+use crate::config::ChatConfig;
+use crate::stats::Counters;
 use crate::store::{Refusal, UserStore};
 use iomodels_engine::{Session, SessionId};
 use iomodels_proto::{Request, Response, ResultCode, RoomUser, MAX_MESSAGE_LEN, MAX_USER_ID_LEN};
