@@ -123,7 +123,7 @@ impl BenchConfig {
 /// open-file limit (raised to its hard limit first) less the epoll instances and
 /// [`RESERVED_DESCRIPTORS`]. Here the limit is 20,000, so about 19,900.
 pub fn connection_ceiling(threads: usize) -> u64 {
-    let limit = crate::sys::raise_open_file_limit();
+    let limit = iomodels_sys::raise_open_file_limit();
     limit.saturating_sub(RESERVED_DESCRIPTORS + threads as u64)
 }
 

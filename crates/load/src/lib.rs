@@ -34,14 +34,13 @@
 //! let report = run(&config, |p| eprintln!("{:?}", p.phase)).unwrap();
 //! println!("{}", serde_json::to_string(&report).unwrap());
 //! ```
-#![deny(clippy::undocumented_unsafe_blocks)]
+#![forbid(unsafe_code)]
 
 mod config;
 mod error;
 pub mod pattern;
 mod report;
 mod server;
-mod sys;
 mod worker;
 
 pub use config::{connection_ceiling, raise_open_file_limit, BenchConfig, RESERVED_DESCRIPTORS};
@@ -49,6 +48,7 @@ pub use error::Error;
 pub use report::{BenchReport, ErrorCounts, Latency, Limit, Phase, Progress, ServerReport};
 
 use hdrhistogram::Histogram;
+use iomodels_sys::proc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread;
@@ -90,7 +90,7 @@ pub fn run(
             .name(format!("load-{index}"))
             .spawn(move || {
                 if let Some(cpus) = &config.cpus {
-                    if let Err(e) = sys::pin_current_thread(cpus[index % cpus.len()]) {
+                    if let Err(e) = iomodels_sys::pin_current_thread(cpus[index % cpus.len()]) {
                         let _ = connected.send(Err(Error::io("pinning a load thread", e)));
                         return None;
                     }
@@ -263,8 +263,8 @@ fn assemble(
     config: &BenchConfig,
     threads: usize,
     results: &[ThreadResult],
-    server: Option<(u32, server::ServerSample, server::ServerSample)>,
-    memory: Option<(u64, u64)>,
+    server: Option<(u32, proc::Stat, proc::Stat)>,
+    memory: Option<proc::Status>,
 ) -> BenchReport {
     let seconds = config.duration.as_secs_f64();
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
@@ -309,16 +309,16 @@ fn assemble(
             distinct.dedup();
             distinct.len().min(threads)
         }
-        None => sys::allowed_cpus(0).unwrap_or(1).min(threads),
+        None => iomodels_sys::cpu::allowed_cpus(0).unwrap_or(1).min(threads),
     }
     .max(1) as f64;
     let client_busy = client_cpu_secs / (seconds * client_cores);
 
     let mut server_busy = None;
     let server = server.map(|(pid, before, after)| {
-        let cpu_secs = after.cpu.saturating_sub(before.cpu).as_secs_f64();
+        let cpu_secs = after.cpu().saturating_sub(before.cpu()).as_secs_f64();
         server_busy = Some(cpu_secs / (seconds * server::cores(pid, after.threads)));
-        let (rss_kib, hwm_kib) = memory.unwrap_or((0, 0));
+        let (rss_kib, hwm_kib) = memory.map_or((0, 0), |m| (m.rss_kib, m.hwm_kib));
         ServerReport {
             pid,
             cpu_secs,

@@ -5,14 +5,16 @@
 //! per thread serves all writes and one all reads. Nothing is allocated per message.
 //!
 //! A message costs a read and a write (pipelined: a read and a write per batch), plus a
-//! share of an epoll_pwait2, the same syscalls a lean echo server pays.
+//! share of an epoll_wait, the same syscalls a lean echo server pays.
 
 use crate::config::BenchConfig;
 use crate::error::Error;
 use crate::pattern;
 use crate::report::ErrorCounts;
-use crate::sys::{self, Epoll, HANGUP, READABLE, WRITABLE};
 use hdrhistogram::Histogram;
+use iomodels_sys::cpu::thread_cpu_time;
+use iomodels_sys::socket::set_bind_address_no_port;
+use iomodels_sys::{Epoll, HANGUP, READABLE, WRITABLE};
 use socket2::{Domain, SockAddr, Socket, Type};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -378,7 +380,7 @@ impl Worker {
                 // address never run out, even with old connections in TIME_WAIT.
                 let sources = self.config.source_count() as u64;
                 let host = 1 + (self.global(j) % sources) as u8;
-                sys::set_bind_address_no_port(socket.as_raw_fd())?;
+                set_bind_address_no_port(socket.as_raw_fd())?;
                 let source = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, host)), 0);
                 socket.bind(&SockAddr::from(source))?;
             }
@@ -449,7 +451,7 @@ impl Worker {
         loop {
             if !self.measuring && now >= measure {
                 self.measuring = true;
-                cpu_start = Some(sys::thread_cpu_time());
+                cpu_start = Some(thread_cpu_time());
             }
             if now >= end {
                 break;
@@ -463,7 +465,7 @@ impl Worker {
             now = self.now();
             if !self.measuring && now >= measure {
                 self.measuring = true;
-                cpu_start = Some(sys::thread_cpu_time());
+                cpu_start = Some(thread_cpu_time());
             }
             if now >= end {
                 // Whatever arrived after the window closed is not counted.
@@ -475,7 +477,7 @@ impl Worker {
             }
         }
         let cpu = match cpu_start {
-            Some(before) => sys::thread_cpu_time().saturating_sub(before),
+            Some(before) => thread_cpu_time().saturating_sub(before),
             None => Duration::ZERO,
         };
         self.publish();
