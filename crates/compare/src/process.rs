@@ -4,9 +4,9 @@
 //! and a crash or hang costs one row, not the comparison.
 
 use crate::bench::BenchResult;
+use iomodels_sys::cpu::pin_before_exec;
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -88,37 +88,10 @@ pub fn command_line(program: &Path, args: &[String]) -> String {
         .join(" ")
 }
 
-/// Parse a CPU list like `0`, `0-1` or `0,2-3`.
+/// Parse a CPU list like `0`, `0-1` or `0,2-3`: sorted, without repeats, every CPU below
+/// CPU_SETSIZE (the rules are [`iomodels_sys::parse_cpu_list`]'s).
 pub fn parse_cpu_list(list: &str) -> Result<Vec<usize>, String> {
-    let mut cpus = Vec::new();
-    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let parse = |s: &str| {
-            s.trim()
-                .parse::<usize>()
-                .map_err(|_| format!("'{s}' in CPU list '{list}' is not a CPU number"))
-        };
-        match part.split_once('-') {
-            Some((first, last)) => {
-                let (first, last) = (parse(first)?, parse(last)?);
-                if first > last {
-                    return Err(format!(
-                        "range '{part}' in CPU list '{list}' runs backwards"
-                    ));
-                }
-                cpus.extend(first..=last);
-            }
-            None => cpus.push(parse(part)?),
-        }
-    }
-    if cpus.is_empty() {
-        return Err(format!("CPU list '{list}' names no CPU"));
-    }
-    if let Some(&cpu) = cpus.iter().find(|&&cpu| cpu >= libc::CPU_SETSIZE as usize) {
-        return Err(format!("CPU {cpu} is beyond CPU_SETSIZE"));
-    }
-    cpus.sort_unstable();
-    cpus.dedup();
-    Ok(cpus)
+    iomodels_sys::parse_cpu_list(list).map_err(|error| error.to_string())
 }
 
 /// Where a server says it listens: the address in the first complete line of its stderr
@@ -135,11 +108,9 @@ pub fn announced_addr(stderr: &str) -> Option<SocketAddr> {
 
 /// The resident set of a process, in KiB, from /proc/PID/status.
 pub fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+    iomodels_sys::proc::status(pid)
+        .ok()
+        .map(|status| status.rss_kib)
 }
 
 /// Keeps the last [`STDERR_TAIL`] bytes a child writes to a pipe.
@@ -212,29 +183,6 @@ pub fn one_line(text: &str) -> String {
     plain.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Pin the process about to be exec'd to `cpus`.
-fn pin_before_exec(command: &mut Command, cpus: &[usize]) {
-    // SAFETY: cpu_set_t is plain data and all-zero is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    for &cpu in cpus {
-        // SAFETY: parse_cpu_list only returns CPUs below CPU_SETSIZE, the bound CPU_SET
-        // requires to stay inside `set`.
-        unsafe { libc::CPU_SET(cpu, &mut set) };
-    }
-    // SAFETY: the closure runs between fork and exec, where only async-signal-safe calls
-    // are allowed: it makes one system call on a set built before the fork, and allocates
-    // nothing.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0 {
-                Ok(())
-            } else {
-                Err(io::Error::last_os_error())
-            }
-        });
-    }
-}
-
 /// Send `signal` to a child we have not reaped yet.
 fn signal(child: &Child, signal: libc::c_int) {
     // SAFETY: kill(2) on the pid of our own child, not yet waited for, so the pid cannot
@@ -280,7 +228,10 @@ impl ServerProcess {
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         if let Some(cpus) = cpus {
-            pin_before_exec(&mut command, cpus);
+            pin_before_exec(&mut command, cpus).map_err(|source| RunError::Spawn {
+                command: command_line(program, args),
+                source,
+            })?;
         }
         let mut child = command.spawn().map_err(|source| RunError::Spawn {
             command: command_line(program, args),
