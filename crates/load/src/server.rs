@@ -20,19 +20,3 @@ pub(crate) fn cores(pid: u32, threads: u64) -> f64 {
     let allowed = iomodels_sys::cpu::allowed_cpus(pid).unwrap_or(1).max(1) as u64;
     allowed.min(threads.max(1)) as f64
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn samples_this_process() {
-        let pid = std::process::id();
-        let s = sample(pid).expect("own /proc/PID/stat parses");
-        assert!(s.threads >= 1);
-        let m = memory(pid).expect("own /proc/PID/status parses");
-        let (rss, hwm) = (m.rss_kib, m.hwm_kib);
-        assert!(rss > 0 && hwm >= rss);
-        assert!(cores(pid, 1) == 1.0);
-    }
-}

@@ -197,12 +197,12 @@ mod tests {
 
     #[test]
     fn cpu_lists_parse() {
-        // From compare's process.rs.
+        // Moved from compare's process.rs.
         assert_eq!(parse_cpu_list("0").unwrap(), [0]);
         assert_eq!(parse_cpu_list("0,2-3,2").unwrap(), [0, 2, 3]);
         assert!(parse_cpu_list("x").is_err());
         assert!(parse_cpu_list("").is_err());
-        // From load's cli.rs.
+        // As in load's cli.rs (`cpu_lists`).
         assert_eq!("1".parse::<CpuList>().unwrap().0, vec![1]);
         assert_eq!("0,2-4".parse::<CpuList>().unwrap().0, vec![0, 2, 3, 4]);
         assert!("3-1".parse::<CpuList>().is_err());

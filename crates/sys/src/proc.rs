@@ -168,6 +168,7 @@ mod tests {
         assert_eq!(Status::parse("Name:\tkthreadd\n"), Err(ParseError("VmRSS")));
     }
 
+    // Moved from load's server.rs (`samples_this_process`).
     #[test]
     fn reads_this_process() {
         let pid = std::process::id();
