@@ -9,6 +9,7 @@ use crate::flags;
 use crate::progress::Progress as Bar;
 use anyhow::{Context, Result};
 use iomodels_load::{BenchConfig, BenchReport, Phase, Progress};
+use iomodels_sys::CpuList;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -45,7 +46,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "PID")]
     pub server_pid: Option<u32>,
     /// CPUs to pin the load threads to, e.g. `1` or `0,2-3`.
-    #[arg(long, value_name = "LIST", value_parser = cpu_list)]
+    #[arg(long, value_name = "LIST")]
     pub cpus: Option<CpuList>,
     /// New connections per second during the connect phase.
     #[arg(long, value_name = "N", default_value_t = 20_000)]
@@ -63,15 +64,6 @@ pub struct BenchArgs {
     /// held than asked (the report shows them either way).
     #[arg(long)]
     pub allow_errors: bool,
-}
-
-/// A CPU list such as `1`, `0,2` or `0-3,6`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CpuList(pub Vec<usize>);
-
-/// Parse `--cpus` with the one CPU-list parser compare uses too.
-fn cpu_list(text: &str) -> Result<CpuList, String> {
-    iomodels_compare::process::parse_cpu_list(text).map(CpuList)
 }
 
 impl BenchArgs {
@@ -187,7 +179,7 @@ fn measure(config: &BenchConfig) -> Result<BenchReport> {
 mod tests {
     use super::*;
     use clap::Parser;
-    use iomodels_compare::process::parse_cpu_list;
+    use iomodels_sys::parse_cpu_list;
 
     #[derive(Parser)]
     struct Cli {

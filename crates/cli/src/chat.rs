@@ -64,7 +64,7 @@ pub fn run_server(args: ChatServerArgs) -> Result<()> {
     let descriptors = crate::raise_open_file_limit();
     // Before any thread starts, so that none of them takes the signals.
     let termination =
-        iomodels_signals::Termination::block().context("blocking SIGINT and SIGTERM")?;
+        iomodels_sys::signals::Termination::block().context("blocking SIGINT and SIGTERM")?;
     let server = start(engine, chat, store)?;
     eprintln!(
         "iomodels: chat server on {} ({} model, {} mode, {} rooms of {}, up to {descriptors} \

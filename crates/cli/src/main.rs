@@ -135,7 +135,7 @@ fn exit_status(error: &anyhow::Error) -> i32 {
 /// Raise the open-file soft limit to the hard limit and return the ceiling, for the
 /// servers' banners. (The raise lives with the load generator, which needed it first.)
 fn raise_open_file_limit() -> u64 {
-    iomodels_load::raise_open_file_limit()
+    iomodels_sys::raise_open_file_limit()
 }
 
 fn print_models() {

@@ -45,7 +45,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let descriptors = crate::raise_open_file_limit();
     // Before any thread starts, so that none of them takes the signals.
     let termination =
-        iomodels_signals::Termination::block().context("blocking SIGINT and SIGTERM")?;
+        iomodels_sys::signals::Termination::block().context("blocking SIGINT and SIGTERM")?;
     let server = Server::start(config, Echo)?;
     let threads = match server.config().worker_count() {
         _ if !model.has_workers() => "two threads per connection".to_string(),

@@ -92,9 +92,9 @@ pub fn driver_lines(engine_src: &Path, model: &str) -> Option<usize> {
         .or_else(|| code_lines_at(&model_dir.join(model)))
 }
 
-/// Lines of the readiness loop the five readiness models share (`reactor/`).
+/// Lines of the readiness loop the five readiness models share (`model/reactor/`).
 pub fn shared_loop_lines(engine_src: &Path) -> Option<usize> {
-    code_lines_at(&engine_src.join("reactor"))
+    code_lines_at(&engine_src.join("model").join("reactor"))
 }
 
 #[cfg(test)]

@@ -439,7 +439,7 @@ impl Report {
                 out,
                 "\n\"+ {shared} shared\": polling, select, poll, signal and epoll differ only in how \
                  they wait; the read/write state machine they all run is one loop of {shared} lines \
-                 (crates/engine/src/reactor). blocking and uring have loops of their own, counted \
+                 (crates/engine/src/model/reactor). blocking and uring have loops of their own, counted \
                  in their own lines."
             );
         }

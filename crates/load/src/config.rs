@@ -126,10 +126,3 @@ pub fn connection_ceiling(threads: usize) -> u64 {
     let limit = iomodels_sys::raise_open_file_limit();
     limit.saturating_sub(RESERVED_DESCRIPTORS + threads as u64)
 }
-
-/// Raise this process's soft open-file limit (RLIMIT_NOFILE) to its hard limit, and return
-/// the soft limit after: the most descriptors the process may hold. Servers call it at
-/// start so that a stock soft limit of 1024 does not cap their connections.
-pub fn raise_open_file_limit() -> u64 {
-    crate::sys::raise_open_file_limit()
-}

@@ -43,7 +43,7 @@ mod report;
 mod server;
 mod worker;
 
-pub use config::{connection_ceiling, raise_open_file_limit, BenchConfig, RESERVED_DESCRIPTORS};
+pub use config::{connection_ceiling, BenchConfig, RESERVED_DESCRIPTORS};
 pub use error::Error;
 pub use report::{BenchReport, ErrorCounts, Latency, Limit, Phase, Progress, ServerReport};
 

@@ -64,7 +64,8 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     // Before any runtime starts a thread, so that only the waiting thread takes the signals.
-    if let Err(error) = iomodels_signals::Termination::block().and_then(|t| t.exit_on_signal()) {
+    if let Err(error) = iomodels_sys::signals::Termination::block().and_then(|t| t.exit_on_signal())
+    {
         eprintln!("iomodels-peers: cannot install the signal handler: {error}");
         return ExitCode::FAILURE;
     }

@@ -61,7 +61,7 @@ impl Epoll {
             self.fd.as_raw_fd(),
             events.as_mut_ptr(),
             max,
-            timeout_ms(timeout)
+            timeout_ms(Some(timeout))
         )) {
             Ok(n) => Ok(n as usize),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
@@ -76,9 +76,13 @@ impl AsRawFd for Epoll {
     }
 }
 
-/// `timeout` in whole milliseconds for epoll_wait, rounded up (so a non-zero timeout never
-/// becomes a zero, non-blocking wait) and capped at `c_int::MAX`.
-fn timeout_ms(timeout: Duration) -> libc::c_int {
+/// A wait timeout in whole milliseconds, for `poll(2)` and `epoll_wait(2)`: -1 for none, and
+/// otherwise rounded up (so a non-zero timeout never becomes a zero, non-blocking wait, and
+/// a timer is never woken early) and capped at `c_int::MAX`.
+pub fn timeout_ms(timeout: Option<Duration>) -> libc::c_int {
+    let Some(timeout) = timeout else {
+        return -1;
+    };
     let ms = timeout.as_nanos().div_ceil(1_000_000);
     ms.min(libc::c_int::MAX as u128) as libc::c_int
 }
@@ -91,13 +95,14 @@ mod tests {
 
     #[test]
     fn timeouts_round_up_to_milliseconds() {
-        assert_eq!(timeout_ms(Duration::ZERO), 0);
-        assert_eq!(timeout_ms(Duration::from_nanos(1)), 1);
-        assert_eq!(timeout_ms(Duration::from_micros(999)), 1);
-        assert_eq!(timeout_ms(Duration::from_millis(1)), 1);
-        assert_eq!(timeout_ms(Duration::from_micros(1001)), 2);
-        assert_eq!(timeout_ms(Duration::from_millis(50)), 50);
-        assert_eq!(timeout_ms(Duration::MAX), libc::c_int::MAX);
+        assert_eq!(timeout_ms(None), -1);
+        assert_eq!(timeout_ms(Some(Duration::ZERO)), 0);
+        assert_eq!(timeout_ms(Some(Duration::from_nanos(1))), 1);
+        assert_eq!(timeout_ms(Some(Duration::from_micros(999))), 1);
+        assert_eq!(timeout_ms(Some(Duration::from_millis(1))), 1);
+        assert_eq!(timeout_ms(Some(Duration::from_micros(1001))), 2);
+        assert_eq!(timeout_ms(Some(Duration::from_millis(50))), 50);
+        assert_eq!(timeout_ms(Some(Duration::MAX)), libc::c_int::MAX);
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! - [`limits`]: raising the open-file limit.
 //! - [`proc`]: typed readers for `/proc/PID/stat` and `/proc/PID/status`.
 //! - [`socket`]: the socket option socket2 lacks (`IP_BIND_ADDRESS_NO_PORT`).
+//! - [`signals`]: waiting for SIGINT or SIGTERM without a handler, for the binaries.
 //!
 //! ## libc, not rustix
 //! The calls here go through `libc`, not rustix (in Cargo.lock only through tempfile, a
@@ -37,10 +38,11 @@ mod epoll;
 mod eventfd;
 pub mod limits;
 pub mod proc;
+pub mod signals;
 pub mod socket;
 
 pub use cpu::{parse_cpu_list, pin_current_thread, CpuList, CpuListError};
-pub use epoll::{Epoll, HANGUP, READABLE, WRITABLE};
+pub use epoll::{timeout_ms, Epoll, HANGUP, READABLE, WRITABLE};
 pub use eventfd::EventFd;
 pub use limits::raise_open_file_limit;
 

@@ -1,8 +1,9 @@
 //! Thin wrappers over the system calls every driver shares.
 //!
-//! Each call goes through [`syscall!`], which turns the C convention (-1 and `errno`) into
-//! `io::Result`. Model-specific calls (select, poll, epoll, signals, io_uring) live in their
-//! drivers; what is here is what more than one of them needs.
+//! Each call goes through [`syscall!`] (from `iomodels-sys`, the project's one system-layer
+//! convention), which turns the C convention (-1 and `errno`) into `io::Result`.
+//! Model-specific calls (select, poll, epoll, signals, io_uring) live in their drivers; what
+//! is here is what more than one of them needs.
 
 use crate::runtime::policy::AcceptFailure;
 use crate::runtime::timers::SendProgress;
@@ -10,24 +11,9 @@ use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::time::Duration;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
-/// Call a libc function that returns -1 on error and sets `errno`.
-macro_rules! syscall {
-    ($fn:ident ( $($arg:expr),* $(,)? )) => {{
-        #[allow(unused_unsafe)]
-        // SAFETY: the caller of the macro upholds the libc function's contract; the macro
-        // only reads its return value and errno.
-        let res = unsafe { libc::$fn($($arg),*) };
-        if res == -1 {
-            Err(std::io::Error::last_os_error())
-        } else {
-            Ok(res)
-        }
-    }};
-}
-pub(crate) use syscall;
+pub(crate) use iomodels_sys::{syscall, timeout_ms, EventFd};
 
 /// Read from a socket into `buf`. `Ok(0)` is end of stream.
 pub(crate) fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
@@ -187,42 +173,9 @@ fn open_null() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// An eventfd: a counter other threads bump to wake a thread waiting on it.
-#[derive(Debug)]
-pub(crate) struct EventFd(OwnedFd);
-
-impl EventFd {
-    pub(crate) fn new() -> io::Result<EventFd> {
-        let fd = syscall!(eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK))?;
-        // SAFETY: eventfd returned a new descriptor that nothing else owns.
-        Ok(EventFd(unsafe { OwnedFd::from_raw_fd(fd) }))
-    }
-
-    /// Make the descriptor readable.
-    pub(crate) fn wake(&self) {
-        let one: u64 = 1;
-        // SAFETY: `one` is 8 readable bytes. EAGAIN (counter saturated) still leaves it
-        // readable, which is all a wake needs.
-        let _ = syscall!(write(self.0.as_raw_fd(), (&one as *const u64).cast(), 8));
-    }
-
-    /// Clear it after a wake.
-    pub(crate) fn reset(&self) {
-        let mut value: u64 = 0;
-        // SAFETY: `value` is 8 writable bytes. EAGAIN means it was already clear.
-        let _ = syscall!(read(self.0.as_raw_fd(), (&mut value as *mut u64).cast(), 8));
-    }
-}
-
 impl crate::runtime::Wake for EventFd {
     fn wake(&self) {
         EventFd::wake(self);
-    }
-}
-
-impl AsRawFd for EventFd {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0.as_raw_fd()
     }
 }
 
@@ -246,16 +199,6 @@ pub(crate) fn send_progress(fd: RawFd) -> io::Result<SendProgress> {
         acked: info.tcpi_bytes_acked,
         outstanding: info.tcpi_unacked > 0 || info.tcpi_notsent_bytes > 0,
     })
-}
-
-/// A wait timeout in milliseconds for poll(2)/epoll_wait(2): -1 for none, and a
-/// sub-millisecond wait rounded up to 1 so that a short timer does not spin.
-pub(crate) fn timeout_ms(timeout: Option<Duration>) -> i32 {
-    match timeout {
-        None => -1,
-        Some(t) if t.is_zero() => 0,
-        Some(t) => t.as_millis().clamp(1, i32::MAX as u128) as i32,
-    }
 }
 
 /// Classify a socket error for [`crate::CloseReason`].

@@ -1,4 +1,4 @@
-//! # iomodels-signals
+//! Stop signals.
 //!
 //! Waiting for SIGINT or SIGTERM without a signal handler, the one way every iomodels server
 //! binary stops (`iomodels serve`, `iomodels chat-server`, `iomodels-peers`).
@@ -7,7 +7,6 @@
 //! starts; threads inherit the mask, so no other thread ever takes them and nothing is
 //! killed mid-flush. [`Termination::wait`] then `sigwait`s for one of them, from the main
 //! thread or from a thread of its own.
-#![deny(clippy::undocumented_unsafe_blocks)]
 
 use std::io;
 use std::mem::MaybeUninit;
