@@ -17,8 +17,11 @@ pub const UNSUPPORTED: i32 = 77;
 /// Exit code of a bad command line.
 pub const USAGE: i32 = 2;
 
-/// What a self-test step returns: any error, printed once by [`exit_with`].
-pub type Outcome = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+/// Why a self-test failed: any error, printed once by [`exit_with`].
+pub type Failure = Box<dyn std::error::Error + Send + Sync>;
+
+/// What a self-test step returns.
+pub type Outcome = Result<(), Failure>;
 
 /// The command line every example takes:
 /// `[--model NAME] [--seconds N] [--self-test] [ADDR]`.
