@@ -41,7 +41,7 @@ fn tick() {
 /// file, and would leave a missing or stale example binary. So the first call asks cargo
 /// to build the package's examples exactly as `cargo test` does: same profile, same target
 /// directory. When `cargo test` built them already this is a no-op taking a fraction of a
-/// second (cargo releases its build lock before it runs the tests).
+/// second (cargo no longer holds its build lock while the tests run).
 ///
 /// This test runs as `<target>/<profile dir>/deps/examples-<hash>`; cargo puts examples in
 /// `<target>/<profile dir>/examples/<name>`.
@@ -73,8 +73,10 @@ fn example(name: &str) -> PathBuf {
 fn build_examples(profile_dir: &Path) -> Result<(), String> {
     let package = env!("CARGO_PKG_NAME");
     let retry = format!("run `cargo test -p {package}`, which builds the examples first");
-    // `cargo test` builds examples with the `test` profile, whose directory is `debug`;
-    // `cargo test --release` with `release`; a custom `--profile NAME` has its own.
+    // `cargo test` builds examples with the `test` profile, whose directory is `debug`
+    // (`cargo build --profile test --examples` finds them fresh). Any other directory is
+    // taken as the profile's name (`release`, a custom `--profile NAME`); a wrong guess
+    // costs a rebuild, not a wrong result.
     let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
         Some("debug") => "test",
         Some(other) => other,
