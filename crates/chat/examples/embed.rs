@@ -296,11 +296,23 @@ fn self_test(server: ChatServer) -> Result<(), Failure> {
     alice.expect(notify.clone())?;
     bob.expect(notify)?;
 
-    // The live counters, read while the server runs.
+    // The live counters, read while the server runs. The server's threads count as they
+    // go, some of it just after the answers left (a chat is counted once its notifies are
+    // queued, a request once it is queued for the logic thread, and that thread may answer
+    // first): a live reading may lag what the clients saw, so give it a moment. The final
+    // counters that `join` returns are exact.
     let handle = server.handle();
-    let (live, chat) = (handle.stats(), handle.chat_stats());
-    if live.active != 2 || chat.logins != 2 || chat.chats != 1 || chat.requests != 5 {
-        return Err(format!("live counters: {live:?} {chat:?}").into());
+    let caught_up = || {
+        let (live, chat) = (handle.stats(), handle.chat_stats());
+        live.active == 2 && chat.logins == 2 && chat.chats == 1 && chat.requests == 5
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !caught_up() {
+        if Instant::now() >= deadline {
+            let (live, chat) = (handle.stats(), handle.chat_stats());
+            return Err(format!("live counters: {live:?} {chat:?}").into());
+        }
+        std::thread::sleep(Duration::from_millis(1));
     }
 
     // Stop: both users are disconnected cleanly, and the final counts add up.
