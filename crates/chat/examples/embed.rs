@@ -62,7 +62,7 @@ fn main() {
     let server = match start(engine, chat, Arc::new(AcceptAll)) {
         Ok(server) => server,
         Err(error) => {
-            eprintln!("{EXAMPLE}: {error}");
+            eprintln!("{EXAMPLE}: {}", describe(&error));
             let unsupported = matches!(
                 error,
                 iomodels_chat::Error::Engine(iomodels_engine::Error::Unsupported { .. })
@@ -80,7 +80,7 @@ fn main() {
         match self_test(server) {
             Ok(()) => eprintln!("{EXAMPLE}: self-test passed"),
             Err(error) => {
-                eprintln!("{EXAMPLE}: self-test failed: {error}");
+                eprintln!("{EXAMPLE}: self-test failed: {}", describe(&*error));
                 std::process::exit(1);
             }
         }
@@ -118,10 +118,25 @@ fn main() {
             stopped.chat.dropped
         ),
         Err(error) => {
-            eprintln!("{EXAMPLE}: {error}");
+            eprintln!("{EXAMPLE}: {}", describe(&error));
             std::process::exit(1);
         }
     }
+}
+
+/// `error` and its causes on one line, each said once: some errors show their cause in
+/// their own message, others leave it to [`std::error::Error::source`].
+fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        let more = error.to_string();
+        if !text.ends_with(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = error.source();
+    }
+    text
 }
 
 /// The command line: `[--model NAME] [--seconds N] [--self-test] [ADDR]`.

@@ -173,7 +173,7 @@ fn main() {
     let _ = news.join();
     broadcast(&group, b"news: the server is shutting down\n");
     if let Err(error) = server.stop() {
-        eprintln!("{EXAMPLE}: {error}");
+        eprintln!("{EXAMPLE}: {}", common::describe(&error));
         std::process::exit(1);
     }
 }

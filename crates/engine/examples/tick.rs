@@ -215,7 +215,7 @@ fn main() {
         common::exit_with(EXAMPLE, outcome);
     }
     if let Err(error) = outcome {
-        eprintln!("{EXAMPLE}: {error}");
+        eprintln!("{EXAMPLE}: {}", common::describe(&*error));
         std::process::exit(1);
     }
 }

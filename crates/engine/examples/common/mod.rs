@@ -82,6 +82,21 @@ impl Args {
     }
 }
 
+/// `error` and its causes on one line, each said once: some errors show their cause in
+/// their own message, others leave it to [`std::error::Error::source`].
+pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        let more = error.to_string();
+        if !text.ends_with(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = error.source();
+    }
+    text
+}
+
 /// Start `handler` on `config`, print where it listens, or print why not and exit: with
 /// [`UNSUPPORTED`] if the kernel cannot run io_uring, 1 otherwise.
 pub fn start<H: Handler>(example: &str, config: Config, handler: H) -> Server<H> {
@@ -92,11 +107,11 @@ pub fn start<H: Handler>(example: &str, config: Config, handler: H) -> Server<H>
             server
         }
         Err(error @ Error::Unsupported { .. }) => {
-            eprintln!("{example}: {error}");
+            eprintln!("{example}: {}", describe(&error));
             std::process::exit(UNSUPPORTED)
         }
         Err(error) => {
-            eprintln!("{example}: {error}");
+            eprintln!("{example}: {}", describe(&error));
             std::process::exit(1)
         }
     }
@@ -114,7 +129,7 @@ pub fn serve<H: Handler>(example: &str, server: Server<H>, seconds: Option<u64>)
     std::thread::sleep(Duration::from_secs(seconds));
     let handle = server.handle();
     if let Err(error) = server.stop() {
-        eprintln!("{example}: {error}");
+        eprintln!("{example}: {}", describe(&error));
         std::process::exit(1)
     }
     let stats = handle.stats();
@@ -133,7 +148,7 @@ pub fn exit_with(example: &str, outcome: Outcome) -> ! {
             std::process::exit(0)
         }
         Err(error) => {
-            eprintln!("{example}: self-test failed: {error}");
+            eprintln!("{example}: self-test failed: {}", describe(&*error));
             std::process::exit(1)
         }
     }
