@@ -137,9 +137,11 @@ pub struct Config {
     /// Activity is bytes from the peer, bytes written to it, or the peer acknowledging
     /// earlier output (it is reading, even while back-pressure stops the server from
     /// reading it or a full socket buffer from writing more). The drivers look every
-    /// quarter of the timeout (at most every second), so a session is closed between
-    /// one and one and a half timeouts after its last activity; the blocking model, which
-    /// sees a stalled peer only when a `recv` or `send` times out, within two.
+    /// quarter of the timeout (at most every second), so a session is closed between one
+    /// and one and a quarter timeouts after its last activity; one whose peer has not
+    /// taken all its output yet, after two (TCP shows a slow reader's progress only when
+    /// its receive window reopens, which can take as long as the timeout). The blocking
+    /// model sees a stalled peer only when a `recv` or `send` times out: within two.
     pub idle_timeout: Option<Duration>,
     /// Bytes a session may have queued for sending before it is closed with
     /// [`crate::CloseReason::SendQueueFull`]. At most 4 GiB: a larger value acts as 4 GiB.

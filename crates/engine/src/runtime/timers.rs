@@ -136,7 +136,9 @@ impl Timers {
 ///
 /// The last is what a session paused by back-pressure, or waiting for a full socket buffer
 /// to drain, shows of a peer that reads slowly but steadily: nothing arrives and nothing
-/// can be written for a while, yet the peer keeps reading. The kernel's count of
+/// can be written for a while, yet the peer keeps reading. Such a session is closed after
+/// twice the timeout without progress, since TCP reveals a reader's progress only in
+/// receive-window steps. The kernel's count of
 /// acknowledged bytes (`TCP_INFO`) tells it, for one `getsockopt` per sweep, and only for
 /// sessions that have been silent for a quarter of the timeout with output outstanding.
 #[derive(Clone, Copy, Debug)]
@@ -199,7 +201,12 @@ impl Activity {
             // The socket failed; its next read or write says how.
             Err(_) => self.acked = QUIET,
         }
-        timers.elapsed(self.last, now) >= idle
+        // A peer that has not taken all the output yet gets twice the timeout: TCP shows a
+        // reader's progress only when its receive window reopens, and for a slow reader
+        // with a large receive buffer that can take as long as the timeout itself (seen:
+        // 16 KiB read every 60 ms shows as 126 KiB acknowledged every 500 ms).
+        let limit = if self.acked == QUIET { idle } else { idle * 2 };
+        timers.elapsed(self.last, now) >= limit
     }
 }
 
