@@ -6,6 +6,7 @@ use super::{writer, Shared, NAME};
 use crate::close::CloseReason;
 use crate::handler::Handler;
 use crate::runtime::conn::Conn;
+use crate::runtime::policy;
 use crate::runtime::timers::AckWatch;
 use crate::runtime::Core;
 use crate::session::{CloseRequest, Outbox, ReaderPhase, Session, WriterPhase};
@@ -175,7 +176,6 @@ impl<H: Handler> Reader<H> {
     /// what this cannot: sends from other threads while the reader sleeps in `recv`, and
     /// the final flush.
     fn may_read(&self, spare: &mut Vec<u8>) -> Option<bool> {
-        let (high, low) = (self.core.config.high_water(), self.core.config.low_water());
         let mut outbox = self.session.outbox();
         let mut paused = false;
         loop {
@@ -205,12 +205,7 @@ impl<H: Handler> Reader<H> {
                 return Some(true);
             }
             // Someone else is writing: back-pressure applies.
-            let queued = outbox.len();
-            if queued > high {
-                paused = true;
-            } else if queued <= low {
-                paused = false;
-            }
+            paused = policy::back_pressure(paused, outbox.len(), &self.core.config);
             if !paused {
                 return Some(false);
             }
