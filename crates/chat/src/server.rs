@@ -419,7 +419,7 @@ impl ChatServerHandle {
     }
 }
 
-/// Start a chat server: `chat` on the engine configured by `engine` (see [`engine_config`]
+/// Start a chat server: `chat` on the engine configured by `engine` (see [`engine_config`](crate::engine_config)
 /// for the chat's defaults), logins checked by `store`.
 ///
 /// ```no_run

@@ -162,13 +162,22 @@ fn filter(packet: &[u8], loss: Loss, tally: &Tally, out: &mut Vec<u8>) {
     }
 }
 
-/// A swarm of `scenario` through a proxy dropping `loss`: the report and the drops.
-fn through_proxy(model: Model, scenario: Scenario, loss: Loss) -> Option<(BotsReport, u64)> {
+/// Both ways of running the game logic: the checker must see the same in either.
+const MODES: [Mode; 2] = [Mode::Logic, Mode::Io];
+
+/// A swarm of `scenario` through a proxy dropping `loss`, against a server whose logic runs
+/// in `mode`: the report and the drops.
+fn through_proxy(
+    model: Model,
+    mode: Mode,
+    scenario: Scenario,
+    loss: Loss,
+) -> Option<(BotsReport, u64)> {
     let chat = ChatConfig {
         rooms: 3,
         room_capacity: 20,
         max_users: 100,
-        mode: Mode::Logic,
+        mode,
     };
     let server = server_with(model, chat, Arc::new(AcceptAll), |_| {})?;
     let proxy = Proxy::start(server.local_addr(), loss);
@@ -185,31 +194,44 @@ fn through_proxy(model: Model, scenario: Scenario, loss: Loss) -> Option<(BotsRe
     };
     let report = run_swarm(&config).expect("running the swarm");
     let dropped = proxy.dropped();
-    println!("{model} {scenario:?} through a proxy dropping {loss:?}: {dropped} dropped\n{report}");
+    println!(
+        "{model} {mode:?} {scenario:?} through a proxy dropping {loss:?}: {dropped} dropped\n{report}"
+    );
     server.stop().expect("stopping the server");
     drop(proxy);
     Some((report, dropped))
 }
 
-/// The proxy dropped something and the swarm saw it as loss.
+/// The proxy dropped something and the swarm saw it as loss, in both modes.
 fn must_see_loss(model: Model, scenario: Scenario, loss: Loss) {
-    let Some((report, dropped)) = through_proxy(model, scenario, loss) else {
-        return;
-    };
-    assert!(dropped > 0, "{model} {loss:?}: the proxy dropped nothing");
-    assert!(
-        report.lost_notifies > 0 && !report.is_clean(),
-        "{model} {scenario:?}: {dropped} dropped by {loss:?}, yet the swarm reports {report:?}"
-    );
+    for mode in MODES {
+        let Some((report, dropped)) = through_proxy(model, mode, scenario, loss) else {
+            return;
+        };
+        assert!(
+            dropped > 0,
+            "{model} {mode:?} {loss:?}: the proxy dropped nothing"
+        );
+        assert!(
+            report.lost_notifies > 0 && !report.is_clean(),
+            "{model} {mode:?} {scenario:?}: {dropped} dropped by {loss:?}, yet the swarm reports {report:?}"
+        );
+    }
 }
 
 fn room_inout_clean_through_proxy(model: Model) {
-    let Some((report, _)) = through_proxy(model, Scenario::RoomInout, Loss::Nothing) else {
-        return;
-    };
-    assert!(report.is_clean(), "{model}: {report:?}");
-    assert!(report.requests >= 12 * 10, "{model}: {report:?}");
-    assert!(report.membership_views >= 12 * 5, "{model}: {report:?}");
+    for mode in MODES {
+        let Some((report, _)) = through_proxy(model, mode, Scenario::RoomInout, Loss::Nothing)
+        else {
+            return;
+        };
+        assert!(report.is_clean(), "{model} {mode:?}: {report:?}");
+        assert!(report.requests >= 12 * 10, "{model} {mode:?}: {report:?}");
+        assert!(
+            report.membership_views >= 12 * 5,
+            "{model} {mode:?}: {report:?}"
+        );
+    }
 }
 
 fn room_inout_sees_lost_leaves(model: Model) {
@@ -227,7 +249,7 @@ fn room_inout_sees_lost_list_members(model: Model) {
 /// No false alarm under contention: 20 bots in each of 2 rooms enter and leave 40 times a
 /// second, straight to the server, in both modes; every view must check out.
 fn room_inout_busy_rooms_are_clean(model: Model) {
-    for mode in [Mode::Logic, Mode::Io] {
+    for mode in MODES {
         let chat = ChatConfig {
             rooms: 2,
             room_capacity: 20,
@@ -258,15 +280,18 @@ fn room_inout_busy_rooms_are_clean(model: Model) {
 }
 
 fn room_chat_clean_through_proxy(model: Model) {
-    let Some((report, _)) = through_proxy(model, Scenario::RoomChat, Loss::Nothing) else {
-        return;
-    };
-    assert!(report.is_clean(), "{model}: {report:?}");
-    assert_eq!(
-        report.notifies_received,
-        (report.chats_sent + 12) * 4,
-        "{model}: {report:?}"
-    );
+    for mode in MODES {
+        let Some((report, _)) = through_proxy(model, mode, Scenario::RoomChat, Loss::Nothing)
+        else {
+            return;
+        };
+        assert!(report.is_clean(), "{model} {mode:?}: {report:?}");
+        assert_eq!(
+            report.notifies_received,
+            (report.chats_sent + 12) * 4,
+            "{model} {mode:?}: {report:?}"
+        );
+    }
 }
 
 fn room_chat_sees_lost_chats(model: Model) {
