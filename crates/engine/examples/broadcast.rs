@@ -162,13 +162,7 @@ fn main() {
     });
     // Stop the news before the server: once the server's shutdown begins every send is
     // refused, so a last message sent after it would be lost.
-    let Some(seconds) = args.seconds else {
-        eprintln!("{EXAMPLE}: serving until the process is killed (or pass --seconds N)");
-        loop {
-            std::thread::park();
-        }
-    };
-    std::thread::sleep(Duration::from_secs(seconds));
+    args.wait(EXAMPLE);
     stop.store(true, Ordering::Relaxed);
     let _ = news.join();
     broadcast(&group, b"news: the server is shutting down\n");

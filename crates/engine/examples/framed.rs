@@ -136,7 +136,7 @@ fn main() {
     if args.self_test {
         common::exit_with(EXAMPLE, self_test(server));
     }
-    common::serve(EXAMPLE, server, args.seconds)
+    common::serve(EXAMPLE, server, &args)
 }
 
 /// A whole frame, as a client writes it.

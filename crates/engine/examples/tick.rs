@@ -194,14 +194,9 @@ fn main() {
 
     let outcome = if args.self_test {
         self_test(server.local_addr(), &stop)
-    } else if let Some(seconds) = args.seconds {
-        std::thread::sleep(Duration::from_secs(seconds));
-        Ok(())
     } else {
-        eprintln!("{EXAMPLE}: serving until the process is killed (or pass --seconds N)");
-        loop {
-            std::thread::park();
-        }
+        args.wait(EXAMPLE);
+        Ok(())
     };
 
     // Stop the game (it shuts the server down after its goodbye), then wait for both.

@@ -6,6 +6,7 @@
 #![allow(dead_code)] // Each example uses its own part.
 
 use iomodels_engine::{Config, Error, Handler, Model, Server};
+use iomodels_sys::signals::Termination;
 use std::io::{ErrorKind, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -36,6 +37,9 @@ pub struct Args {
     pub seconds: Option<u64>,
     /// `--self-test`: start, check the behaviour with real client sockets, stop.
     pub self_test: bool,
+    /// SIGINT and SIGTERM, blocked before any thread starts so that [`Args::wait`] can take
+    /// them (not for a self-test, which ends by itself).
+    stop: Option<Termination>,
 }
 
 impl Args {
@@ -54,6 +58,7 @@ impl Args {
             model: Model::Epoll,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             seconds: None,
+            stop: None,
             self_test: false,
         };
         while let Some(arg) = args.next() {
@@ -77,6 +82,10 @@ impl Args {
                 }
                 other => return Err(format!("unknown option '{other}'")),
             }
+        }
+        if !parsed.self_test {
+            // Before the server starts its threads, so that they inherit the mask.
+            parsed.stop = Termination::block().ok();
         }
         Ok(parsed)
     }
@@ -117,16 +126,29 @@ pub fn start<H: Handler>(example: &str, config: Config, handler: H) -> Server<H>
     }
 }
 
-/// Serve until `seconds` have passed (for ever without it), then shut down gracefully:
-/// every session receives what was queued for it, then end of stream.
-pub fn serve<H: Handler>(example: &str, server: Server<H>, seconds: Option<u64>) -> ! {
-    let Some(seconds) = seconds else {
-        eprintln!("{example}: serving until the process is killed (or pass --seconds N)");
-        loop {
-            std::thread::park();
+impl Args {
+    /// Wait until `--seconds` have passed, or, without it, until Ctrl-C or SIGTERM.
+    pub fn wait(&self, example: &str) {
+        match (self.seconds, &self.stop) {
+            (Some(seconds), _) => std::thread::sleep(Duration::from_secs(seconds)),
+            (None, Some(stop)) => {
+                eprintln!("{example}: serving until Ctrl-C or SIGTERM (or pass --seconds N)");
+                stop.wait();
+            }
+            (None, None) => {
+                eprintln!("{example}: serving until the process is killed (or pass --seconds N)");
+                loop {
+                    std::thread::park();
+                }
+            }
         }
-    };
-    std::thread::sleep(Duration::from_secs(seconds));
+    }
+}
+
+/// Serve until [`Args::wait`] returns, then shut down gracefully: every session receives
+/// what was queued for it, then end of stream.
+pub fn serve<H: Handler>(example: &str, server: Server<H>, args: &Args) -> ! {
+    args.wait(example);
     let handle = server.handle();
     if let Err(error) = server.stop() {
         eprintln!("{example}: {}", describe(&error));
@@ -134,7 +156,7 @@ pub fn serve<H: Handler>(example: &str, server: Server<H>, seconds: Option<u64>)
     }
     let stats = handle.stats();
     eprintln!(
-        "{example}: stopped after {seconds} s: {} sessions, {} bytes in, {} bytes out",
+        "{example}: stopped: {} sessions, {} bytes in, {} bytes out",
         stats.accepted, stats.bytes_in, stats.bytes_out
     );
     std::process::exit(0)
