@@ -47,8 +47,11 @@ pub struct ChatStats {
     pub protocol_errors: u64,
     /// Sessions whose peer closed in the middle of a packet (the partial packet is dropped).
     pub truncated: u64,
-    /// Requests decoded. In [`crate::Mode::Logic`] a request is counted once it is queued for the
-    /// logic thread: a shutdown begun after it was counted answers it.
+    /// Requests decoded. In [`crate::Mode::Logic`] a request is counted once it is queued for
+    /// the logic thread: a shutdown begun after it was counted answers it. Live counts may
+    /// lag what clients already received (the logic thread can answer a request before the
+    /// I/O thread that queued it has counted it); the counts from
+    /// [`crate::ChatServer::join`] are exact.
     pub requests: u64,
     /// Requests decoded after shutdown began, dropped unanswered (see
     /// [`crate::ChatServer::shutdown`]). Every other request of [`ChatStats::requests`] was
