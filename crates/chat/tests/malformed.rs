@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::both_modes;
+
 use common::*;
 use iomodels_chat::Mode;
 use iomodels_engine::CloseReason;
@@ -75,17 +77,6 @@ fn header(length: u16, id: u16) -> Vec<u8> {
     h.extend_from_slice(&id.to_le_bytes());
     h.push(0);
     h
-}
-
-macro_rules! both_modes {
-    ($($name:ident),* $(,)?) => {
-        mod logic_thread {
-            $( #[test] fn $name() { super::$name(iomodels_chat::Mode::Logic) } )*
-        }
-        mod io_thread {
-            $( #[test] fn $name() { super::$name(iomodels_chat::Mode::Io) } )*
-        }
-    };
 }
 
 both_modes!(

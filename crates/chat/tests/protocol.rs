@@ -3,23 +3,14 @@
 
 mod common;
 
+use common::both_modes;
+
 use common::*;
 use iomodels_chat::{ChatConfig, Mode, PasswordFile};
 use iomodels_engine::Model;
 use iomodels_proto::{Request, Response};
 use std::io::Write;
 use std::sync::Arc;
-
-macro_rules! both_modes {
-    ($($name:ident),* $(,)?) => {
-        mod logic_thread {
-            $( #[test] fn $name() { super::$name(iomodels_chat::Mode::Logic) } )*
-        }
-        mod io_thread {
-            $( #[test] fn $name() { super::$name(iomodels_chat::Mode::Io) } )*
-        }
-    };
-}
 
 both_modes!(
     login_results,

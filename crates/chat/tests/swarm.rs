@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::every_model;
+
 use common::*;
 use iomodels_chat::{run_swarm, AcceptAll, BotsReport, ChatConfig, Mode, Scenario, SwarmConfig};
 use iomodels_engine::{CloseReason, Model};
@@ -161,23 +163,6 @@ fn slow_consumer_is_cut_off(model: Model) {
     slow.wait_closed(WAIT)
         .expect("the slow consumer's connection ends");
     server.stop().unwrap();
-}
-
-macro_rules! every_model {
-    ($($test:ident),* $(,)?) => {
-        $(
-            mod $test {
-                use iomodels_engine::Model;
-                #[test] fn blocking() { super::$test(Model::Blocking) }
-                #[test] fn polling() { super::$test(Model::Polling) }
-                #[test] fn select() { super::$test(Model::Select) }
-                #[test] fn poll() { super::$test(Model::Poll) }
-                #[test] fn signal() { super::$test(Model::Signal) }
-                #[test] fn epoll() { super::$test(Model::Epoll) }
-                #[test] fn uring() { super::$test(Model::Uring) }
-            }
-        )*
-    };
 }
 
 every_model!(

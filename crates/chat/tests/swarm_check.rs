@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::every_model;
+
 use common::*;
 use iomodels_chat::{run_swarm, AcceptAll, BotsReport, ChatConfig, Mode, Scenario, SwarmConfig};
 use iomodels_engine::Model;
@@ -296,23 +298,6 @@ fn room_chat_clean_through_proxy(model: Model) {
 
 fn room_chat_sees_lost_chats(model: Model) {
     must_see_loss(model, Scenario::RoomChat, Loss::Chat(10));
-}
-
-macro_rules! every_model {
-    ($($test:ident),* $(,)?) => {
-        $(
-            mod $test {
-                use iomodels_engine::Model;
-                #[test] fn blocking() { super::$test(Model::Blocking) }
-                #[test] fn polling() { super::$test(Model::Polling) }
-                #[test] fn select() { super::$test(Model::Select) }
-                #[test] fn poll() { super::$test(Model::Poll) }
-                #[test] fn signal() { super::$test(Model::Signal) }
-                #[test] fn epoll() { super::$test(Model::Epoll) }
-                #[test] fn uring() { super::$test(Model::Uring) }
-            }
-        )*
-    };
 }
 
 every_model!(

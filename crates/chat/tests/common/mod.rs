@@ -124,3 +124,41 @@ pub fn assert_quiet(c: &mut Connection) {
         other => panic!("expected nothing before the probe's answer, got {other:?}"),
     }
 }
+
+/// One test per model for each named function `fn(Model)`: `every_model!(a, b)` makes
+/// `a::epoll`, `a::uring`, ... (every model the engine has).
+#[allow(unused_macros)] // not every test file uses it
+macro_rules! every_model {
+    ($($test:ident),* $(,)?) => {
+        $(
+            mod $test {
+                use iomodels_engine::Model;
+                #[test] fn blocking() { super::$test(Model::Blocking) }
+                #[test] fn polling() { super::$test(Model::Polling) }
+                #[test] fn select() { super::$test(Model::Select) }
+                #[test] fn poll() { super::$test(Model::Poll) }
+                #[test] fn signal() { super::$test(Model::Signal) }
+                #[test] fn epoll() { super::$test(Model::Epoll) }
+                #[test] fn uring() { super::$test(Model::Uring) }
+            }
+        )*
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use every_model;
+
+/// One test per mode for each named function `fn(Mode)`: `logic_thread::name` and
+/// `io_thread::name`.
+#[allow(unused_macros)] // not every test file uses it
+macro_rules! both_modes {
+    ($($name:ident),* $(,)?) => {
+        mod logic_thread {
+            $( #[test] fn $name() { super::$name(iomodels_chat::Mode::Logic) } )*
+        }
+        mod io_thread {
+            $( #[test] fn $name() { super::$name(iomodels_chat::Mode::Io) } )*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use both_modes;
