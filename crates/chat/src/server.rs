@@ -221,7 +221,9 @@ impl Handler for ChatHandler {
                         count += 1;
                         let _ = queue.send(Event::Request(session.clone(), request));
                     });
-                    // Release: whoever sees these requests counted sees them queued.
+                    // Release: whoever sees these requests counted sees them queued, so a
+                    // shutdown begun after it answers them. The logic thread may answer
+                    // them before they are counted.
                     self.shared
                         .counters
                         .requests
@@ -237,15 +239,15 @@ impl Handler for ChatHandler {
                     self.dropped(count);
                     decoded
                 } else {
-                    let decoded = decode_requests(data, |request| {
-                        count += 1;
+                    // Counted under the world's lock before it is handled: a client that
+                    // got its answer finds it counted.
+                    decode_requests(data, |request| {
+                        self.shared
+                            .counters
+                            .requests
+                            .fetch_add(1, Ordering::Release);
                         world.request(session, request);
-                    });
-                    self.shared
-                        .counters
-                        .requests
-                        .fetch_add(count, Ordering::Release);
-                    decoded
+                    })
                 }
             }
         };

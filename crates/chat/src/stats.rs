@@ -48,10 +48,10 @@ pub struct ChatStats {
     /// Sessions whose peer closed in the middle of a packet (the partial packet is dropped).
     pub truncated: u64,
     /// Requests decoded. In [`crate::Mode::Logic`] a request is counted once it is queued for
-    /// the logic thread: a shutdown begun after it was counted answers it. Live counts may
-    /// lag what clients already received (the logic thread can answer a request before the
-    /// I/O thread that queued it has counted it); the counts from
-    /// [`crate::ChatServer::join`] are exact.
+    /// the logic thread: a shutdown begun after it was counted answers it; the logic thread
+    /// may answer it a moment before it is counted. In [`crate::Mode::Io`] a request is
+    /// counted before it is handled, so an answered request is always in the live count.
+    /// The counts from [`crate::ChatServer::join`] are exact in both modes.
     pub requests: u64,
     /// Requests decoded after shutdown began, dropped unanswered (see
     /// [`crate::ChatServer::shutdown`]). Every other request of [`ChatStats::requests`] was

@@ -233,10 +233,11 @@ impl World {
                 },
             ),
             Ok((room, user_id)) => {
+                // Counted before anyone hears of it.
+                self.counters.chat();
                 self.send(session, &Response::RoomChat { result: 0 });
                 let notify = Response::RoomChatNotify { user_id, message };
                 broadcast(&mut self.body, &self.rooms[room], &notify);
-                self.counters.chat();
             }
         }
     }
