@@ -40,7 +40,7 @@ where
 /// `--model`: an engine model, listed from [`iomodels_engine::Model::ALL`].
 pub fn model() -> impl TypedValueParser<Value = iomodels_engine::Model> {
     use iomodels_engine::Model;
-    choice(&Model::ALL, Model::name, Model::description)
+    choice(Model::ALL, Model::name, Model::description)
 }
 
 /// `--mode`: where the chat's game logic runs.

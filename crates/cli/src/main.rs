@@ -145,7 +145,7 @@ fn print_models() {
         "model", "Windows original", "here"
     );
     let mut missing = Vec::new();
-    for model in Model::ALL {
+    for &model in Model::ALL {
         let here = match (model, iomodels_engine::uring_probe()) {
             (Model::Uring, Err(e)) => {
                 missing.push(e.to_string());

@@ -76,7 +76,8 @@ pub fn parse_models(list: &str) -> Result<Vec<Model>, Error> {
             .map(str::trim)
             .map(|name| {
                 Model::ALL
-                    .into_iter()
+                    .iter()
+                    .copied()
                     .find(|model| model.name() == name)
                     .ok_or_else(|| Error::UnknownModel(name.to_string()))
             })

@@ -5,28 +5,52 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
-/// A socket I/O model: one driver each.
+/// A socket I/O model: one driver each. The set depends on the platform: Linux has the
+/// kin of the book's models, Windows the book's own Winsock models.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Model {
     /// Blocking sockets, a thread per connection.
     Blocking,
     /// Non-blocking sockets swept by one thread.
     Polling,
-    /// select(2).
+    /// select(2) on Linux, Winsock `select` on Windows.
     Select,
     /// poll(2).
+    #[cfg(target_os = "linux")]
     Poll,
     /// Signal-driven I/O (O_ASYNC, F_SETSIG, a real-time signal per event).
+    #[cfg(target_os = "linux")]
     Signal,
     /// epoll(7), one instance per worker.
+    #[cfg(target_os = "linux")]
     Epoll,
     /// io_uring completions, one ring per worker.
+    #[cfg(target_os = "linux")]
     Uring,
+    /// `WSAPoll`: an array of `WSAPOLLFD`, Winsock's poll.
+    #[cfg(windows)]
+    WsaPoll,
+    /// `WSAAsyncSelect`: network events as window messages.
+    #[cfg(windows)]
+    AsyncSelect,
+    /// `WSAEventSelect`: network events as event objects, waited on 64 at a time.
+    #[cfg(windows)]
+    EventSelect,
+    /// Overlapped `WSARecv`/`WSASend` completed through event objects.
+    #[cfg(windows)]
+    OverlappedEvent,
+    /// Overlapped `WSARecv`/`WSASend` completed by completion routines in an alertable wait.
+    #[cfg(windows)]
+    OverlappedRoutine,
+    /// I/O completion ports: pre-posted `AcceptEx`, a pool of workers.
+    #[cfg(windows)]
+    Iocp,
 }
 
 impl Model {
-    /// Every model, from the simplest to the most scalable.
-    pub const ALL: [Model; 7] = [
+    /// Every model of this platform, from the simplest to the most scalable.
+    #[cfg(target_os = "linux")]
+    pub const ALL: &'static [Model] = &[
         Model::Blocking,
         Model::Polling,
         Model::Select,
@@ -36,61 +60,150 @@ impl Model {
         Model::Uring,
     ];
 
+    /// Every model of this platform, from the simplest to the most scalable.
+    #[cfg(windows)]
+    pub const ALL: &'static [Model] = &[
+        Model::Blocking,
+        Model::Polling,
+        Model::Select,
+        Model::WsaPoll,
+        Model::AsyncSelect,
+        Model::EventSelect,
+        Model::OverlappedEvent,
+        Model::OverlappedRoutine,
+        Model::Iocp,
+    ];
+
+    /// The models built to scale on this platform (what a comparison of the best runs).
+    #[cfg(target_os = "linux")]
+    pub const SCALABLE: &'static [Model] = &[Model::Epoll, Model::Uring];
+
+    /// The models built to scale on this platform (what a comparison of the best runs).
+    #[cfg(windows)]
+    pub const SCALABLE: &'static [Model] = &[Model::Iocp];
+
     /// The name used on the command line.
     pub fn name(self) -> &'static str {
         match self {
             Model::Blocking => "blocking",
             Model::Polling => "polling",
             Model::Select => "select",
+            #[cfg(target_os = "linux")]
             Model::Poll => "poll",
+            #[cfg(target_os = "linux")]
             Model::Signal => "signal",
+            #[cfg(target_os = "linux")]
             Model::Epoll => "epoll",
+            #[cfg(target_os = "linux")]
             Model::Uring => "uring",
+            #[cfg(windows)]
+            Model::WsaPoll => "wsapoll",
+            #[cfg(windows)]
+            Model::AsyncSelect => "asyncselect",
+            #[cfg(windows)]
+            Model::EventSelect => "eventselect",
+            #[cfg(windows)]
+            Model::OverlappedEvent => "overlapped-event",
+            #[cfg(windows)]
+            Model::OverlappedRoutine => "overlapped-routine",
+            #[cfg(windows)]
+            Model::Iocp => "iocp",
         }
     }
 
     /// One line on how the model works.
     pub fn description(self) -> &'static str {
         match self {
+            #[cfg(target_os = "linux")]
             Model::Blocking => "blocking sockets, one reader and one writer thread per connection",
+            #[cfg(target_os = "linux")]
             Model::Polling => "non-blocking sockets swept by one thread; sleeps 1 ms after an idle sweep",
+            #[cfg(target_os = "linux")]
             Model::Select => "select(2) over fd_sets; descriptors at or above FD_SETSIZE (1024) are refused",
+            #[cfg(target_os = "linux")]
             Model::Poll => "poll(2) over an array of pollfd, rebuilt only when interest changes",
+            #[cfg(target_os = "linux")]
             Model::Signal => "O_ASYNC + F_SETSIG: the kernel queues a real-time signal per event, read from a signalfd",
+            #[cfg(target_os = "linux")]
             Model::Epoll => "edge-triggered epoll, one instance and one SO_REUSEPORT listener per worker",
+            #[cfg(target_os = "linux")]
             Model::Uring => "io_uring: multishot accept and receive, provided-buffer ring, owned sends, one ring per worker",
+            #[cfg(windows)]
+            Model::Blocking => "blocking recv/send, one reader and one writer thread per connection",
+            #[cfg(windows)]
+            Model::Polling => "ioctlsocket(FIONBIO) sockets swept by one thread; Sleep(1) after an idle sweep",
+            #[cfg(windows)]
+            Model::Select => "select over counted fd_sets sized for every socket; past the set size connections are refused",
+            #[cfg(windows)]
+            Model::WsaPoll => "WSAPoll over an array of WSAPOLLFD, rebuilt only when interest changes",
+            #[cfg(windows)]
+            Model::AsyncSelect => "WSAAsyncSelect: FD_READ/FD_WRITE/FD_CLOSE as messages to a message-only window",
+            #[cfg(windows)]
+            Model::EventSelect => "WSAEventSelect: an event per socket, waited 64 at a time by a thread per 63 sockets",
+            #[cfg(windows)]
+            Model::OverlappedEvent => "overlapped WSARecv/WSASend, completions signalled through event objects waited 64 at a time",
+            #[cfg(windows)]
+            Model::OverlappedRoutine => "overlapped WSARecv/WSASend, completion routines run by an alertable wait on one thread",
+            #[cfg(windows)]
+            Model::Iocp => "I/O completion port: pre-posted AcceptEx, owned buffers, a pool of workers on GetQueuedCompletionStatusEx",
         }
     }
 
-    /// The Windows model of the book it corresponds to.
+    /// The book's Windows model this one is, or corresponds to.
     pub fn windows_original(self) -> &'static str {
         match self {
             Model::Blocking => "blocking sockets",
             Model::Polling => "ioctlsocket(FIONBIO) loop",
             Model::Select => "select",
+            #[cfg(target_os = "linux")]
             Model::Poll => "WSAPoll",
+            #[cfg(target_os = "linux")]
             Model::Signal => "WSAAsyncSelect",
+            #[cfg(target_os = "linux")]
             Model::Epoll => "WSAEventSelect",
+            #[cfg(target_os = "linux")]
             Model::Uring => "overlapped I/O and IOCP",
+            #[cfg(windows)]
+            Model::WsaPoll => "WSAPoll",
+            #[cfg(windows)]
+            Model::AsyncSelect => "WSAAsyncSelect",
+            #[cfg(windows)]
+            Model::EventSelect => "WSAEventSelect",
+            #[cfg(windows)]
+            Model::OverlappedEvent => "overlapped I/O with events",
+            #[cfg(windows)]
+            Model::OverlappedRoutine => "overlapped I/O with completion routines",
+            #[cfg(windows)]
+            Model::Iocp => "IOCP",
         }
     }
 
     /// Whether `--workers` means anything for this model.
     pub fn has_workers(self) -> bool {
-        !matches!(self, Model::Blocking)
+        #[cfg(target_os = "linux")]
+        return self != Model::Blocking;
+        #[cfg(windows)]
+        return self == Model::Iocp;
     }
 
     /// The worker count used when none is given.
     ///
-    /// The single-threaded loops of the book (polling, select, poll, signal) keep one
-    /// thread. epoll and io_uring default to one worker per core: every worker runs its own
-    /// event loop and never blocks, so a second thread per core (the book's "2x cores" for
-    /// IOCP, whose workers may block inside handlers) only adds context switches.
+    /// The single-threaded loops of the book (polling, select, poll, signal, and on Windows
+    /// every model but IOCP) keep one thread. epoll and io_uring default to one worker per
+    /// core: every worker runs its own event loop and never blocks, so a second thread per
+    /// core only adds context switches. IOCP takes the book's two per core: its workers
+    /// run the handler, which may block.
     pub fn default_workers(self) -> usize {
-        match self {
-            Model::Epoll | Model::Uring => std::thread::available_parallelism()
+        let cores = || {
+            std::thread::available_parallelism()
                 .map(|n| n.get())
-                .unwrap_or(1),
+                .unwrap_or(1)
+        };
+        match self {
+            #[cfg(target_os = "linux")]
+            Model::Epoll | Model::Uring => cores(),
+            #[cfg(windows)]
+            Model::Iocp => 2 * cores(),
             _ => 1,
         }
     }
@@ -104,7 +217,7 @@ impl fmt::Display for Model {
 
 /// The name given was not a model.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("unknown model '{name}'; the models are: {}", Model::ALL.map(|m| m.name()).join(", "))]
+#[error("unknown model '{name}'; the models are: {}", Model::ALL.iter().map(|m| m.name()).collect::<Vec<_>>().join(", "))]
 pub struct UnknownModel {
     /// What was asked for.
     pub name: String,
@@ -114,7 +227,8 @@ impl FromStr for Model {
     type Err = UnknownModel;
     fn from_str(s: &str) -> Result<Model, UnknownModel> {
         Model::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .find(|m| m.name() == s)
             .ok_or_else(|| UnknownModel { name: s.to_owned() })
     }

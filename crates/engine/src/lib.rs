@@ -19,7 +19,7 @@
 //!     }
 //! }
 //!
-//! let config = Config::new(Model::Epoll, "127.0.0.1:7000".parse().unwrap());
+//! let config = Config::new(Model::SCALABLE[0], "127.0.0.1:7000".parse().unwrap());
 //! let server = Server::start(config, Echo).unwrap();
 //! server.stop().unwrap();
 //! ```
@@ -46,6 +46,7 @@ pub use close::CloseReason;
 pub use config::{Config, Model, UnknownModel, UringSetup};
 pub use error::Error;
 pub use handler::Handler;
+#[cfg(target_os = "linux")]
 pub use model::uring::probe as uring_probe;
 pub use server::{Server, ServerHandle};
 pub use session::{DetachedSession, SendError, Session, SessionId};

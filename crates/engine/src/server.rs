@@ -4,7 +4,9 @@
 use crate::config::{Config, Model};
 use crate::error::Error;
 use crate::handler::Handler;
-use crate::model::{blocking, epoll, poll, polling, reactor, select, signal, uring};
+use crate::model::{blocking, polling, reactor};
+#[cfg(target_os = "linux")]
+use crate::model::{epoll, poll, select, signal, uring};
 use crate::runtime::{Core, Started};
 use crate::stats::Stats;
 use std::net::SocketAddr;
@@ -16,11 +18,18 @@ fn start_driver<H: Handler>(core: &Arc<Core<H>>) -> Result<Started, Error> {
     match core.config.model {
         Model::Blocking => blocking::start(core),
         Model::Polling => reactor::start::<polling::Polling, H>(core),
+        #[cfg(target_os = "linux")]
         Model::Select => reactor::start::<select::Select, H>(core),
+        #[cfg(target_os = "linux")]
         Model::Poll => reactor::start::<poll::Poll, H>(core),
+        #[cfg(target_os = "linux")]
         Model::Signal => reactor::start::<signal::Signal, H>(core),
+        #[cfg(target_os = "linux")]
         Model::Epoll => reactor::start::<epoll::Epoll, H>(core),
+        #[cfg(target_os = "linux")]
         Model::Uring => uring::start(core),
+        #[cfg(windows)]
+        windows_model => crate::model::windows::start(windows_model, core),
     }
 }
 

@@ -1,6 +1,8 @@
 //! The polling model at rest: an idle sweep is followed by a 1 ms nap, so an idle server
 //! does not spin a core, and idle connections cost one `recv` (EAGAIN) each per sweep. Its
 //! own test binary, so the sweeping thread is the only one named `polling-0`.
+// Linux only: what it measures (or the model it tests) exists only there.
+#![cfg(target_os = "linux")]
 
 mod util;
 

@@ -37,6 +37,8 @@ macro_rules! model_tests {
     };
 }
 
+/// Every model of this platform: Linux's seven.
+#[cfg(target_os = "linux")]
 macro_rules! scenarios {
     ($($scenario:ident),* $(,)?) => {
         model_tests!(blocking, Blocking: $($scenario),*);
@@ -46,6 +48,22 @@ macro_rules! scenarios {
         model_tests!(signal, Signal: $($scenario),*);
         model_tests!(epoll, Epoll: $($scenario),*);
         model_tests!(uring, Uring: $($scenario),*);
+    };
+}
+
+/// Every model of this platform: Windows' nine.
+#[cfg(windows)]
+macro_rules! scenarios {
+    ($($scenario:ident),* $(,)?) => {
+        model_tests!(blocking, Blocking: $($scenario),*);
+        model_tests!(polling, Polling: $($scenario),*);
+        model_tests!(select, Select: $($scenario),*);
+        model_tests!(wsapoll, WsaPoll: $($scenario),*);
+        model_tests!(asyncselect, AsyncSelect: $($scenario),*);
+        model_tests!(eventselect, EventSelect: $($scenario),*);
+        model_tests!(overlapped_event, OverlappedEvent: $($scenario),*);
+        model_tests!(overlapped_routine, OverlappedRoutine: $($scenario),*);
+        model_tests!(iocp, Iocp: $($scenario),*);
     };
 }
 

@@ -4,6 +4,8 @@
 //! reasons after resets, select's FD_SETSIZE refusals and signal servers side by side.
 //!
 //! `cargo test -p iomodels-engine --test selectors_smoke signal` runs one model's tests.
+// Linux only: what it measures (or the model it tests) exists only there.
+#![cfg(target_os = "linux")]
 
 mod util;
 

@@ -1,6 +1,8 @@
 //! The signal model under a real-time signal queue of almost nothing: nearly every event
 //! overflows into SIGIO and a rescan, and still every byte arrives. Its own test binary,
 //! since the queue limit (RLIMIT_SIGPENDING) and the signals sent here are per process.
+// Linux only: what it measures (or the model it tests) exists only there.
+#![cfg(target_os = "linux")]
 
 mod util;
 

@@ -5,6 +5,8 @@
 //!
 //! On a kernel without what the driver needs, every test prints a SKIP line naming the
 //! missing feature and returns (`util::start`).
+// Linux only: what it measures (or the model it tests) exists only there.
+#![cfg(target_os = "linux")]
 
 mod util;
 

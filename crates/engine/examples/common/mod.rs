@@ -28,7 +28,7 @@ pub type Outcome = Result<(), Failure>;
 /// `[--model NAME] [--seconds N] [--self-test] [ADDR]`.
 #[derive(Debug)]
 pub struct Args {
-    /// `--model NAME`, epoll by default.
+    /// `--model NAME`, the platform's first scalable model (epoll, iocp) by default.
     pub model: Model,
     /// The address to listen on; `127.0.0.1:0` (a free port) by default.
     pub addr: SocketAddr,
@@ -55,7 +55,7 @@ impl Args {
 
     fn parse_from(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         let mut parsed = Args {
-            model: Model::Epoll,
+            model: Model::SCALABLE[0],
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             seconds: None,
             stop: None,

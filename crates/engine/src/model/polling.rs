@@ -20,8 +20,8 @@ use crate::config::Model;
 use crate::model::reactor::watched::Watched;
 use crate::model::reactor::{Event, Interest, Selector};
 use crate::runtime::Wake;
+use crate::sys::RawSock;
 use std::io;
-use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::thread::Thread;
 use std::time::Duration;
@@ -64,17 +64,17 @@ impl Selector for Polling {
         self.waker.clone()
     }
 
-    fn register(&mut self, _fd: RawFd, token: usize, interest: Interest) -> io::Result<()> {
+    fn register(&mut self, _fd: RawSock, token: usize, interest: Interest) -> io::Result<()> {
         self.watched.insert(token, interest);
         Ok(())
     }
 
-    fn reregister(&mut self, _fd: RawFd, token: usize, interest: Interest) -> io::Result<()> {
+    fn reregister(&mut self, _fd: RawSock, token: usize, interest: Interest) -> io::Result<()> {
         *self.watched.get_mut(token)? = interest;
         Ok(())
     }
 
-    fn deregister(&mut self, _fd: RawFd, token: usize) -> io::Result<()> {
+    fn deregister(&mut self, _fd: RawSock, token: usize) -> io::Result<()> {
         self.watched.remove(token).map(drop)
     }
 

@@ -150,7 +150,7 @@ mod tests {
     use crate::session::DetachedSession;
 
     fn config() -> Config {
-        let mut config = Config::new(Model::Epoll, "127.0.0.1:0".parse().unwrap());
+        let mut config = Config::new(Model::Polling, "127.0.0.1:0".parse().unwrap());
         config.send_queue_limit = 1600;
         config
     }

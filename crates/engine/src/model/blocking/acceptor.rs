@@ -13,10 +13,10 @@ use crate::runtime::{Core, Wake};
 use crate::session::{CloseRequest, Session};
 use crate::stats::Counters;
 use crate::sys;
+use crate::sys::{AsRaw, Sock};
 use socket2::SockRef;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -54,9 +54,8 @@ pub(super) struct ShutdownWaker(pub(super) Arc<Shared>);
 impl Wake for ShutdownWaker {
     fn wake(&self) {
         let registry = lock(&self.0.registry);
-        if let Some(listener) = registry.listener {
-            // On Linux this stops the listener and makes a blocked accept return EINVAL.
-            sys::shutdown_read(listener);
+        if let Some((listener, addr)) = registry.listener {
+            sys::unblock_accept(listener, addr);
         }
         for entry in registry.conns.values() {
             let mut outbox = entry.session.outbox();
@@ -78,11 +77,11 @@ pub(super) struct Acceptor<H: Handler> {
     core: Arc<Core<H>>,
     counters: Arc<Counters>,
     shared: Arc<Shared>,
-    listener: OwnedFd,
+    listener: Sock,
 }
 
 impl<H: Handler> Acceptor<H> {
-    pub(super) fn new(core: &Arc<Core<H>>, shared: Arc<Shared>, listener: OwnedFd) -> Self {
+    pub(super) fn new(core: &Arc<Core<H>>, shared: Arc<Shared>, listener: Sock) -> Self {
         let ceiling = thread_ceiling();
         tracing::info!(
             model = %NAME,
@@ -100,10 +99,13 @@ impl<H: Handler> Acceptor<H> {
     }
 
     pub(super) fn run(self) -> Result<(), Error> {
-        let listener = self.listener.as_raw_fd();
+        let listener = self.listener.raw();
         let mut reserve = sys::Reserve::new();
         while !self.core.is_shutting_down() {
             match sys::accept(listener, false) {
+                // On Windows the shutdown wakes this accept with a connection of its own
+                // (see `sys::unblock_accept`): dropped unserved, and not counted.
+                Ok(_) if self.core.is_shutting_down() => break,
                 Ok((fd, peer)) => self.admit(fd, peer),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) if self.core.is_shutting_down() => break,
@@ -148,7 +150,7 @@ impl<H: Handler> Acceptor<H> {
     }
 
     /// Turn an accepted socket into a session with its threads, or refuse it.
-    fn admit(&self, fd: OwnedFd, peer: SocketAddr) {
+    fn admit(&self, fd: Sock, peer: SocketAddr) {
         if !self.core.admit() {
             self.counters.refused();
             tracing::debug!(model = %NAME, %peer, "refused: connection limit reached");
@@ -160,7 +162,7 @@ impl<H: Handler> Acceptor<H> {
             tracing::warn!(model = %NAME, %peer, "refused: setting the idle timeout: {e}");
             return;
         }
-        let link = Arc::new(Link::new(fd.as_raw_fd(), self.counters.clone()));
+        let link = Arc::new(Link::new(fd.raw(), self.counters.clone()));
         let session = Session::new(peer, 0, link.clone(), self.core.config.send_queue_limit);
         let id = session.id();
         let mut registry = lock(&self.shared.registry);
@@ -206,7 +208,7 @@ impl<H: Handler> Acceptor<H> {
     }
 
     /// The idle timeout, as the socket's receive and send timeouts.
-    fn set_idle_timeout(&self, fd: &OwnedFd) -> io::Result<()> {
+    fn set_idle_timeout(&self, fd: &Sock) -> io::Result<()> {
         let Some(idle) = self.core.config.idle_timeout else {
             return Ok(());
         };

@@ -38,9 +38,9 @@ use crate::close::CloseReason;
 use crate::runtime::timers::AckWatch;
 use crate::session::{CloseRequest, Outbox, Owner, ReaderPhase, Session, Threads, WriterPhase};
 use crate::stats::Counters;
-use crate::sys::{self, syscall};
+use crate::sys;
+use crate::sys::RawSock;
 use std::io;
-use std::os::fd::RawFd;
 use std::sync::{Arc, Condvar, MutexGuard};
 use std::time::Duration;
 
@@ -66,7 +66,7 @@ pub(super) enum Hand {
 pub(super) struct Link {
     /// The socket. Owned by the reader, which closes it only after its writer ended and the
     /// connection left the registry: it is open while either thread is inside `send`.
-    pub(super) fd: RawFd,
+    pub(super) fd: RawSock,
     /// The writer waits here for output, a close request, the reader's inline write to end,
     /// or (lingering) the reader's end.
     to_writer: Condvar,
@@ -76,7 +76,7 @@ pub(super) struct Link {
 }
 
 impl Link {
-    pub(super) fn new(fd: RawFd, counters: Arc<Counters>) -> Link {
+    pub(super) fn new(fd: RawSock, counters: Arc<Counters>) -> Link {
         Link {
             fd,
             to_writer: Condvar::new(),
@@ -210,24 +210,10 @@ impl Owner for Link {
     }
 }
 
-/// Close now, whoever is blocked on the socket: `SO_LINGER 0` (the close will send RST)
-/// and `shutdown(SHUT_RDWR)`, which fails a blocked `send` and ends a blocked `recv`.
-/// Neither call blocks. The caller guarantees that `fd` is still open.
-pub(super) fn abort_socket(fd: RawFd) {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: `linger` is a valid `struct linger` and the length passed is its size.
-    let _ = syscall!(setsockopt(
-        fd,
-        libc::SOL_SOCKET,
-        libc::SO_LINGER,
-        (&linger as *const libc::linger).cast(),
-        std::mem::size_of::<libc::linger>() as libc::socklen_t
-    ));
-    // ENOTCONN after a reset is expected and harmless.
-    let _ = syscall!(shutdown(fd, libc::SHUT_RDWR));
+/// Close now, whoever is blocked on the socket (see `sys::abort`). The caller guarantees
+/// that the socket is still open.
+pub(super) fn abort_socket(fd: RawSock) {
+    sys::abort(fd);
 }
 
 /// A written batch, kept as the next spare buffer unless it grew large.
@@ -240,7 +226,7 @@ fn recycle(batch: Vec<u8>) -> Vec<u8> {
 }
 
 /// Write all of `buf`, retrying after signals.
-fn send_all(fd: RawFd, buf: &[u8], counters: &Counters) -> Result<(), CloseReason> {
+fn send_all(fd: RawSock, buf: &[u8], counters: &Counters) -> Result<(), CloseReason> {
     let mut done = 0;
     let mut acks = AckWatch::default();
     while done < buf.len() {

@@ -81,10 +81,10 @@ use crate::handler::Handler;
 use crate::runtime::Core;
 use crate::session::{Session, SessionId};
 use crate::sys;
+use crate::sys::{AsRaw, RawSock};
 use acceptor::{Acceptor, ShutdownWaker};
 use link::Link;
 use std::collections::HashMap;
-use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 
@@ -107,7 +107,7 @@ pub(crate) fn start<H: Handler>(core: &Arc<Core<H>>) -> Result<crate::runtime::S
     };
     let shared = Arc::new(Shared {
         registry: Mutex::new(Registry {
-            listener: Some(listener.as_raw_fd()),
+            listener: Some((listener.raw(), local_addr)),
             conns: HashMap::new(),
             finished: None,
         }),
@@ -133,8 +133,8 @@ struct Shared {
 }
 
 struct Registry {
-    /// The listening socket, while the acceptor has it open.
-    listener: Option<RawFd>,
+    /// The listening socket and its address, while the acceptor has it open.
+    listener: Option<(RawSock, std::net::SocketAddr)>,
     /// Every live connection. A connection's descriptor stays open for as long as it is
     /// listed here, so the descriptors below may be used under the lock.
     conns: HashMap<SessionId, Entry>,

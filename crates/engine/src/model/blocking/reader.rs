@@ -11,9 +11,9 @@ use crate::runtime::timers::AckWatch;
 use crate::runtime::Core;
 use crate::session::{CloseRequest, Outbox, ReaderPhase, Session, WriterPhase};
 use crate::sys;
+use crate::sys::{AsRaw, Sock};
 use socket2::SockRef;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -29,7 +29,7 @@ pub(super) struct Reader<H: Handler> {
     pub(super) session: Session,
     pub(super) link: Arc<Link>,
     /// The socket, closed when the reader leaves.
-    pub(super) fd: OwnedFd,
+    pub(super) fd: Sock,
 }
 
 impl<H: Handler> Reader<H> {
@@ -97,7 +97,7 @@ impl<H: Handler> Reader<H> {
         match self.session.outbox().close_request() {
             Some(CloseRequest::Graceful(reason)) => {
                 // Everything queued was written: FIN after it.
-                sys::shutdown_write(self.fd.as_raw_fd());
+                sys::shutdown_write(self.fd.raw());
                 reason
             }
             Some(CloseRequest::Abort(reason)) => {
@@ -119,7 +119,7 @@ impl<H: Handler> Reader<H> {
     /// Read and deliver until something ends the reading; then tell the writer. While the
     /// session closes in order, what arrives is read and discarded.
     fn read_loop(&self, conn: &mut Conn<H::State>) {
-        let fd = self.fd.as_raw_fd();
+        let fd = self.fd.raw();
         let counters = &self.link.counters;
         let mut buffer = vec![0u8; READ_BUFFER];
         let mut spare = Vec::new();

@@ -10,12 +10,12 @@ use crate::runtime::Core;
 use crate::session::CloseRequest;
 use crate::stats::Counters;
 use crate::sys;
+use crate::sys::{AsRaw, Sock};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
 
 /// One connection as the loop sees it.
 pub(super) struct Entry<St> {
-    pub(super) fd: OwnedFd,
+    pub(super) fd: Sock,
     pub(super) conn: Conn<St>,
     /// The last event said readable and no read has returned EAGAIN since.
     pub(super) readable: bool,
@@ -33,7 +33,7 @@ pub(super) struct Entry<St> {
 
 /// A socket whose session ended with a FIN: read and discard until the peer's FIN.
 pub(super) struct Lingerer {
-    pub(super) fd: OwnedFd,
+    pub(super) fd: Sock,
     pub(super) linger: Linger,
 }
 
@@ -59,7 +59,7 @@ pub(super) struct Turn<'a, H: Handler> {
 /// The readiness side of a connection: read what the socket has (within a budget), let
 /// the handler consume it, write what it queued, and let the policy decide what follows.
 pub(super) fn drive<H: Handler>(entry: &mut Entry<H::State>, turn: &mut Turn<'_, H>) -> Next {
-    let fd = entry.fd.as_raw_fd();
+    let fd = entry.fd.raw();
     let mut reads = 0;
     loop {
         // Read once, if reading may succeed and the policy wants it: while the session is

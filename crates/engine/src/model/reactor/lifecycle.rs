@@ -10,7 +10,7 @@ use crate::runtime::policy::Closing;
 use crate::runtime::timers::{Stamp, Timers};
 use crate::session::CloseRequest;
 use crate::sys;
-use std::os::fd::AsRawFd;
+use crate::sys::AsRaw;
 use std::time::{Duration, Instant};
 
 impl<S: Selector, H: Handler> EventLoop for Worker<S, H> {
@@ -41,14 +41,14 @@ impl<S: Selector, H: Handler> EventLoop for Worker<S, H> {
 
     fn stop_accepting(&mut self) {
         if let Some(listener) = self.listener.take() {
-            let _ = self.selector.deregister(listener.as_raw_fd(), LISTENER);
+            let _ = self.selector.deregister(listener.raw(), LISTENER);
         }
     }
 
     fn resume_accepting(&mut self) {
         self.accept_ready = true;
         if let (false, Some(listener)) = (S::EDGE_TRIGGERED, &self.listener) {
-            let fd = listener.as_raw_fd();
+            let fd = listener.raw();
             if let Err(e) = self.selector.reregister(fd, LISTENER, Interest::READ) {
                 // A listener left unwatched would never be reported again: retry.
                 tracing::warn!(model = %S::MODEL, "resuming the listener: {e}; retrying");
@@ -69,7 +69,7 @@ impl<S: Selector, H: Handler> EventLoop for Worker<S, H> {
         let Some(entry) = self.entries.get_mut(token) else {
             return false;
         };
-        let fd = entry.fd.as_raw_fd();
+        let fd = entry.fd.raw();
         (entry.activity).is_idle(&self.timers, self.now, idle, || sys::send_progress(fd))
     }
 
@@ -83,7 +83,7 @@ impl<S: Selector, H: Handler> EventLoop for Worker<S, H> {
             .get(key)
             .filter(|l| l.linger.since == since)?;
         let limit = self.core.config.linger_timeout;
-        let progress = || sys::send_progress(lingerer.fd.as_raw_fd());
+        let progress = || sys::send_progress(lingerer.fd.raw());
         Some(
             lingerer
                 .linger
@@ -93,9 +93,7 @@ impl<S: Selector, H: Handler> EventLoop for Worker<S, H> {
 
     fn end_linger(&mut self, key: usize) {
         if let Some(lingerer) = self.lingering.remove(key) {
-            let _ = self
-                .selector
-                .deregister(lingerer.fd.as_raw_fd(), LINGERING | key);
+            let _ = self.selector.deregister(lingerer.fd.raw(), LINGERING | key);
         }
     }
 

@@ -20,8 +20,8 @@ use crate::error::Error;
 use crate::handler::Handler;
 use crate::runtime::{Core, Wake};
 use crate::sys;
+use crate::sys::RawSock;
 use std::io;
-use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::Duration;
 use worker::Worker;
@@ -97,13 +97,13 @@ pub(crate) trait Selector: Sized + 'static {
     fn waker(&self) -> Arc<dyn Wake>;
 
     /// Start watching `fd`. An error refuses the connection (select's FD_SETSIZE).
-    fn register(&mut self, fd: RawFd, token: usize, interest: Interest) -> io::Result<()>;
+    fn register(&mut self, fd: RawSock, token: usize, interest: Interest) -> io::Result<()>;
 
     /// Change what `fd` is watched for.
-    fn reregister(&mut self, fd: RawFd, token: usize, interest: Interest) -> io::Result<()>;
+    fn reregister(&mut self, fd: RawSock, token: usize, interest: Interest) -> io::Result<()>;
 
     /// Stop watching `fd` (called before it is closed).
-    fn deregister(&mut self, fd: RawFd, token: usize) -> io::Result<()>;
+    fn deregister(&mut self, fd: RawSock, token: usize) -> io::Result<()>;
 
     /// Wait until something is ready, the waker fires, or `timeout` passes; append what is
     /// ready to `events`. EINTR may be returned; the loop just goes round again.

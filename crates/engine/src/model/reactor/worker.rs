@@ -16,8 +16,8 @@ use crate::runtime::Core;
 use crate::session::Session;
 use crate::stats::Counters;
 use crate::sys;
+use crate::sys::{AsRaw, RawSock, Sock};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,7 +29,7 @@ const SCRATCH: usize = 64 * 1024;
 pub(super) struct Worker<S: Selector, H: Handler> {
     pub(super) core: Arc<Core<H>>,
     pub(super) selector: S,
-    pub(super) listener: Option<OwnedFd>,
+    pub(super) listener: Option<Sock>,
     pub(super) entries: Slab<Entry<H::State>>,
     /// Closes in progress, keyed by their token without [`LINGERING`].
     pub(super) lingering: Slab<Lingerer>,
@@ -49,10 +49,10 @@ pub(super) struct Worker<S: Selector, H: Handler> {
 }
 
 impl<S: Selector, H: Handler> Worker<S, H> {
-    pub(super) fn new(core: Arc<Core<H>>, listener: OwnedFd) -> Result<Self, Error> {
+    pub(super) fn new(core: Arc<Core<H>>, listener: Sock) -> Result<Self, Error> {
         let mut selector = S::new().map_err(Error::setup(S::MODEL, "creating the selector"))?;
         selector
-            .register(listener.as_raw_fd(), LISTENER, Interest::READ)
+            .register(listener.raw(), LISTENER, Interest::READ)
             .map_err(Error::setup(S::MODEL, "watching the listener"))?;
         let waker = selector.waker();
         core.add_waker(waker.clone());
@@ -159,7 +159,7 @@ impl<S: Selector, H: Handler> Worker<S, H> {
     }
 
     fn accept_some(&mut self) {
-        let Some(listener) = self.listener.as_ref().map(|l| l.as_raw_fd()) else {
+        let Some(listener) = self.listener.as_ref().map(|l| l.raw()) else {
             return;
         };
         for _ in 0..ACCEPT_BUDGET {
@@ -189,7 +189,7 @@ impl<S: Selector, H: Handler> Worker<S, H> {
     }
 
     /// Stop accepting for a while (see [`Timers::pause_accept`]).
-    fn pause_accept(&mut self, listener: RawFd) {
+    fn pause_accept(&mut self, listener: RawSock) {
         self.timers.pause_accept(self.now);
         if !S::EDGE_TRIGGERED {
             // Without this a level-triggered selector reports the listener every round;
@@ -200,7 +200,7 @@ impl<S: Selector, H: Handler> Worker<S, H> {
         }
     }
 
-    fn open(&mut self, fd: OwnedFd, peer: std::net::SocketAddr) {
+    fn open(&mut self, fd: Sock, peer: std::net::SocketAddr) {
         if !self.core.admit() {
             self.counters.refused();
             tracing::debug!(model = %S::MODEL, %peer, "refused: connection limit reached");
@@ -212,7 +212,7 @@ impl<S: Selector, H: Handler> Worker<S, H> {
         } else {
             Interest::READ
         };
-        if let Err(e) = self.selector.register(fd.as_raw_fd(), token, interest) {
+        if let Err(e) = self.selector.register(fd.raw(), token, interest) {
             self.core.release();
             self.entries.unreserve(token);
             self.counters.refused();
@@ -269,7 +269,7 @@ impl<S: Selector, H: Handler> Worker<S, H> {
                 }
                 let want = Interest { read, write };
                 if want != entry.interest {
-                    match self.selector.reregister(entry.fd.as_raw_fd(), token, want) {
+                    match self.selector.reregister(entry.fd.raw(), token, want) {
                         Ok(()) => entry.interest = want,
                         Err(e) => {
                             tracing::warn!(model = %S::MODEL, "changing interest: {e}");
@@ -287,7 +287,7 @@ impl<S: Selector, H: Handler> Worker<S, H> {
         let Some(entry) = self.entries.remove(token) else {
             return;
         };
-        let fd = entry.fd.as_raw_fd();
+        let fd = entry.fd.raw();
         let _ = self.selector.deregister(fd, token);
         match how {
             Closing::Orderly => sys::shutdown_write(fd),
@@ -302,12 +302,12 @@ impl<S: Selector, H: Handler> Worker<S, H> {
     }
 
     /// Watch a socket whose session ended with a FIN until its linger is over.
-    fn linger(&mut self, fd: OwnedFd) {
+    fn linger(&mut self, fd: Sock) {
         let now = self.timers.stamp(self.now);
         let key = self.lingering.reserve();
         if let Err(e) = self
             .selector
-            .register(fd.as_raw_fd(), LINGERING | key, Interest::READ)
+            .register(fd.raw(), LINGERING | key, Interest::READ)
         {
             // Closing now may reset the connection; nothing else can be done.
             tracing::debug!(model = %S::MODEL, "lingering: {e}");
@@ -333,7 +333,7 @@ impl<S: Selector, H: Handler> Worker<S, H> {
             return;
         };
         for _ in 0..READ_BUDGET {
-            match sys::recv(lingerer.fd.as_raw_fd(), &mut self.scratch) {
+            match sys::recv(lingerer.fd.raw(), &mut self.scratch) {
                 Ok(0) => return self.end_linger(key),
                 Ok(_) => {
                     self.progressed = true;

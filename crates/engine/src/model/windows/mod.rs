@@ -1,0 +1,25 @@
+//! The book's own models, on Winsock.
+//!
+//! The readiness models (select, WSAPoll, WSAAsyncSelect, WSAEventSelect) are more
+//! [`reactor::Selector`]s, run by the same loop as the Linux ones; blocking and polling are
+//! the shared drivers themselves. The completion models (overlapped I/O completed through
+//! events or completion routines, and IOCP) post owned buffers to the kernel and are told
+//! when it is done with them.
+
+use crate::config::Model;
+use crate::error::Error;
+use crate::handler::Handler;
+use crate::model::reactor;
+use crate::runtime::{Core, Started};
+use std::sync::Arc;
+
+/// Start one of the Windows-only models.
+pub(crate) fn start<H: Handler>(model: Model, core: &Arc<Core<H>>) -> Result<Started, Error> {
+    match model {
+        Model::Blocking | Model::Polling => unreachable!("the shared drivers start these"),
+        other => Err(Error::Worker {
+            model: other,
+            message: "this Windows model is not built yet".into(),
+        }),
+    }
+}

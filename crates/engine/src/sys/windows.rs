@@ -1,0 +1,266 @@
+//! The Winsock calls every Windows driver shares.
+//!
+//! Winsock reports failure as `SOCKET_ERROR` (or `INVALID_SOCKET`) and leaves the reason
+//! in `WSAGetLastError`; [`wsa`] turns that into `io::Result`, whose error kinds the
+//! standard library maps from the `WSAE*` codes (`WSAEWOULDBLOCK` is `WouldBlock`).
+//! Winsock itself is started (`WSAStartup`) by socket2 and the standard library before
+//! the first socket is made, and every listener is made through socket2.
+
+use crate::runtime::policy::AcceptFailure;
+use crate::runtime::timers::SendProgress;
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::windows::io::{AsRawSocket, BorrowedSocket, OwnedSocket, RawSocket};
+use windows_sys::Win32::Networking::WinSock::{
+    self as ws, SOCKET, SOCKET_ERROR, WSAECONNABORTED, WSAECONNRESET, WSAEMFILE, WSAENETDOWN,
+    WSAENETRESET, WSAENOBUFS, WSAESHUTDOWN, WSAETIMEDOUT,
+};
+
+/// An owned socket: a `SOCKET` handle on Windows, closed with `closesocket` on drop.
+pub(crate) type Sock = OwnedSocket;
+
+/// A socket's raw handle, as the calls take it.
+pub(crate) type RawSock = RawSocket;
+
+impl super::AsRaw for OwnedSocket {
+    fn raw(&self) -> RawSocket {
+        self.as_raw_socket()
+    }
+}
+
+/// The `SOCKET` of a raw handle: the same value, in the type windows-sys declares.
+pub(crate) fn socket(raw: RawSock) -> SOCKET {
+    raw as SOCKET
+}
+
+/// Turn a Winsock return value into `io::Result`: `SOCKET_ERROR` means the reason is in
+/// `WSAGetLastError`.
+pub(crate) fn wsa(result: i32) -> io::Result<i32> {
+    if result == SOCKET_ERROR {
+        Err(last_error())
+    } else {
+        Ok(result)
+    }
+}
+
+/// The calling thread's last Winsock error.
+pub(crate) fn last_error() -> io::Error {
+    // SAFETY: WSAGetLastError reads the calling thread's error slot; it has no inputs.
+    io::Error::from_raw_os_error(unsafe { ws::WSAGetLastError() })
+}
+
+/// Borrow a raw handle for a socket2 call. The caller keeps the socket open meanwhile.
+fn borrow(raw: RawSock) -> BorrowedSocket<'static> {
+    // SAFETY: every caller passes the handle of a socket it owns and keeps open for the
+    // duration of the call the borrow is made for; the borrow never outlives that call.
+    unsafe { BorrowedSocket::borrow_raw(raw) }
+}
+
+/// Read from a socket into `buf`. `Ok(0)` is end of stream.
+pub(crate) fn recv(raw: RawSock, buf: &mut [u8]) -> io::Result<usize> {
+    let len = i32::try_from(buf.len()).unwrap_or(i32::MAX);
+    // SAFETY: `buf` is valid for writes of `len` bytes for the whole call.
+    let n = wsa(unsafe { ws::recv(socket(raw), buf.as_mut_ptr(), len, 0) })?;
+    Ok(n as usize)
+}
+
+/// Write `buf` to a socket (Windows raises no signal on a closed peer).
+pub(crate) fn send(raw: RawSock, buf: &[u8]) -> io::Result<usize> {
+    let len = i32::try_from(buf.len()).unwrap_or(i32::MAX);
+    // SAFETY: `buf` is valid for reads of `len` bytes for the whole call.
+    let n = wsa(unsafe { ws::send(socket(raw), buf.as_ptr(), len, 0) })?;
+    Ok(n as usize)
+}
+
+/// Accept one connection, non-blocking if asked. (An accepted socket inherits the
+/// listener's mode and its `WSAAsyncSelect`/`WSAEventSelect` selection; the drivers that
+/// use those set their own on it.)
+pub(crate) fn accept(listener: RawSock, nonblocking: bool) -> io::Result<(Sock, SocketAddr)> {
+    let (socket, addr) = SockRef::from(&borrow(listener)).accept()?;
+    socket.set_nonblocking(nonblocking)?;
+    let peer = addr
+        .as_socket()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "peer is not an IP address"))?;
+    Ok((OwnedSocket::from(socket), peer))
+}
+
+/// Low-latency options every accepted connection gets: no Nagle delay.
+pub(crate) fn tune_accepted(sock: &Sock) {
+    // Failing to set it only costs latency; never worth refusing the connection.
+    let _ = SockRef::from(sock).set_nodelay(true);
+}
+
+/// Half-close the sending side: the peer reads everything sent so far, then EOF.
+pub(crate) fn shutdown_write(raw: RawSock) {
+    // SAFETY: a plain call on a handle the caller keeps open; WSAENOTCONN after a reset
+    // is expected and harmless.
+    let _ = unsafe { ws::shutdown(socket(raw), ws::SD_SEND) };
+}
+
+/// Stop reads on a socket.
+pub(crate) fn shutdown_read(raw: RawSock) {
+    // SAFETY: as in `shutdown_write`.
+    let _ = unsafe { ws::shutdown(socket(raw), ws::SD_RECEIVE) };
+}
+
+/// Make a thread blocked in `accept` on `listener` return. Shutting a listener down does
+/// not do it on Windows; a connection does: connect to it once, and the acceptor, which
+/// looks at the shutdown flag after every accept, drops what it got.
+pub(crate) fn unblock_accept(_listener: RawSock, addr: SocketAddr) {
+    let target = match addr {
+        SocketAddr::V4(a) if a.ip().is_unspecified() => {
+            SocketAddr::from(([127, 0, 0, 1], a.port()))
+        }
+        SocketAddr::V6(a) if a.ip().is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, a.port()))
+        }
+        other => other,
+    };
+    let _ = std::net::TcpStream::connect_timeout(&target, std::time::Duration::from_secs(1));
+}
+
+/// Close now, whoever is blocked on the socket: linger off with a zero timeout (the close
+/// will send RST) and `shutdown(SD_BOTH)`. Neither call blocks. The caller guarantees that
+/// the socket is still open.
+pub(crate) fn abort(raw: RawSock) {
+    let _ = SockRef::from(&borrow(raw)).set_linger(Some(std::time::Duration::ZERO));
+    // SAFETY: as in `shutdown_write`.
+    let _ = unsafe { ws::shutdown(socket(raw), ws::SD_BOTH) };
+}
+
+/// Bind a listener on `addr`. Windows has no SO_REUSEPORT to spread connections over
+/// several listeners (its SO_REUSEADDR lets another socket steal the port instead), so the
+/// Windows drivers that run more than one worker share one listener; asking for more than
+/// one is refused here.
+pub(crate) fn listeners(
+    addr: SocketAddr,
+    count: usize,
+    backlog: i32,
+    nonblocking: bool,
+) -> Result<(Vec<Sock>, SocketAddr), crate::Error> {
+    let listen_err = |source: io::Error| {
+        if source.kind() == io::ErrorKind::AddrInUse {
+            crate::Error::AddrInUse { addr }
+        } else {
+            crate::Error::Listen { addr, source }
+        }
+    };
+    if count != 1 {
+        return Err(listen_err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("{count} listeners asked for: this Windows model runs one loop"),
+        )));
+    }
+    let socket = bind(addr, backlog, nonblocking).map_err(listen_err)?;
+    let local = socket
+        .local_addr()
+        .map_err(listen_err)?
+        .as_socket()
+        .unwrap_or(addr);
+    Ok((vec![OwnedSocket::from(socket)], local))
+}
+
+/// One listening socket on `addr`, with `SO_EXCLUSIVEADDRUSE`: no other socket may bind
+/// the port while it is open.
+pub(crate) fn bind(addr: SocketAddr, backlog: i32, nonblocking: bool) -> io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    let exclusive: i32 = 1;
+    // SAFETY: `exclusive` is a valid i32 option value and the length passed is its size.
+    wsa(unsafe {
+        ws::setsockopt(
+            socket.as_raw_socket() as SOCKET,
+            ws::SOL_SOCKET,
+            ws::SO_EXCLUSIVEADDRUSE,
+            (&exclusive as *const i32).cast(),
+            std::mem::size_of::<i32>() as i32,
+        )
+    })?;
+    socket.set_nonblocking(nonblocking)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    Ok(socket)
+}
+
+/// The Linux drivers keep a descriptor in reserve for EMFILE. Windows has no per-process
+/// limit on sockets to run into, so there is nothing to reserve and nothing to shed.
+pub(crate) struct Reserve;
+
+impl Reserve {
+    pub(crate) fn new() -> Reserve {
+        Reserve
+    }
+
+    /// Never sheds: see [`Reserve`].
+    pub(crate) fn shed(&mut self, _listener: RawSock) -> bool {
+        false
+    }
+}
+
+/// The send progress of a connected socket. Windows has it (`SIO_TCP_INFO`, Windows 10
+/// 1703) but Wine does not, and the tests run under Wine: report it unknown, which makes
+/// the idle rule and the linger fall back to their plain timers.
+pub(crate) fn send_progress(_raw: RawSock) -> io::Result<SendProgress> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "send progress is not read on Windows",
+    ))
+}
+
+/// Classify a socket error for [`crate::CloseReason`].
+pub(crate) fn close_reason(err: &io::Error) -> crate::CloseReason {
+    match err.raw_os_error() {
+        Some(WSAECONNRESET | WSAECONNABORTED | WSAENETRESET | WSAESHUTDOWN) => {
+            crate::CloseReason::Reset
+        }
+        _ => crate::CloseReason::Error,
+    }
+}
+
+/// Classify a failed accept for the connection policy: a connection reset before it was
+/// accepted concerns only itself; out of buffers or handles is exhaustion.
+pub(crate) fn accept_failure(err: &io::Error) -> AcceptFailure {
+    match err.raw_os_error() {
+        Some(WSAECONNRESET | WSAENETDOWN | WSAETIMEDOUT) => AcceptFailure::Transient,
+        Some(WSAEMFILE | WSAENOBUFS) => AcceptFailure::Exhausted,
+        _ => AcceptFailure::Other,
+    }
+}
+
+/// A waker for the drivers that wait in `select` or `WSAPoll`, which watch sockets only:
+/// a loopback UDP socket in the watched set, and a second one connected to it that
+/// [`crate::runtime::Wake::wake`] sends a byte from. The waiting thread drains it.
+pub(crate) struct LoopbackWaker {
+    receiver: UdpSocket,
+    sender: UdpSocket,
+}
+
+impl LoopbackWaker {
+    /// Bind both ends on 127.0.0.1.
+    pub(crate) fn new() -> io::Result<LoopbackWaker> {
+        let receiver = UdpSocket::bind("127.0.0.1:0")?;
+        receiver.set_nonblocking(true)?;
+        let sender = UdpSocket::bind("127.0.0.1:0")?;
+        sender.connect(receiver.local_addr()?)?;
+        sender.set_nonblocking(true)?;
+        Ok(LoopbackWaker { receiver, sender })
+    }
+
+    /// The socket to watch for reading.
+    pub(crate) fn raw(&self) -> RawSock {
+        self.receiver.as_raw_socket()
+    }
+
+    /// Read every wake-up byte waiting.
+    pub(crate) fn drain(&self) {
+        let mut buf = [0u8; 64];
+        while self.receiver.recv(&mut buf).is_ok() {}
+    }
+}
+
+impl crate::runtime::Wake for LoopbackWaker {
+    fn wake(&self) {
+        // A full buffer means wake-ups are already waiting: nothing is lost.
+        let _ = self.sender.send(&[1]);
+    }
+}
