@@ -76,7 +76,7 @@ fn login_checks_the_user_store(mode: Mode) {
         ..ChatConfig::default()
     };
     let store = Arc::new(PasswordFile::from_pairs([("alice", "secret")]));
-    let server = server_with(Model::Epoll, chat, store, |_| {}).unwrap();
+    let server = server_with(Model::SCALABLE[0], chat, store, |_| {}).unwrap();
     let mut c = connect(&server);
     let attempt = |password: &str| Request::Login {
         user_id: b"alice".to_vec(),

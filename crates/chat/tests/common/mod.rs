@@ -41,7 +41,8 @@ pub fn small_server(mode: Mode) -> ChatServer {
         max_users: 8,
         mode,
     };
-    server_with(Model::Epoll, chat, Arc::new(AcceptAll), |_| {}).expect("epoll runs everywhere")
+    server_with(Model::SCALABLE[0], chat, Arc::new(AcceptAll), |_| {})
+        .expect("the first scalable model (epoll, iocp) runs everywhere")
 }
 
 /// Connect to `server`.
@@ -136,10 +137,16 @@ macro_rules! every_model {
                 #[test] fn blocking() { super::$test(Model::Blocking) }
                 #[test] fn polling() { super::$test(Model::Polling) }
                 #[test] fn select() { super::$test(Model::Select) }
-                #[test] fn poll() { super::$test(Model::Poll) }
-                #[test] fn signal() { super::$test(Model::Signal) }
-                #[test] fn epoll() { super::$test(Model::Epoll) }
-                #[test] fn uring() { super::$test(Model::Uring) }
+                #[cfg(target_os = "linux")] #[test] fn poll() { super::$test(Model::Poll) }
+                #[cfg(target_os = "linux")] #[test] fn signal() { super::$test(Model::Signal) }
+                #[cfg(target_os = "linux")] #[test] fn epoll() { super::$test(Model::Epoll) }
+                #[cfg(target_os = "linux")] #[test] fn uring() { super::$test(Model::Uring) }
+                #[cfg(windows)] #[test] fn wsapoll() { super::$test(Model::WsaPoll) }
+                #[cfg(windows)] #[test] fn asyncselect() { super::$test(Model::AsyncSelect) }
+                #[cfg(windows)] #[test] fn eventselect() { super::$test(Model::EventSelect) }
+                #[cfg(windows)] #[test] fn overlapped_event() { super::$test(Model::OverlappedEvent) }
+                #[cfg(windows)] #[test] fn overlapped_routine() { super::$test(Model::OverlappedRoutine) }
+                #[cfg(windows)] #[test] fn iocp() { super::$test(Model::Iocp) }
             }
         )*
     };
