@@ -97,7 +97,7 @@ run_logged() { # DESCRIPTION COMMAND...: run with output to the log; on failure 
     fi
 }
 
-mkdir -p "$(dirname "$prefix")"
+mkdir -p "$(dirname "$prefix")" || die "cannot create $(dirname "$prefix") for the Wine prefix"
 step "wine prefix: initialising $prefix ($wine_version)"
 WINEDLLOVERRIDES="mscoree,mshtml=;winemenubuilder.exe=d" \
     run_logged "wineboot" timeout 600 "$wine" wineboot --init
