@@ -6,7 +6,7 @@
 //! to whole milliseconds: a wait never ends before the time asked, so a caller waiting
 //! for a deadline less than a millisecond away sleeps once instead of spinning.
 
-use crate::syscall;
+use crate::{syscall, timeout_ms};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
@@ -76,34 +76,11 @@ impl AsRawFd for Epoll {
     }
 }
 
-/// A wait timeout in whole milliseconds, for `poll(2)` and `epoll_wait(2)`: -1 for none, and
-/// otherwise rounded up (so a non-zero timeout never becomes a zero, non-blocking wait, and
-/// a timer is never woken early) and capped at `c_int::MAX`.
-pub fn timeout_ms(timeout: Option<Duration>) -> libc::c_int {
-    let Some(timeout) = timeout else {
-        return -1;
-    };
-    let ms = timeout.as_nanos().div_ceil(1_000_000);
-    ms.min(libc::c_int::MAX as u128) as libc::c_int
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::EventFd;
     use std::time::Instant;
-
-    #[test]
-    fn timeouts_round_up_to_milliseconds() {
-        assert_eq!(timeout_ms(None), -1);
-        assert_eq!(timeout_ms(Some(Duration::ZERO)), 0);
-        assert_eq!(timeout_ms(Some(Duration::from_nanos(1))), 1);
-        assert_eq!(timeout_ms(Some(Duration::from_micros(999))), 1);
-        assert_eq!(timeout_ms(Some(Duration::from_millis(1))), 1);
-        assert_eq!(timeout_ms(Some(Duration::from_micros(1001))), 2);
-        assert_eq!(timeout_ms(Some(Duration::from_millis(50))), 50);
-        assert_eq!(timeout_ms(Some(Duration::MAX)), libc::c_int::MAX);
-    }
 
     #[test]
     fn a_sub_millisecond_wait_sleeps_instead_of_returning_at_once() {

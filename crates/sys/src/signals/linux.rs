@@ -1,7 +1,4 @@
-//! Stop signals.
-//!
-//! Waiting for SIGINT or SIGTERM without a signal handler, the one way every iomodels server
-//! binary stops (`iomodels serve`, `iomodels chat-server`, `iomodels-peers`).
+//! SIGINT and SIGTERM (Linux), waited for without a signal handler.
 //!
 //! [`Termination::block`] blocks both signals in the calling thread before any other thread
 //! starts; threads inherit the mask, so no other thread ever takes them and nothing is

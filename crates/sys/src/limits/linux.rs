@@ -1,4 +1,4 @@
-//! Resource limits.
+//! The open-file limit on Linux: `RLIMIT_NOFILE`.
 
 use crate::syscall;
 

@@ -1,4 +1,4 @@
-//! Socket options socket2 does not wrap.
+//! `IP_BIND_ADDRESS_NO_PORT` (Linux).
 
 use crate::syscall;
 use std::io;
