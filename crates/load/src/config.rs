@@ -30,7 +30,8 @@ pub struct BenchConfig {
     pub warmup: Duration,
     /// The measured window.
     pub duration: Duration,
-    /// Load threads, each with its own epoll instance and share of the connections.
+    /// Load threads, each with its own epoll instance (WSAPoll array on Windows) and share
+    /// of the connections.
     pub threads: usize,
     /// New connections per second during the connect phase (over all threads).
     pub connect_rate: u64,
@@ -40,7 +41,7 @@ pub struct BenchConfig {
     /// connection `i` binds to `127.0.0.(1 + i % sources)` before connecting. 0 picks
     /// enough for the connection count (one per 16,384 connections, at least 4).
     pub sources: usize,
-    /// The server's process id, to sample its CPU time and memory from /proc.
+    /// The server's process id, to sample its CPU time and memory (from /proc on Linux).
     pub server_pid: Option<u32>,
     /// CPUs to pin the load threads to: thread `i` runs on `cpus[i % cpus.len()]`.
     pub cpus: Option<Vec<usize>>,

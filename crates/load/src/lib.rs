@@ -12,19 +12,21 @@
 //! - **Phases**: a rate-limited connect phase with a per-attempt timeout, a warm-up that is
 //!   not measured, then the measured window. Failures are counted by kind
 //!   ([`ErrorCounts`]).
-//! - **Cost**: `threads` load threads, each with its own edge-triggered epoll over its share
-//!   of the connections; no allocation per message; a read and a write per batch of
-//!   messages; TCP_NODELAY.
-//! - **Both sides' CPU**: the load threads' CPU time (RUSAGE_THREAD) over the window, and
-//!   with a server pid its utime+stime and memory from /proc, per message; the report says
-//!   which side was the limit.
+//! - **Cost**: `threads` load threads, each with its own edge-triggered epoll (WSAPoll on
+//!   Windows) over its share of the connections; no allocation per message; a read and a
+//!   write per batch of messages; TCP_NODELAY.
+//! - **Both sides' CPU**: the load threads' CPU time (RUSAGE_THREAD; GetThreadTimes on
+//!   Windows) over the window, and with a server pid its user+system time and memory (from
+//!   /proc; GetProcessTimes and GetProcessMemoryInfo on Windows), per message; the report
+//!   says which side was the limit.
 //!
 //! ## Ceiling
 //! One process can hold as many connections as its open-file limit allows, less a few
 //! descriptors of its own ([`connection_ceiling`]): about 19,900 under the limit of 20,000
 //! on the reference machine. Asking for more is [`Error::TooManyConnections`]; to go beyond,
 //! run several bench processes and add their results. Ports are not the limit: toward a
-//! loopback server, connections are spread over source addresses 127.0.0.x.
+//! loopback server, connections are spread over source addresses 127.0.0.x. Windows has no
+//! open-file limit; there the ceiling is the handle table's (2^24), so memory is the limit.
 //!
 //! ```no_run
 //! use iomodels_load::{run, BenchConfig};
@@ -39,6 +41,7 @@
 mod config;
 mod error;
 pub mod pattern;
+mod poller;
 mod report;
 mod server;
 mod worker;
@@ -48,7 +51,7 @@ pub use error::Error;
 pub use report::{BenchReport, ErrorCounts, Latency, Limit, Phase, Progress, ServerReport};
 
 use hdrhistogram::Histogram;
-use iomodels_sys::proc;
+use iomodels_sys::process::{Memory, Usage};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread;
@@ -263,8 +266,8 @@ fn assemble(
     config: &BenchConfig,
     threads: usize,
     results: &[ThreadResult],
-    server: Option<(u32, proc::Stat, proc::Stat)>,
-    memory: Option<proc::Status>,
+    server: Option<(u32, Usage, Usage)>,
+    memory: Option<Memory>,
 ) -> BenchReport {
     let seconds = config.duration.as_secs_f64();
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
@@ -318,7 +321,7 @@ fn assemble(
     let server = server.map(|(pid, before, after)| {
         let cpu_secs = after.cpu().saturating_sub(before.cpu()).as_secs_f64();
         server_busy = Some(cpu_secs / (seconds * server::cores(pid, after.threads)));
-        let (rss_kib, hwm_kib) = memory.map_or((0, 0), |m| (m.rss_kib, m.hwm_kib));
+        let (rss_kib, hwm_kib) = memory.map_or((0, 0), |m| (m.resident_kib, m.peak_resident_kib));
         ServerReport {
             pid,
             cpu_secs,

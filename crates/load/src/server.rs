@@ -1,17 +1,17 @@
-//! Sampling the server process from /proc (read by [`iomodels_sys::proc`]): CPU time,
-//! threads, memory.
+//! Sampling the server process ([`iomodels_sys::process`]: /proc on Linux,
+//! `GetProcessTimes` and `GetProcessMemoryInfo` on Windows): CPU time, threads, memory.
 
-use iomodels_sys::proc::{self, Stat, Status};
+use iomodels_sys::process::{self, Memory, Usage};
 
-/// utime, stime and the thread count from /proc/PID/stat. None if the process is gone or
-/// the file cannot be parsed.
-pub(crate) fn sample(pid: u32) -> Option<Stat> {
-    proc::stat(pid).ok()
+/// User and system time and the thread count. None if the process is gone or cannot be
+/// read.
+pub(crate) fn sample(pid: u32) -> Option<Usage> {
+    process::usage(pid).ok()
 }
 
-/// VmRSS and VmHWM from /proc/PID/status.
-pub(crate) fn memory(pid: u32) -> Option<Status> {
-    proc::status(pid).ok()
+/// The resident set (Windows: working set) now and at its peak.
+pub(crate) fn memory(pid: u32) -> Option<Memory> {
+    process::memory(pid).ok()
 }
 
 /// How many cores the server can keep busy at most: its allowed CPUs, or its thread

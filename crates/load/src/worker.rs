@@ -1,32 +1,30 @@
-//! One load thread: its share of the connections on its own edge-triggered epoll.
+//! One load thread: its share of the connections on its own readiness queue
+//! ([`crate::poller`]: edge-triggered epoll on Linux, WSAPoll on Windows).
 //!
 //! Per connection the thread keeps a few counters and the socket, nothing else: what was
 //! sent is a function of the stream position ([`crate::pattern`]), so one scratch buffer
 //! per thread serves all writes and one all reads. Nothing is allocated per message.
 //!
 //! A message costs a read and a write (pipelined: a read and a write per batch), plus a
-//! share of an epoll_wait, the same syscalls a lean echo server pays.
+//! share of a wait, the same syscalls a lean echo server pays.
 
 use crate::config::BenchConfig;
 use crate::error::Error;
 use crate::pattern;
+use crate::poller::{self, Event, Poller as _};
 use crate::report::ErrorCounts;
 use hdrhistogram::Histogram;
 use iomodels_sys::cpu::thread_cpu_time;
-use iomodels_sys::socket::set_bind_address_no_port;
-use iomodels_sys::{Epoll, HANGUP, READABLE, WRITABLE};
-use socket2::{Domain, SockAddr, Socket, Type};
+use iomodels_sys::socket::connect_in_progress;
+use socket2::{SockAddr, Socket};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// Scratch buffer size for reads and for writes.
 const BUFFER: usize = 64 * 1024;
-/// epoll events taken per wait.
-const EVENTS: usize = 1024;
 /// Connection attempts in flight at once per process.
 const CONNECTS_IN_FLIGHT: usize = 1024;
 /// Longest wait when nothing is due, so phase deadlines are never missed by much.
@@ -123,7 +121,7 @@ enum State {
 struct Conn {
     socket: Option<Socket>,
     state: State,
-    /// The last write stopped at a full socket buffer; wait for EPOLLOUT.
+    /// The last write stopped at a full socket buffer; wait for writability.
     blocked: bool,
     /// On the thread's list of connections to flush.
     dirty: bool,
@@ -143,14 +141,13 @@ pub(crate) struct Worker {
     /// This thread's index; it owns global connections `index, index + threads, ...`.
     index: usize,
     threads: usize,
-    epoll: Epoll,
+    poller: poller::Platform,
     conns: Vec<Conn>,
     /// Closed loop: send time of message `m` of connection `j` at `j * pipeline + m % pipeline`.
     stamps: Vec<u64>,
     dirty: Vec<u32>,
     read_buffer: Vec<u8>,
     write_buffer: Vec<u8>,
-    events: Vec<libc::epoll_event>,
     base: Instant,
     histogram: Histogram<u64>,
     published: Arc<Published>,
@@ -204,13 +201,13 @@ impl Worker {
         Ok(Worker {
             index,
             threads,
-            epoll: Epoll::new().map_err(|e| Error::io("creating an epoll instance", e))?,
+            poller: poller::Platform::new()
+                .map_err(|e| Error::io("creating the readiness queue", e))?,
             conns,
             stamps,
             dirty: Vec::with_capacity(share),
             read_buffer: vec![0; BUFFER],
             write_buffer: vec![0; BUFFER],
-            events: vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS],
             base: Instant::now(),
             histogram,
             published,
@@ -320,14 +317,14 @@ impl Worker {
             let ready = self.wait(wait);
             let now = self.now();
             for e in 0..ready {
-                let event = self.events[e];
-                let j = event.u64 as usize;
+                let event = self.poller.event(e);
+                let j = event.token;
                 match self.conns[j].state {
                     State::Connecting => {
                         pending -= 1;
                         self.finish_connect(j);
                     }
-                    State::Open => self.on_event(j, event.events, now),
+                    State::Open => self.on_event(event, now),
                     State::Idle | State::Closed => {}
                 }
             }
@@ -354,8 +351,7 @@ impl Worker {
                 if in_progress {
                     self.conns[j].state = State::Connecting;
                 } else {
-                    self.conns[j].state = State::Open;
-                    self.open += 1;
+                    self.opened(j);
                 }
                 in_progress
             }
@@ -372,7 +368,7 @@ impl Worker {
     /// Ok(true) while the connect is in progress, Ok(false) if it completed at once.
     fn open_socket(&mut self, j: usize) -> io::Result<bool> {
         let addr = self.config.addr;
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking(), None)?;
+        let socket = poller::Platform::socket(addr)?;
         socket.set_nodelay(true)?;
         if let IpAddr::V4(ip) = addr.ip() {
             if ip.is_loopback() {
@@ -380,16 +376,23 @@ impl Worker {
                 // address never run out, even with old connections in TIME_WAIT.
                 let sources = self.config.source_count() as u64;
                 let host = 1 + (self.global(j) % sources) as u8;
-                set_bind_address_no_port(socket.as_raw_fd())?;
+                // Windows has no such option: there bind picks the port at once.
+                #[cfg(target_os = "linux")]
+                iomodels_sys::socket::set_bind_address_no_port(std::os::fd::AsRawFd::as_raw_fd(
+                    &socket,
+                ))?;
                 let source = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, host)), 0);
                 socket.bind(&SockAddr::from(source))?;
             }
         }
-        self.epoll.add(socket.as_raw_fd(), j as u64)?;
+        self.poller.add(&socket, j)?;
         let in_progress = match socket.connect(&SockAddr::from(addr)) {
             Ok(()) => false,
-            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => true,
-            Err(e) => return Err(e),
+            Err(e) if connect_in_progress(&e) => true,
+            Err(e) => {
+                self.poller.remove(j);
+                return Err(e);
+            }
         };
         self.conns[j].socket = Some(socket);
         Ok(in_progress)
@@ -402,10 +405,7 @@ impl Worker {
             None => return,
         };
         match result {
-            Ok(None) => {
-                self.conns[j].state = State::Open;
-                self.open += 1;
-            }
+            Ok(None) => self.opened(j),
             Ok(Some(_)) | Err(_) => {
                 self.errors.connect_failed += 1;
                 self.close(j);
@@ -413,10 +413,16 @@ impl Worker {
         }
     }
 
+    /// Connection `j` is established: count it, and stop watching it for writability
+    /// until a write finds its buffer full.
+    fn opened(&mut self, j: usize) {
+        self.conns[j].state = State::Open;
+        self.open += 1;
+        self.poller.want_write(j, false);
+    }
+
     fn wait(&mut self, timeout: Duration) -> usize {
-        // An epoll_wait failure on our own valid instance cannot happen short of EINTR
-        // (handled as 0); treat anything else as an empty wait rather than spin.
-        self.epoll.wait(&mut self.events, timeout).unwrap_or(0)
+        self.poller.wait(timeout)
     }
 
     /// Close connection `j`; counts it as no longer open if it was.
@@ -426,7 +432,9 @@ impl Worker {
             self.open -= 1;
         }
         conn.state = State::Closed;
-        conn.socket = None;
+        if conn.socket.take().is_some() {
+            self.poller.remove(j);
+        }
     }
 
     // ----- traffic -----
@@ -472,8 +480,8 @@ impl Worker {
                 break;
             }
             for e in 0..ready {
-                let event = self.events[e];
-                self.on_event(event.u64 as usize, event.events, now);
+                let event = self.poller.event(e);
+                self.on_event(event, now);
             }
         }
         let cpu = match cpu_start {
@@ -518,15 +526,19 @@ impl Worker {
         self.start + (slot as f64 * self.interval) as u64
     }
 
-    fn on_event(&mut self, j: usize, events: u32, now: u64) {
+    fn on_event(&mut self, event: Event, now: u64) {
+        let j = event.token;
         if self.conns[j].state != State::Open {
             return;
         }
-        if events & (READABLE | HANGUP) != 0 {
-            self.receive(j, now, events & HANGUP != 0);
+        if event.readable || event.hangup {
+            self.receive(j, now, event.hangup);
         }
-        if events & WRITABLE != 0 && self.conns[j].state == State::Open {
-            self.conns[j].blocked = false;
+        if event.writable && self.conns[j].state == State::Open {
+            if self.conns[j].blocked {
+                self.conns[j].blocked = false;
+                self.poller.want_write(j, false);
+            }
             self.flush(j, now);
         }
     }
@@ -586,7 +598,7 @@ impl Worker {
                     let _ = self.histogram.record(now.saturating_sub(sent).max(1));
                 }
             }
-            // A short read emptied the socket; edge-triggered epoll reports new data.
+            // A short read emptied the socket; the poller reports new data.
             // After a hang-up, read on until end of stream.
             if n < self.read_buffer.len() && !hangup {
                 break;
@@ -620,6 +632,7 @@ impl Worker {
                 Ok(n) => n as u64,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.conns[j].blocked = true;
+                    self.poller.want_write(j, true);
                     return;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
