@@ -6,10 +6,12 @@
 //!   (tokio's `examples/echo.rs`, with the buffer at 4 KiB).
 //! - `tokio-multi`: the same code on a multi_thread runtime with `--workers N` workers
 //!   (default: the number of CPUs, as tokio's own default).
-//! - `monoio`: monoio's echo example with owned buffers, on `RuntimeBuilder<FusionDriver>`,
-//!   which picks the io_uring driver when the kernel allows it and the legacy (epoll)
-//!   driver otherwise; `--workers N` runs N such threads, each with its own `SO_REUSEPORT`
-//!   listener (monoio is thread-per-core; its listeners set `SO_REUSEPORT` by default).
+//! - `monoio` (Linux only): monoio's echo example with owned buffers, on
+//!   `RuntimeBuilder<FusionDriver>`, which picks the io_uring driver when the kernel allows
+//!   it and the legacy (epoll) driver otherwise; `--workers N` runs N such threads, each
+//!   with its own `SO_REUSEPORT` listener (monoio is thread-per-core; its listeners set
+//!   `SO_REUSEPORT` by default). monoio has no Windows driver: there the binary says so
+//!   and exits 2.
 //!
 //! One deviation from the examples, shared with our engine: every accepted socket gets
 //! `TCP_NODELAY`, so pipelined echoes are not held back by Nagle's algorithm in one server
@@ -19,7 +21,8 @@
 //! `iomodels-peers: <server> echo server on <addr> (<n> workers)`, with the port the kernel
 //! chose when `--addr` asks for port 0 (so a caller needs no "free port" that someone else
 //! could take first); errors go to stderr too. SIGTERM and SIGINT end the process with
-//! status 0.
+//! status 0; on Windows Ctrl-C, Ctrl-Break and a stop request
+//! (`iomodels_sys::process::request_stop`) do.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -35,7 +38,7 @@ enum Peer {
     TokioCurrent,
     /// tokio, multi_thread runtime with `--workers` workers.
     TokioMulti,
-    /// monoio, thread-per-core, io_uring when available.
+    /// monoio, thread-per-core, io_uring when available (Linux only).
     Monoio,
 }
 
@@ -72,7 +75,16 @@ fn main() -> ExitCode {
     let result = match args.server {
         Peer::TokioCurrent => tokio_peer::current_thread(args.addr),
         Peer::TokioMulti => tokio_peer::multi_thread(args.addr, args.workers),
+        #[cfg(target_os = "linux")]
         Peer::Monoio => monoio_peer::run(args.addr, args.workers.unwrap_or(1)),
+        #[cfg(not(target_os = "linux"))]
+        Peer::Monoio => {
+            eprintln!(
+                "iomodels-peers: the monoio peer exists only on Linux (monoio has no Windows \
+                 driver); run tokio-current or tokio-multi"
+            );
+            return ExitCode::from(2);
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -146,6 +158,7 @@ mod tokio_peer {
 }
 
 /// The monoio echo server: owned buffers handed to the driver and handed back.
+#[cfg(target_os = "linux")]
 mod monoio_peer {
     use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
     use monoio::net::{TcpListener, TcpStream};
@@ -246,17 +259,37 @@ fn announce(name: &str, addr: SocketAddr, workers: usize) {
     eprintln!("iomodels-peers: {name} echo server on {addr} ({workers} workers)");
 }
 
+/// Out of descriptors, buffers or memory, or a connection aborted (on Windows, reset)
+/// before it was accepted.
+#[cfg(target_os = "linux")]
+const TRANSIENT: [i32; 5] = [
+    libc::EMFILE,
+    libc::ENFILE,
+    libc::ENOBUFS,
+    libc::ENOMEM,
+    libc::ECONNABORTED,
+];
+#[cfg(windows)]
+const TRANSIENT: [i32; 4] = {
+    use windows_sys::Win32::Networking::WinSock::{
+        WSAECONNABORTED, WSAECONNRESET, WSAEMFILE, WSAENOBUFS,
+    };
+    [WSAEMFILE, WSAENOBUFS, WSAECONNABORTED, WSAECONNRESET]
+};
+
 /// Accept errors after which the listener still works.
 ///
 /// `EAGAIN` belongs here too: io_uring gives an accept up to a poll after 128 wake-ups that
 /// found nothing to accept and runs it on an io-wq thread, where a listener opened
 /// `O_NONBLOCK` (as monoio's are) returns `EAGAIN` to the caller instead of waiting.
 fn is_transient(error: &io::Error) -> bool {
-    matches!(
-        error.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::ECONNABORTED)
-    ) || matches!(
-        error.kind(),
-        io::ErrorKind::ConnectionAborted | io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-    )
+    error
+        .raw_os_error()
+        .is_some_and(|code| TRANSIENT.contains(&code))
+        || matches!(
+            error.kind(),
+            io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::WouldBlock
+                | io::ErrorKind::Interrupted
+        )
 }

@@ -1,5 +1,5 @@
 //! Each peer, run as its own process, echoes every byte back in order on many connections
-//! at once, and exits with status 0 on SIGTERM.
+//! at once, and exits with status 0 on SIGTERM (on Windows, a stop request).
 
 use iomodels_compare::process::announced_addr;
 use std::io::{Read, Write};
@@ -150,9 +150,7 @@ fn check_echo(server: &str, workers: Option<usize>) {
     assert!(rest.is_empty(), "{server} sent bytes after the echo");
 
     let child = &mut peer.child;
-    // SAFETY: kill(2) with the pid of a child we own and have not reaped yet.
-    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    assert_eq!(rc, 0, "kill failed");
+    iomodels_sys::process::request_stop(child).expect("SIGTERM or a stop request");
     let status = child.wait().expect("wait for the peer");
     assert!(
         status.success(),
@@ -179,13 +177,27 @@ fn tokio_multi_thread_echoes() {
 }
 
 #[test]
+#[cfg(target_os = "linux")]
 fn monoio_echoes() {
     check_echo("monoio", None);
 }
 
 #[test]
+#[cfg(target_os = "linux")]
 fn monoio_with_two_workers_echoes() {
     check_echo("monoio", Some(2));
+}
+
+#[test]
+#[cfg(not(target_os = "linux"))]
+fn monoio_is_refused_off_linux() {
+    let output = Command::new(env!("CARGO_BIN_EXE_iomodels-peers"))
+        .args(["--server", "monoio", "--addr", &any_port().to_string()])
+        .output()
+        .expect("run iomodels-peers");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("only on Linux"), "{stderr}");
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
 }
 
 #[test]
