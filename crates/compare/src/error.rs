@@ -28,6 +28,9 @@ pub enum Error {
     /// A name in `--peers` is not a peer.
     #[error("unknown peer '{0}': expected tokio-current, tokio-multi or monoio")]
     UnknownPeer(String),
+    /// A name in `--peers` is a peer this platform cannot run (monoio off Linux).
+    #[error("the {0} peer runs only on Linux")]
+    PeerUnavailable(String),
     /// Flags that contradict each other or cannot be parsed.
     #[error("invalid arguments: {0}")]
     InvalidArgs(String),

@@ -5,14 +5,15 @@
 //! `iomodels-peers --server P`) on port 0, optionally pinned, waits until it announces the
 //! port it was given and accepts there, runs
 //! `iomodels bench --json` against it with `--server-pid` so the load generator samples
-//! the server's CPU time and memory, then stops it (SIGTERM, SIGKILL after a deadline).
+//! the server's CPU time and memory, then stops it (SIGTERM, or on Windows a stop request;
+//! killed after a deadline).
 //! After the bench matrix it ramps the connection count to find how many connections each
 //! server holds. A server that fails to start, or a bench that fails, is a row with its
 //! error, never the end of the comparison.
 //!
 //! The output: `report/compare.md` (the table, the machine, the commands),
 //! `report/compare.json` (every row, raw) and SVG charts.
-#![deny(clippy::undocumented_unsafe_blocks)]
+#![forbid(unsafe_code)]
 
 pub mod bench;
 pub mod charts;
@@ -374,10 +375,7 @@ fn target_info(target: Target, engine_src: Option<&Path>) -> TargetInfo {
             kind: Kind::Model,
             description: model.description().to_string(),
             driver_lines: engine_src.and_then(|src| loc::driver_lines(src, model.name())),
-            uses_shared_loop: !matches!(
-                model,
-                iomodels_engine::Model::Blocking | iomodels_engine::Model::Uring
-            ),
+            uses_shared_loop: uses_shared_loop(model),
         },
         Target::Peer(peer) => TargetInfo {
             name: peer.name().to_string(),
@@ -398,6 +396,25 @@ fn target_info(target: Target, engine_src: Option<&Path>) -> TargetInfo {
             uses_shared_loop: false,
         },
     }
+}
+
+/// Whether `model` runs on the engine's shared readiness loop (`model/reactor`) rather than
+/// a loop of its own.
+#[cfg(target_os = "linux")]
+fn uses_shared_loop(model: iomodels_engine::Model) -> bool {
+    use iomodels_engine::Model;
+    !matches!(model, Model::Blocking | Model::Uring)
+}
+
+/// Whether `model` runs on the engine's shared readiness loop (`model/reactor`) rather than
+/// a loop of its own: the completion models and the blocking one do not.
+#[cfg(windows)]
+fn uses_shared_loop(model: iomodels_engine::Model) -> bool {
+    use iomodels_engine::Model;
+    !matches!(
+        model,
+        Model::Blocking | Model::OverlappedEvent | Model::OverlappedRoutine | Model::Iocp
+    )
 }
 
 /// The server command for `target` listening on `addr`.
@@ -578,12 +595,22 @@ mod tests {
     #[test]
     fn full_plan_has_the_books_counts_and_a_capped_ramp() {
         let plan = Plan::from_args(&args()).unwrap();
-        assert_eq!(plan.targets.len(), 10);
+        let (models, peers) = (iomodels_engine::Model::ALL, Peer::ALL);
+        assert_eq!(plan.targets.len(), models.len() + peers.len());
+        assert_eq!(plan.targets[0], Target::Model(models[0]));
         assert_eq!(
-            plan.targets[0],
-            Target::Model(iomodels_engine::Model::Blocking)
+            plan.targets.last(),
+            peers.last().map(|&peer| Target::Peer(peer)).as_ref()
         );
-        assert_eq!(plan.targets[9], Target::Peer(Peer::Monoio));
+        #[cfg(target_os = "linux")]
+        {
+            assert_eq!(plan.targets.len(), 10);
+            assert_eq!(
+                plan.targets[0],
+                Target::Model(iomodels_engine::Model::Blocking)
+            );
+            assert_eq!(plan.targets[9], Target::Peer(Peer::Monoio));
+        }
         let s = &plan.settings;
         assert_eq!(s.connections, [1, 100, 1000, 10_000]);
         assert_eq!(s.pipelines, [1, 16]);
@@ -605,7 +632,7 @@ mod tests {
     fn quick_plan_is_short_and_pinning_sets_the_workers() {
         let plan = Plan::from_args(&CompareConfig {
             quick: true,
-            models: "epoll".into(),
+            models: "select".into(),
             peers: "tokio-current".into(),
             server_cpus: Some("0".into()),
             client_cpus: Some("1".into()),
@@ -660,7 +687,8 @@ mod tests {
         let error = Binaries::locate(dir.path(), true).unwrap_err().to_string();
         assert!(error.contains("iomodels not found"), "{error}");
         assert!(error.contains("cargo build --release -p iomodels -p iomodels-peers"));
-        std::fs::write(dir.path().join("iomodels"), "").unwrap();
+        let iomodels = format!("iomodels{}", std::env::consts::EXE_SUFFIX);
+        std::fs::write(dir.path().join(iomodels), "").unwrap();
         let error = Binaries::locate(dir.path(), true).unwrap_err().to_string();
         assert!(error.contains("iomodels-peers not found"), "{error}");
         assert!(Binaries::locate(dir.path(), false).is_ok());

@@ -1,10 +1,14 @@
 //! Child processes: the servers under test and the load generator.
 //!
-//! Every server runs as its own process so its CPU time and memory can be read from /proc
-//! and a crash or hang costs one row, not the comparison.
+//! Every server runs as its own process so its CPU time and memory can be read by pid
+//! ([`iomodels_sys::process`]) and a crash or hang costs one row, not the comparison.
+//!
+//! A server is stopped as a user would stop it: SIGTERM on Linux, a stop request on Windows
+//! (which has no SIGTERM; see [`iomodels_sys::process::request_stop`]); killed only when it
+//! does not exit in time.
 
 use crate::bench::BenchResult;
-use iomodels_sys::cpu::pin_before_exec;
+use std::env::consts::EXE_SUFFIX;
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -15,7 +19,7 @@ use std::time::{Duration, Instant};
 
 /// How long a server may take to accept its first connection.
 const START_DEADLINE: Duration = Duration::from_secs(15);
-/// How long a server may take to exit after SIGTERM before it gets SIGKILL.
+/// How long a server may take to exit after SIGTERM (or a stop request) before it is killed.
 const STOP_DEADLINE: Duration = Duration::from_secs(15);
 /// How often a child is polled while waiting for it.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
@@ -106,12 +110,19 @@ pub fn announced_addr(stderr: &str) -> Option<SocketAddr> {
         .and_then(|addr| addr.parse().ok())
 }
 
-/// The resident set of a process, in KiB, from /proc/PID/status.
+/// The resident set (Windows: working set) of a process, in KiB.
 pub fn rss_kib(pid: u32) -> Option<u64> {
-    iomodels_sys::proc::status(pid)
+    iomodels_sys::process::memory(pid)
         .ok()
-        .map(|status| status.rss_kib)
+        .map(|memory| memory.resident_kib)
 }
+
+/// What asks a server to stop, as the notes name it.
+const STOP: &str = if cfg!(windows) {
+    "the stop request"
+} else {
+    "SIGTERM"
+};
 
 /// Keeps the last [`STDERR_TAIL`] bytes a child writes to a pipe.
 struct Tail {
@@ -183,13 +194,6 @@ pub fn one_line(text: &str) -> String {
     plain.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Send `signal` to a child we have not reaped yet.
-fn signal(child: &Child, signal: libc::c_int) {
-    // SAFETY: kill(2) on the pid of our own child, not yet waited for, so the pid cannot
-    // have been reused by another process.
-    unsafe { libc::kill(child.id() as libc::pid_t, signal) };
-}
-
 /// Poll `child` until it exits or `deadline` passes.
 fn wait_until(child: &mut Child, deadline: Instant) -> io::Result<Option<ExitStatus>> {
     loop {
@@ -215,7 +219,8 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     /// Spawn `program args` (listening on port 0: the kernel picks a port no one holds),
-    /// optionally pinned, and wait until it announces its address and accepts there.
+    /// optionally pinned from its start, and wait until it announces its address and
+    /// accepts there.
     pub fn start(
         program: &Path,
         args: &[String],
@@ -227,16 +232,11 @@ impl ServerProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        if let Some(cpus) = cpus {
-            pin_before_exec(&mut command, cpus).map_err(|source| RunError::Spawn {
+        let mut child =
+            iomodels_sys::process::spawn(&mut command, cpus).map_err(|source| RunError::Spawn {
                 command: command_line(program, args),
                 source,
             })?;
-        }
-        let mut child = command.spawn().map_err(|source| RunError::Spawn {
-            command: command_line(program, args),
-            source,
-        })?;
         let stderr = Tail::new(child.stderr.take().expect("stderr is piped"));
         let mut server = ServerProcess {
             child,
@@ -281,7 +281,7 @@ impl ServerProcess {
     }
 
     fn kill_now(&mut self) {
-        signal(&self.child, libc::SIGKILL);
+        let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
@@ -290,20 +290,27 @@ impl ServerProcess {
         self.child.try_wait().ok().flatten()
     }
 
-    /// SIGTERM, wait, SIGKILL after a deadline. Returns a note when the exit was not clean.
+    /// SIGTERM (Windows: a stop request), wait, kill after a deadline. Returns a note when the
+    /// exit was not clean.
     pub fn stop(mut self) -> Option<String> {
         if let Some(status) = self.exited() {
             let stderr = self.stderr.finish();
             return Some(format!("server exited during the run ({status}): {stderr}"));
         }
-        signal(&self.child, libc::SIGTERM);
+        if let Err(error) = iomodels_sys::process::request_stop(&mut self.child) {
+            self.kill_now();
+            let stderr = self.stderr.finish();
+            return Some(format!(
+                "server could not be sent {STOP} ({error}); killed: {stderr}"
+            ));
+        }
         let note = match wait_until(&mut self.child, Instant::now() + STOP_DEADLINE) {
             Ok(Some(status)) if status.success() => None,
-            Ok(Some(status)) => Some(format!("server exited with {status} on SIGTERM")),
+            Ok(Some(status)) => Some(format!("server exited with {status} on {STOP}")),
             Ok(None) => {
                 self.kill_now();
                 Some(format!(
-                    "server did not exit within {} s of SIGTERM; killed",
+                    "server did not exit within {} s of {STOP}; killed",
                     STOP_DEADLINE.as_secs()
                 ))
             }
@@ -351,7 +358,7 @@ pub fn run_bench(
     let status = match wait_until(&mut child, Instant::now() + timeout) {
         Ok(Some(status)) => status,
         Ok(None) => {
-            signal(&child, libc::SIGKILL);
+            let _ = child.kill();
             let _ = child.wait();
             return Err(RunError::BenchTimeout {
                 secs: timeout.as_secs(),
@@ -359,7 +366,7 @@ pub fn run_bench(
             });
         }
         Err(error) => {
-            signal(&child, libc::SIGKILL);
+            let _ = child.kill();
             let _ = child.wait();
             return Err(RunError::Wait(error));
         }
@@ -382,10 +389,11 @@ pub struct Binaries {
 }
 
 impl Binaries {
-    /// Find them in `dir`; the peers binary only when `need_peers`.
+    /// Find them in `dir` (with the platform's `.exe` on Windows); the peers binary only
+    /// when `need_peers`.
     pub fn locate(dir: &Path, need_peers: bool) -> Result<Self, crate::Error> {
         let find = |name: &'static str| {
-            let path = dir.join(name);
+            let path = dir.join(format!("{name}{EXE_SUFFIX}"));
             if path.is_file() {
                 Ok(path)
             } else {

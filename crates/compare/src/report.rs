@@ -267,6 +267,14 @@ impl Report {
                 ""
             }
         );
+        if let Some(wine) = &self.machine.wine {
+            let _ = writeln!(
+                out,
+                "**Measured under Wine {wine}, not on Windows: every number below is Wine's, \
+                 translating each Windows call to Linux on its host (emulated: not a Windows \
+                 measurement).**\n"
+            );
+        }
         self.write_machine(&mut out);
         self.write_summary(&mut out);
         self.write_capacity(&mut out);
@@ -286,6 +294,9 @@ impl Report {
         let m = &self.machine;
         let s = &self.settings;
         let _ = writeln!(out, "## Machine\n");
+        if let Some(platform) = &m.platform {
+            let _ = writeln!(out, "- platform: {platform}");
+        }
         let _ = writeln!(
             out,
             "- CPUs: {}{}",
@@ -434,14 +445,37 @@ impl Report {
             let _ = writeln!(line, " {loc} |");
             out.push_str(&line);
         }
-        if let Some(shared) = self.shared_loop_lines {
-            let _ = writeln!(
-                out,
-                "\n\"+ {shared} shared\": polling, select, poll, signal and epoll differ only in how \
-                 they wait; the read/write state machine they all run is one loop of {shared} lines \
-                 (crates/engine/src/model/reactor). blocking and uring have loops of their own, counted \
-                 in their own lines."
-            );
+        match (self.shared_loop_lines, &self.machine.platform) {
+            (Some(shared), None) => {
+                let _ = writeln!(
+                    out,
+                    "\n\"+ {shared} shared\": polling, select, poll, signal and epoll differ only in how \
+                     they wait; the read/write state machine they all run is one loop of {shared} lines \
+                     (crates/engine/src/model/reactor). blocking and uring have loops of their own, counted \
+                     in their own lines."
+                );
+            }
+            // Not Linux: name the models this report measured.
+            (Some(shared), Some(_)) => {
+                let models = |shares: bool| {
+                    let names: Vec<&str> = self
+                        .targets
+                        .iter()
+                        .filter(|t| t.kind == Kind::Model && t.uses_shared_loop == shares)
+                        .map(|t| t.name.as_str())
+                        .collect();
+                    names.join(", ")
+                };
+                let _ = writeln!(
+                    out,
+                    "\n\"+ {shared} shared\": {} differ only in how they wait; the read/write state \
+                     machine they all run is one loop of {shared} lines (crates/engine/src/model/reactor). \
+                     {} have loops of their own, counted in their own lines.",
+                    models(true),
+                    models(false)
+                );
+            }
+            (None, _) => {}
         }
         let _ = writeln!(out);
     }
@@ -461,7 +495,8 @@ impl Report {
                 held.map_or("none".to_string(), |h| h.to_string())
             );
         }
-        if target == "select" && capacity.failed.is_some() {
+        // FD_SETSIZE is Linux's select(2) limit; Winsock's select has its own.
+        if target == "select" && capacity.failed.is_some() && self.machine.platform.is_none() {
             cell.push_str("; FD_SETSIZE");
         }
         cell
@@ -492,7 +527,7 @@ impl Report {
                     held_there.map_or("none".to_string(), |h| h.to_string())
                 );
             }
-            if target.name == "select" {
+            if target.name == "select" && self.machine.platform.is_none() {
                 out.push_str(
                     ". select(2) watches descriptors below FD_SETSIZE (1024) only: the model \
                      refuses connections whose descriptor is at or above it",

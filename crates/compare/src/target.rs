@@ -13,13 +13,20 @@ pub enum Peer {
     TokioCurrent,
     /// tokio, multi_thread runtime with as many workers as ours.
     TokioMulti,
-    /// monoio, thread-per-core.
+    /// monoio, thread-per-core (Linux only: monoio has no Windows driver).
     Monoio,
 }
 
 impl Peer {
-    /// Every peer.
-    pub const ALL: [Peer; 3] = [Peer::TokioCurrent, Peer::TokioMulti, Peer::Monoio];
+    /// Every peer this platform can run.
+    #[cfg(target_os = "linux")]
+    pub const ALL: &'static [Peer] = &[Peer::TokioCurrent, Peer::TokioMulti, Peer::Monoio];
+    /// Every peer this platform can run: monoio has no Windows driver.
+    #[cfg(not(target_os = "linux"))]
+    pub const ALL: &'static [Peer] = &[Peer::TokioCurrent, Peer::TokioMulti];
+
+    /// Every peer there is, whether this platform runs it or not.
+    const NAMED: [Peer; 3] = [Peer::TokioCurrent, Peer::TokioMulti, Peer::Monoio];
 
     /// The name `iomodels-peers --server` takes.
     pub fn name(self) -> &'static str {
@@ -85,7 +92,8 @@ pub fn parse_models(list: &str) -> Result<Vec<Model>, Error> {
     }
 }
 
-/// Parse `--peers`: `all`, `none`, or a comma-separated list of peer names.
+/// Parse `--peers`: `all` (the peers this platform runs), `none`, or a comma-separated list
+/// of peer names. A peer this platform cannot run is [`Error::PeerUnavailable`].
 pub fn parse_peers(list: &str) -> Result<Vec<Peer>, Error> {
     match list.trim() {
         "all" => Ok(Peer::ALL.to_vec()),
@@ -94,10 +102,15 @@ pub fn parse_peers(list: &str) -> Result<Vec<Peer>, Error> {
             .split(',')
             .map(str::trim)
             .map(|name| {
-                Peer::ALL
+                let peer = Peer::NAMED
                     .into_iter()
                     .find(|peer| peer.name() == name)
-                    .ok_or_else(|| Error::UnknownPeer(name.to_string()))
+                    .ok_or_else(|| Error::UnknownPeer(name.to_string()))?;
+                if Peer::ALL.contains(&peer) {
+                    Ok(peer)
+                } else {
+                    Err(Error::PeerUnavailable(name.to_string()))
+                }
             })
             .collect(),
     }
@@ -109,14 +122,33 @@ mod tests {
 
     #[test]
     fn lists_parse_and_reject_unknown_names() {
-        assert_eq!(parse_models("all").unwrap().len(), 7);
+        assert_eq!(parse_models("all").unwrap(), Model::ALL);
+        #[cfg(target_os = "linux")]
         assert_eq!(
             parse_models("epoll, uring").unwrap(),
             vec![Model::Epoll, Model::Uring]
         );
+        assert_eq!(
+            parse_models("select, blocking").unwrap(),
+            vec![Model::Select, Model::Blocking]
+        );
         assert!(matches!(parse_models("kqueue"), Err(Error::UnknownModel(n)) if n == "kqueue"));
         assert_eq!(parse_peers("none").unwrap(), Vec::<Peer>::new());
-        assert_eq!(parse_peers("monoio").unwrap(), vec![Peer::Monoio]);
+        assert_eq!(parse_peers("all").unwrap(), Peer::ALL);
         assert!(matches!(parse_peers("actix"), Err(Error::UnknownPeer(_))));
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn monoio_is_a_peer_on_linux() {
+        assert_eq!(parse_peers("monoio").unwrap(), vec![Peer::Monoio]);
+    }
+
+    #[test]
+    #[cfg(not(target_os = "linux"))]
+    fn monoio_is_refused_off_linux() {
+        let error = parse_peers("tokio-current, monoio").unwrap_err();
+        assert!(matches!(&error, Error::PeerUnavailable(n) if n == "monoio"));
+        assert!(error.to_string().contains("only on Linux"), "{error}");
     }
 }

@@ -4,8 +4,23 @@
 
 use iomodels_compare::report::Phase;
 use iomodels_compare::Report;
+use std::env::consts::EXE_SUFFIX;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// The two models compared: epoll and poll on Linux; elsewhere the first scalable model and
+/// select.
+#[cfg(target_os = "linux")]
+const MODELS: [&str; 2] = ["epoll", "poll"];
+#[cfg(not(target_os = "linux"))]
+fn models() -> [&'static str; 2] {
+    use iomodels_engine::Model;
+    [Model::SCALABLE[0].name(), Model::Select.name()]
+}
+#[cfg(target_os = "linux")]
+fn models() -> [&'static str; 2] {
+    MODELS
+}
 
 /// A folder holding both binaries, with a `compare` subcommand: the test's own profile
 /// folder first (fresh from this build), then the release folder.
@@ -23,8 +38,8 @@ fn binaries() -> Result<PathBuf, String> {
         }
     }
     for dir in &candidates {
-        let iomodels = dir.join("iomodels");
-        if !iomodels.is_file() || !dir.join("iomodels-peers").is_file() {
+        let iomodels = dir.join(format!("iomodels{EXE_SUFFIX}"));
+        if !iomodels.is_file() || !dir.join(format!("iomodels-peers{EXE_SUFFIX}")).is_file() {
             continue;
         }
         let help = Command::new(&iomodels).args(["compare", "--help"]).output();
@@ -49,12 +64,13 @@ fn quick_compare_writes_a_well_formed_report() {
         }
     };
     let out = tempfile::tempdir().expect("temporary folder");
-    let status = Command::new(bin_dir.join("iomodels"))
+    let [first, second] = models();
+    let status = Command::new(bin_dir.join(format!("iomodels{EXE_SUFFIX}")))
         .args([
             "compare",
             "--quick",
             "--models",
-            "epoll,poll",
+            &format!("{first},{second}"),
             "--peers",
             "tokio-current",
         ])
@@ -67,7 +83,7 @@ fn quick_compare_writes_a_well_formed_report() {
     let json = std::fs::read_to_string(out.path().join("compare.json")).expect("compare.json");
     let report: Report = serde_json::from_str(&json).expect("compare.json is a report");
     let names: Vec<&str> = report.targets.iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(names, ["epoll", "poll", "tokio-current"]);
+    assert_eq!(names, [first, second, "tokio-current"]);
     assert!(report.settings.quick);
     for name in names {
         let matrix: Vec<_> = report.rows_of(name, Phase::Matrix).collect();
@@ -91,7 +107,7 @@ fn quick_compare_writes_a_well_formed_report() {
     let md = std::fs::read_to_string(out.path().join("compare.md")).expect("compare.md");
     assert!(md.contains("## The book's table, measured"));
     assert!(md.contains(&format!("- CPUs: {}", report.machine.cpus)));
-    for name in ["epoll", "poll", "tokio-current"] {
+    for name in [first, second, "tokio-current"] {
         let line = md
             .lines()
             .find(|line| line.starts_with(&format!("| {name} | 1000 (cap) |")))
@@ -107,7 +123,10 @@ fn quick_compare_writes_a_well_formed_report() {
         let svg = std::fs::read_to_string(out.path().join(chart)).expect(chart);
         assert!(svg.starts_with("<svg"), "{chart} is not SVG");
         // Legend entries are text elements of their own.
-        assert!(svg.contains("\nepoll\n"), "{chart} has no line for epoll");
+        assert!(
+            svg.contains(&format!("\n{first}\n")),
+            "{chart} has no line for {first}"
+        );
         assert!(md.contains(&format!("]({chart})")), "{chart} not linked");
     }
 }

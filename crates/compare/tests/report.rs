@@ -179,6 +179,8 @@ fn synthetic() -> Report {
             memory_kib: Some(4 * 1024 * 1024),
             kernel: "Linux 6.18.0 #1 SMP".into(),
             open_files_limit: Some(20_000),
+            platform: None,
+            wine: None,
         },
         settings: Settings {
             connections: vec![1, 100],
@@ -315,6 +317,51 @@ fn json_round_trips_every_row() {
     assert_eq!(value["rows"][0]["phase"], "matrix");
     assert_eq!(value["rows"][0]["kind"], "model");
     assert_eq!(value["rows"][0]["bench"]["latency_us"]["p99"], 79.0);
+}
+
+#[test]
+fn a_linux_report_names_no_platform() {
+    let report = synthetic();
+    let md = report.markdown(&[]);
+    assert!(!md.contains("- platform:"), "{md}");
+    assert!(!md.contains("Wine"), "{md}");
+    let json = serde_json::to_value(&report).unwrap();
+    assert!(json["machine"].get("platform").is_none(), "{json}");
+    assert!(json["machine"].get("wine").is_none(), "{json}");
+}
+
+#[test]
+fn a_wine_report_says_its_numbers_are_wines() {
+    let mut report = synthetic();
+    report.machine.kernel = "Windows 10.0.19045".into();
+    report.machine.open_files_limit = None;
+    report.machine.platform =
+        Some("Windows under Wine 8.0 (emulated: not a Windows measurement)".into());
+    report.machine.wine = Some("8.0".into());
+    let md = report.markdown(&[]);
+    let header = &md[..md.find("## Machine").unwrap()];
+    assert!(
+        header.contains("**Measured under Wine 8.0, not on Windows: every number below is Wine's"),
+        "{header}"
+    );
+    assert!(
+        header.contains("(emulated: not a Windows measurement)"),
+        "{header}"
+    );
+    assert!(
+        md.contains("- platform: Windows under Wine 8.0 (emulated: not a Windows measurement)\n")
+    );
+    assert!(md.contains("- kernel: Windows 10.0.19045"));
+    assert!(!md.contains("open-file limit"));
+    // Linux's FD_SETSIZE is not Winsock's: no claim about it.
+    assert!(!md.contains("FD_SETSIZE"), "{md}");
+    // The shared-loop note names the models measured, not Linux's.
+    assert!(md.contains("\"+ 500 shared\": epoll, select differ only in how they wait"));
+    assert!(md.contains("uring have loops of their own"));
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["machine"]["wine"], "8.0");
+    let back: Report = serde_json::from_value(json).unwrap();
+    assert_eq!(back, report);
 }
 
 #[test]
