@@ -13,10 +13,14 @@ use crate::model::reactor;
 use crate::runtime::{Core, Started};
 use std::sync::Arc;
 
+mod iocp;
+mod overlapped;
+
 /// Start one of the Windows-only models.
 pub(crate) fn start<H: Handler>(model: Model, core: &Arc<Core<H>>) -> Result<Started, Error> {
     match model {
         Model::Blocking | Model::Polling => unreachable!("the shared drivers start these"),
+        Model::Iocp => iocp::start(core),
         other => Err(Error::Worker {
             model: other,
             message: "this Windows model is not built yet".into(),
