@@ -33,6 +33,13 @@ use windows_sys::Win32::System::IO::OVERLAPPED;
 /// Bytes `AcceptEx` needs per address: the largest address plus 16 (its documentation).
 const ADDRESS_LEN: usize = std::mem::size_of::<SOCKADDR_STORAGE>() + 16;
 
+/// The most one `WSASend` is given. An overlapped send completes only once Winsock has
+/// taken all of it; a larger send to a slow reader would complete so rarely that the
+/// connection looks idle (Windows does not let the engine read the peer's
+/// acknowledgements, see `sys::send_progress`). Each completion of a chunk is output
+/// activity, and the rest of the buffer goes next.
+pub(crate) const SEND_CHUNK: usize = 64 * 1024;
+
 /// A manual-reset event object (for an op's `hEvent`), closed on drop.
 #[derive(Debug)]
 pub(crate) struct Event(OwnedHandle);
@@ -67,7 +74,7 @@ impl Event {
 pub(crate) enum Kind {
     /// `WSARecv` into `buf` (its full length).
     Recv { buf: Vec<u8> },
-    /// `WSASend` of `buf[sent..]`.
+    /// `WSASend` of `buf[sent..]`, at most [`SEND_CHUNK`] bytes of it.
     Send { buf: Vec<u8>, sent: usize },
     /// `AcceptEx` of a new connection into `socket`; `addresses` receives both ends.
     Accept {
@@ -282,7 +289,8 @@ unsafe fn start(raw: *mut Op, routine: LPWSAOVERLAPPED_COMPLETION_ROUTINE) -> io
             }
         }
         Kind::Send { buf, sent } => {
-            let rest = &mut buf[*sent..];
+            let end = buf.len().min(*sent + SEND_CHUNK);
+            let rest = &mut buf[*sent..end];
             let wsabuf = WSABUF {
                 len: u32::try_from(rest.len()).unwrap_or(u32::MAX),
                 buf: rest.as_mut_ptr(),

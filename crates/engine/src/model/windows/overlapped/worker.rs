@@ -439,7 +439,8 @@ impl<H: Handler, S: Source> Worker<H, S> {
             }
             sent += n;
             if sent < buf.len() {
-                // Partial send: the tail goes next, ahead of anything queued since.
+                // A chunk (or a short send): the rest goes next, ahead of anything queued
+                // since.
                 self.post_send(slot, buf, sent);
                 return;
             }
