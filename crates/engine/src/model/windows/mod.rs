@@ -15,12 +15,14 @@ use std::sync::Arc;
 
 mod iocp;
 mod overlapped;
+mod overlapped_routine;
 
 /// Start one of the Windows-only models.
 pub(crate) fn start<H: Handler>(model: Model, core: &Arc<Core<H>>) -> Result<Started, Error> {
     match model {
         Model::Blocking | Model::Polling => unreachable!("the shared drivers start these"),
         Model::Iocp => iocp::start(core),
+        Model::OverlappedRoutine => overlapped_routine::start(core),
         other => Err(Error::Worker {
             model: other,
             message: "this Windows model is not built yet".into(),

@@ -62,7 +62,13 @@ impl Event {
         std::os::windows::io::AsRawHandle::as_raw_handle(&self.0)
     }
 
-    /// Back to not signalled, before the event is given to a new op.
+    /// Signal it.
+    pub(crate) fn set(&self) {
+        // SAFETY: the handle is a live event owned by `self`.
+        unsafe { ws::WSASetEvent(self.handle()) };
+    }
+
+    /// Back to not signalled (before the event is given to a new op).
     pub(crate) fn reset(&self) {
         // SAFETY: the handle is a live event owned by `self`.
         unsafe { ws::WSAResetEvent(self.handle()) };
