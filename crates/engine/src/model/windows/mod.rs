@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 mod iocp;
 mod overlapped;
+mod overlapped_event;
 mod overlapped_routine;
 
 /// Start one of the Windows-only models.
@@ -23,6 +24,7 @@ pub(crate) fn start<H: Handler>(model: Model, core: &Arc<Core<H>>) -> Result<Sta
         Model::Blocking | Model::Polling => unreachable!("the shared drivers start these"),
         Model::Iocp => iocp::start(core),
         Model::OverlappedRoutine => overlapped_routine::start(core),
+        Model::OverlappedEvent => overlapped_event::start(core),
         other => Err(Error::Worker {
             model: other,
             message: "this Windows model is not built yet".into(),
