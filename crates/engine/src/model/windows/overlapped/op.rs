@@ -85,7 +85,7 @@ pub(crate) enum Kind {
     /// `AcceptEx` of a new connection into `socket`; `addresses` receives both ends.
     Accept {
         socket: Sock,
-        addresses: [u8; 2 * ADDRESS_LEN],
+        addresses: Box<[u8; 2 * ADDRESS_LEN]>,
     },
 }
 
@@ -130,7 +130,7 @@ impl Op {
             socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
         let kind = Kind::Accept {
             socket: socket.into(),
-            addresses: [0; 2 * ADDRESS_LEN],
+            addresses: Box::new([0; 2 * ADDRESS_LEN]),
         };
         Ok(Op::new(listener, None, kind))
     }

@@ -161,7 +161,7 @@ impl<H: Handler, S: Source> Worker<H, S> {
                     Outcome::Known(bytes, error) => (bytes, error),
                     Outcome::Ask => op.result(),
                 };
-                self.complete(op, bytes as usize, error);
+                self.complete(*op, bytes as usize, error);
             }
             // The mailbox and the shutdown flag are looked at every turn.
             Event::Wake => {}
@@ -169,8 +169,8 @@ impl<H: Handler, S: Source> Worker<H, S> {
         }
     }
 
-    fn complete(&mut self, op: Box<Op>, bytes: usize, error: i32) {
-        let Op { slot, kind, .. } = *op;
+    fn complete(&mut self, op: Op, bytes: usize, error: i32) {
+        let Op { slot, kind, .. } = op;
         match (kind, slot) {
             (Kind::Recv { buf }, Some(slot)) => self.on_recv(slot, buf, bytes, error),
             (Kind::Send { buf, sent }, Some(slot)) => self.on_send(slot, buf, sent, bytes, error),
