@@ -18,7 +18,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, clap::Args)]
 pub struct ChatServerArgs {
     /// The I/O model (see `iomodels models`).
-    #[arg(long, default_value = "epoll", value_parser = flags::model())]
+    #[arg(long, default_value = flags::default_model(), value_parser = flags::model())]
     pub model: Model,
     /// Where to listen.
     #[arg(long, default_value = "127.0.0.1:7001", value_parser = flags::addr)]

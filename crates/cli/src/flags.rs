@@ -37,6 +37,19 @@ where
     })
 }
 
+/// The model `serve` and `chat-server` run when none is named: epoll on Linux.
+#[cfg(target_os = "linux")]
+pub fn default_model() -> &'static str {
+    "epoll"
+}
+
+/// The model `serve` and `chat-server` run when none is named: the platform's first
+/// scalable model (IOCP on Windows).
+#[cfg(not(target_os = "linux"))]
+pub fn default_model() -> &'static str {
+    iomodels_engine::Model::SCALABLE[0].name()
+}
+
 /// `--model`: an engine model, listed from [`iomodels_engine::Model::ALL`].
 pub fn model() -> impl TypedValueParser<Value = iomodels_engine::Model> {
     use iomodels_engine::Model;

@@ -122,7 +122,12 @@ fn exit_status(error: &anyhow::Error) -> i32 {
             )
             || matches!(
                 cause.downcast_ref::<Compare>(),
-                Some(Compare::InvalidArgs(_) | Compare::UnknownModel(_) | Compare::UnknownPeer(_))
+                Some(
+                    Compare::InvalidArgs(_)
+                        | Compare::UnknownModel(_)
+                        | Compare::UnknownPeer(_)
+                        | Compare::PeerUnavailable(_)
+                )
             )
     });
     if is_usage {
@@ -146,12 +151,12 @@ fn print_models() {
     );
     let mut missing = Vec::new();
     for &model in Model::ALL {
-        let here = match (model, iomodels_engine::uring_probe()) {
-            (Model::Uring, Err(e)) => {
-                missing.push(e.to_string());
+        let here = match unavailable(model) {
+            Some(why) => {
+                missing.push(why);
                 "no"
             }
-            _ => "yes",
+            None => "yes",
         };
         println!(
             "{:<9} {:<28} {:<6} {}",
@@ -164,6 +169,24 @@ fn print_models() {
     for why in missing {
         println!("\n{why}");
     }
+}
+
+/// Why `model` cannot run on this machine, if it cannot: only io_uring depends on the kernel.
+#[cfg(target_os = "linux")]
+fn unavailable(model: iomodels_engine::Model) -> Option<String> {
+    match model {
+        iomodels_engine::Model::Uring => {
+            iomodels_engine::uring_probe().err().map(|e| e.to_string())
+        }
+        _ => None,
+    }
+}
+
+/// Why `model` cannot run on this machine, if it cannot: every Windows model runs on every
+/// supported Windows.
+#[cfg(not(target_os = "linux"))]
+fn unavailable(_model: iomodels_engine::Model) -> Option<String> {
+    None
 }
 
 fn init_logging(verbose: u8) {

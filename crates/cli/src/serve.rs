@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
     /// The I/O model (see `iomodels models`).
-    #[arg(long, default_value = "epoll", value_parser = flags::model())]
+    #[arg(long, default_value = flags::default_model(), value_parser = flags::model())]
     model: Model,
     /// Where to listen.
     #[arg(long, default_value = "127.0.0.1:7000", value_parser = flags::addr)]

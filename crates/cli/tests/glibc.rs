@@ -19,6 +19,7 @@
 //! The binary checked is this build's `iomodels`, or `$IOMODELS_BIN_DIR/iomodels` when that
 //! is set (e.g. `target/release`). Without objdump (binutils) or ldd the test says it did
 //! not run and passes, except under `CI=true`, where that is a failure.
+#![cfg(target_os = "linux")]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

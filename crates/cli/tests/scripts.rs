@@ -5,7 +5,7 @@ mod util;
 
 use std::net::TcpListener;
 use std::process::Output;
-use util::{output as iomodels, serve, stop};
+use util::{model, output as iomodels, serve, stop, FOREIGN_MODEL};
 
 /// A loopback address where nothing listens.
 fn dead_addr() -> String {
@@ -64,7 +64,7 @@ fn bench_against_a_server_that_drops_connections_fails() {
 
 #[test]
 fn bench_against_a_healthy_server_exits_zero() {
-    let (server, addr) = serve("epoll");
+    let (server, addr) = serve(model());
     let mut args = vec!["bench", "--addr", &addr, "--json"];
     args.extend(SHORT_BENCH);
     let output = iomodels(&args);
@@ -109,7 +109,9 @@ fn bad_usage_exits_2_everywhere() {
         &["serve", "--addr", "localhost:seven"],
         &["client", "--addr", "nowhere"],
         &["compare", "--duration", "inf"],
-        &["compare", "--models", "iocp"],
+        &["compare", "--models", FOREIGN_MODEL],
+        #[cfg(not(target_os = "linux"))]
+        &["compare", "--models", "none", "--peers", "monoio"],
     ];
     for args in cases {
         let output = iomodels(args);

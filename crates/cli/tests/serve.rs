@@ -5,18 +5,31 @@ mod util;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
-use util::{iomodels, output, serve, spawn_server, stop};
+#[cfg(target_os = "linux")]
+use util::spawn_server;
+use util::{iomodels, model, output, serve, stop, FOREIGN_MODEL};
+
+/// The models the stop test runs: the default, blocking (a thread per connection), and the
+/// completion model, which io_uring may not be there for.
+#[cfg(target_os = "linux")]
+fn stop_models() -> Vec<&'static str> {
+    let mut models = vec!["epoll", "blocking"];
+    match iomodels_engine::uring_probe() {
+        Ok(()) => models.push("uring"),
+        Err(why) => eprintln!("SKIPPED: uring: {why}"),
+    }
+    models
+}
+
+/// The models the stop test runs: the default (IOCP), blocking, and select.
+#[cfg(not(target_os = "linux"))]
+fn stop_models() -> Vec<&'static str> {
+    vec![model(), "blocking", "select"]
+}
 
 #[test]
 fn sigterm_flushes_and_exits_zero() {
-    for model in ["epoll", "blocking", "uring"] {
-        if model == "uring" && iomodels_engine::uring_probe().is_err() {
-            eprintln!(
-                "SKIPPED: uring: {}",
-                iomodels_engine::uring_probe().unwrap_err()
-            );
-            continue;
-        }
+    for model in stop_models() {
         let (child, addr) = serve(model);
         let mut client = TcpStream::connect(&addr).unwrap();
         client
@@ -36,12 +49,18 @@ fn sigterm_flushes_and_exits_zero() {
 
 #[test]
 fn busy_port_is_one_clear_error() {
-    let (child, addr) = serve("epoll");
-    let output = output(&["serve", "--model", "poll", "--addr", &addr]);
+    let (child, addr) = serve(model());
+    let output = output(&["serve", "--model", "select", "--addr", &addr]);
     stop(child);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("already in use"), "{stderr}");
+    // Windows says "Only one usage of each socket address ... (os error 10048)".
+    let in_use = if cfg!(windows) {
+        "os error 10048"
+    } else {
+        "already in use"
+    };
+    assert!(stderr.contains(in_use), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }
 
@@ -61,6 +80,7 @@ fn os_error_is_printed_once() {
 }
 
 #[test]
+#[cfg(target_os = "linux")]
 fn serve_raises_the_open_file_limit_and_says_so() {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
@@ -99,9 +119,13 @@ fn serve_raises_the_open_file_limit_and_says_so() {
 
 #[test]
 fn unknown_model_lists_the_models() {
-    let output = output(&["serve", "--model", "iocp"]);
+    let output = output(&["serve", "--model", FOREIGN_MODEL]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
+    for model in iomodels_engine::Model::ALL.iter() {
+        assert!(stderr.contains(model.name()), "{stderr}");
+    }
+    #[cfg(target_os = "linux")]
     for model in [
         "blocking", "polling", "select", "poll", "signal", "epoll", "uring",
     ] {
@@ -129,7 +153,7 @@ fn models_lists_windows_originals() {
 
 #[test]
 fn scripted_client_verifies_echoes() {
-    let (child, addr) = serve("epoll");
+    let (child, addr) = serve(model());
     let output = output(&[
         "client",
         "--addr",

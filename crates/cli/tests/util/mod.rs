@@ -36,9 +36,27 @@ pub fn serve(model: &str) -> (Child, String) {
     (child, addr)
 }
 
-/// SIGTERM a server and wait for it.
+/// SIGTERM a server (on Windows, send it a stop request) and wait for it.
 pub fn stop(mut child: Child) -> ExitStatus {
-    // SAFETY: sending a signal to our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    iomodels_sys::process::request_stop(&mut child).unwrap();
     child.wait().unwrap()
 }
+
+/// The model the tests serve with: epoll on Linux.
+#[cfg(target_os = "linux")]
+pub fn model() -> &'static str {
+    "epoll"
+}
+
+/// The model the tests serve with: the platform's first scalable model (IOCP on Windows).
+#[cfg(not(target_os = "linux"))]
+pub fn model() -> &'static str {
+    iomodels_engine::Model::SCALABLE[0].name()
+}
+
+/// A model of the other platform, which `--model` refuses here.
+pub const FOREIGN_MODEL: &str = if cfg!(target_os = "linux") {
+    "iocp"
+} else {
+    "epoll"
+};
