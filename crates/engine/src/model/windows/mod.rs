@@ -17,11 +17,13 @@ mod iocp;
 mod overlapped;
 mod overlapped_event;
 mod overlapped_routine;
+mod select;
 
 /// Start one of the Windows-only models.
 pub(crate) fn start<H: Handler>(model: Model, core: &Arc<Core<H>>) -> Result<Started, Error> {
     match model {
         Model::Blocking | Model::Polling => unreachable!("the shared drivers start these"),
+        Model::Select => reactor::start::<select::Select, H>(core),
         Model::Iocp => iocp::start(core),
         Model::OverlappedRoutine => overlapped_routine::start(core),
         Model::OverlappedEvent => overlapped_event::start(core),
