@@ -234,6 +234,12 @@ pub(crate) fn send_progress(fd: RawFd) -> io::Result<SendProgress> {
     })
 }
 
+/// Whether a blocking `recv` or `send` failed because its `SO_RCVTIMEO`/`SO_SNDTIMEO`
+/// expired: Linux says EAGAIN.
+pub(crate) fn timed_out(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::WouldBlock
+}
+
 /// Classify a socket error for [`crate::CloseReason`].
 pub(crate) fn close_reason(err: &io::Error) -> crate::CloseReason {
     match err.raw_os_error() {

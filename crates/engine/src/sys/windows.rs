@@ -12,10 +12,12 @@ use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::windows::io::{AsRawSocket, BorrowedSocket, OwnedSocket, RawSocket};
+use windows_sys::Win32::Foundation::HANDLE;
 use windows_sys::Win32::Networking::WinSock::{
     self as ws, SOCKET, SOCKET_ERROR, WSAECONNABORTED, WSAECONNRESET, WSAEMFILE, WSAENETDOWN,
-    WSAENETRESET, WSAENOBUFS, WSAESHUTDOWN, WSAETIMEDOUT,
+    WSAENETRESET, WSAENOBUFS, WSAENOTCONN, WSAESHUTDOWN, WSAETIMEDOUT, WSA_OPERATION_ABORTED,
 };
+use windows_sys::Win32::System::IO::CancelIoEx;
 
 /// An owned socket: a `SOCKET` handle on Windows, closed with `closesocket` on drop.
 pub(crate) type Sock = OwnedSocket;
@@ -57,12 +59,17 @@ fn borrow(raw: RawSock) -> BorrowedSocket<'static> {
     unsafe { BorrowedSocket::borrow_raw(raw) }
 }
 
-/// Read from a socket into `buf`. `Ok(0)` is end of stream.
+/// Read from a socket into `buf`. `Ok(0)` is end of stream, and also a socket shut for
+/// reading by [`shutdown_read`] or [`abort`] (WSAESHUTDOWN, or WSA_OPERATION_ABORTED for a
+/// blocked call they cancelled), as Linux's `recv` returns 0 after `SHUT_RD`.
 pub(crate) fn recv(raw: RawSock, buf: &mut [u8]) -> io::Result<usize> {
     let len = i32::try_from(buf.len()).unwrap_or(i32::MAX);
     // SAFETY: `buf` is valid for writes of `len` bytes for the whole call.
-    let n = wsa(unsafe { ws::recv(socket(raw), buf.as_mut_ptr(), len, 0) })?;
-    Ok(n as usize)
+    match wsa(unsafe { ws::recv(socket(raw), buf.as_mut_ptr(), len, 0) }) {
+        Ok(n) => Ok(n as usize),
+        Err(e) if matches!(e.raw_os_error(), Some(WSAESHUTDOWN | WSA_OPERATION_ABORTED)) => Ok(0),
+        Err(e) => Err(e),
+    }
 }
 
 /// Write `buf` to a socket (Windows raises no signal on a closed peer).
@@ -98,10 +105,25 @@ pub(crate) fn shutdown_write(raw: RawSock) {
     let _ = unsafe { ws::shutdown(socket(raw), ws::SD_SEND) };
 }
 
-/// Stop reads on a socket.
+/// Stop reads on a socket, and make a thread blocked in `recv` on it return (with end of
+/// stream, see [`recv`]). Unlike Linux's `SHUT_RD`, `shutdown(SD_RECEIVE)` fails only the
+/// calls made after it (seen under Wine; Windows documents no wake-up either), so the
+/// pending one is cancelled too.
 pub(crate) fn shutdown_read(raw: RawSock) {
     // SAFETY: as in `shutdown_write`.
     let _ = unsafe { ws::shutdown(socket(raw), ws::SD_RECEIVE) };
+    cancel_blocked(raw);
+}
+
+/// Cancel the blocking calls pending on a socket, from any thread (`CancelIoEx`, as .NET
+/// unblocks a socket it disposes): they fail with WSA_OPERATION_ABORTED. Done after a
+/// `shutdown`, which makes every later call fail at once, so a call that starts in
+/// between cannot block either.
+fn cancel_blocked(raw: RawSock) {
+    // SAFETY: a socket is a kernel handle; the caller keeps it open for the call, and a
+    // null OVERLAPPED pointer asks for every pending operation on it. Nothing to cancel
+    // (ERROR_NOT_FOUND) is the common, harmless case.
+    let _ = unsafe { CancelIoEx(socket(raw) as HANDLE, std::ptr::null()) };
 }
 
 /// Make a thread blocked in `accept` on `listener` return. Shutting a listener down does
@@ -121,12 +143,14 @@ pub(crate) fn unblock_accept(_listener: RawSock, addr: SocketAddr) {
 }
 
 /// Close now, whoever is blocked on the socket: linger off with a zero timeout (the close
-/// will send RST) and `shutdown(SD_BOTH)`. Neither call blocks. The caller guarantees that
-/// the socket is still open.
+/// will send RST), `shutdown(SD_BOTH)`, and the blocked calls cancelled (a shutdown alone
+/// wakes neither a blocked `recv` nor a blocked `send`). None of these calls blocks. The
+/// caller guarantees that the socket is still open.
 pub(crate) fn abort(raw: RawSock) {
     let _ = SockRef::from(&borrow(raw)).set_linger(Some(std::time::Duration::ZERO));
     // SAFETY: as in `shutdown_write`.
     let _ = unsafe { ws::shutdown(socket(raw), ws::SD_BOTH) };
+    cancel_blocked(raw);
 }
 
 /// Bind a listener on `addr`. Windows has no SO_REUSEPORT to spread connections over
@@ -207,6 +231,13 @@ pub(crate) fn send_progress(_raw: RawSock) -> io::Result<SendProgress> {
     ))
 }
 
+/// Whether a blocking `recv` or `send` failed because its `SO_RCVTIMEO`/`SO_SNDTIMEO`
+/// expired: Windows says WSAETIMEDOUT (not WSAEWOULDBLOCK, as Linux's EAGAIN), and leaves
+/// the connection in an indeterminate state, fit only to be closed.
+pub(crate) fn timed_out(err: &io::Error) -> bool {
+    err.raw_os_error() == Some(WSAETIMEDOUT)
+}
+
 /// Classify a socket error for [`crate::CloseReason`].
 pub(crate) fn close_reason(err: &io::Error) -> crate::CloseReason {
     match err.raw_os_error() {
@@ -218,10 +249,12 @@ pub(crate) fn close_reason(err: &io::Error) -> crate::CloseReason {
 }
 
 /// Classify a failed accept for the connection policy: a connection reset before it was
-/// accepted concerns only itself; out of buffers or handles is exhaustion.
+/// accepted concerns only itself; out of buffers or handles is exhaustion. Windows reports
+/// that reset as WSAECONNRESET; Wine as WSAENOTCONN (its `accept` asks the new socket for
+/// its peer's address, which fails on a reset connection, and closes it).
 pub(crate) fn accept_failure(err: &io::Error) -> AcceptFailure {
     match err.raw_os_error() {
-        Some(WSAECONNRESET | WSAENETDOWN | WSAETIMEDOUT) => AcceptFailure::Transient,
+        Some(WSAECONNRESET | WSAENOTCONN | WSAENETDOWN | WSAETIMEDOUT) => AcceptFailure::Transient,
         Some(WSAEMFILE | WSAENOBUFS) => AcceptFailure::Exhausted,
         _ => AcceptFailure::Other,
     }

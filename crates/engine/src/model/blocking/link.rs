@@ -238,10 +238,10 @@ fn send_all(fd: RawSock, buf: &[u8], counters: &Counters) -> Result<(), CloseRea
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             // The socket blocks: only SO_SNDTIMEO, set with the idle timeout, ends a send
-            // with EAGAIN, when no room was made for that long. A peer that still
+            // so (`sys::timed_out`), when no room was made for that long. A peer that still
             // acknowledges output (reading slowly, while the kernel waits to have a third of
             // the buffer free) is not idle.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            Err(e) if sys::timed_out(&e) => {
                 if !acks.moved(sys::send_progress(fd)) {
                     return Err(CloseReason::IdleTimeout);
                 }

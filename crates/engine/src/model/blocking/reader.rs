@@ -143,13 +143,9 @@ impl<H: Handler> Reader<H> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // SO_RCVTIMEO: nothing arrived for the idle timeout. A closing session is
                 // ended by its writer's linger; a peer still taking output is not idle.
-                Err(e)
-                    if e.kind() == io::ErrorKind::WouldBlock
-                        && (closing || acks.moved(sys::send_progress(fd))) => {}
-                Err(e)
-                    if e.kind() == io::ErrorKind::WouldBlock
-                        && self.core.config.idle_timeout.is_some() =>
-                {
+                Err(e) if sys::timed_out(&e) && (closing || acks.moved(sys::send_progress(fd))) => {
+                }
+                Err(e) if sys::timed_out(&e) && self.core.config.idle_timeout.is_some() => {
                     let mut outbox = self.session.outbox();
                     outbox.request_close(CloseRequest::Abort(CloseReason::IdleTimeout));
                     break;
