@@ -18,12 +18,14 @@ mod overlapped;
 mod overlapped_event;
 mod overlapped_routine;
 mod select;
+mod wsapoll;
 
 /// Start one of the Windows-only models.
 pub(crate) fn start<H: Handler>(model: Model, core: &Arc<Core<H>>) -> Result<Started, Error> {
     match model {
         Model::Blocking | Model::Polling => unreachable!("the shared drivers start these"),
         Model::Select => reactor::start::<select::Select, H>(core),
+        Model::WsaPoll => reactor::start::<wsapoll::WsaPoll, H>(core),
         Model::Iocp => iocp::start(core),
         Model::OverlappedRoutine => overlapped_routine::start(core),
         Model::OverlappedEvent => overlapped_event::start(core),
