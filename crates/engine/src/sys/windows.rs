@@ -72,9 +72,16 @@ pub(crate) fn recv(raw: RawSock, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// Write `buf` to a socket (Windows raises no signal on a closed peer).
+/// The most one `send` is given. A blocking `send` on Windows returns only once it has
+/// buffered everything or failed, and `SO_SNDTIMEO` bounds the whole call (Linux's returns
+/// what it wrote when the timeout comes): given a large batch, it would time out against a
+/// peer that reads steadily but slower than the batch divided by the idle timeout.
+const SEND_CHUNK: usize = 64 * 1024;
+
+/// Write at most [`SEND_CHUNK`] bytes of `buf` to a socket (Windows raises no signal on a
+/// closed peer).
 pub(crate) fn send(raw: RawSock, buf: &[u8]) -> io::Result<usize> {
-    let len = i32::try_from(buf.len()).unwrap_or(i32::MAX);
+    let len = buf.len().min(SEND_CHUNK) as i32;
     // SAFETY: `buf` is valid for reads of `len` bytes for the whole call.
     let n = wsa(unsafe { ws::send(socket(raw), buf.as_ptr(), len, 0) })?;
     Ok(n as usize)
