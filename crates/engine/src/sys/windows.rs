@@ -6,6 +6,8 @@
 //! Winsock itself is started (`WSAStartup`) by socket2 and the standard library before
 //! the first socket is made, and every listener is made through socket2.
 
+pub(crate) use iomodels_sys::timeout_ms;
+
 use crate::runtime::policy::AcceptFailure;
 use crate::runtime::timers::SendProgress;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};

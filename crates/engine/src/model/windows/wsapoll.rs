@@ -31,7 +31,7 @@ use crate::config::Model;
 use crate::model::reactor::watched::Watched;
 use crate::model::reactor::{Event, Interest, Selector};
 use crate::runtime::Wake;
-use crate::sys::{socket, wsa, LoopbackWaker, RawSock};
+use crate::sys::{socket, timeout_ms, wsa, LoopbackWaker, RawSock};
 use std::collections::HashSet;
 use std::io;
 use std::sync::Arc;
@@ -86,14 +86,6 @@ fn pollfd(fd: RawSock, interest: Interest, hung_up: bool) -> WSAPOLLFD {
         events,
         revents: 0,
     }
-}
-
-/// A wait in whole milliseconds for `WSAPoll`: -1 for none, otherwise rounded up (so a
-/// short timer is neither a busy poll nor woken early) and capped at `i32::MAX`.
-fn timeout_ms(timeout: Option<Duration>) -> i32 {
-    timeout.map_or(-1, |t| {
-        t.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32
-    })
 }
 
 impl WsaPoll {
