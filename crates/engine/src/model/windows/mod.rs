@@ -13,6 +13,8 @@ use crate::model::reactor;
 use crate::runtime::{Core, Started};
 use std::sync::Arc;
 
+mod asyncselect;
+mod eventselect;
 mod iocp;
 mod overlapped;
 mod overlapped_event;
@@ -26,12 +28,10 @@ pub(crate) fn start<H: Handler>(model: Model, core: &Arc<Core<H>>) -> Result<Sta
         Model::Blocking | Model::Polling => unreachable!("the shared drivers start these"),
         Model::Select => reactor::start::<select::Select, H>(core),
         Model::WsaPoll => reactor::start::<wsapoll::WsaPoll, H>(core),
-        Model::Iocp => iocp::start(core),
-        Model::OverlappedRoutine => overlapped_routine::start(core),
+        Model::AsyncSelect => reactor::start::<asyncselect::AsyncSelect, H>(core),
+        Model::EventSelect => reactor::start::<eventselect::EventSelect, H>(core),
         Model::OverlappedEvent => overlapped_event::start(core),
-        other => Err(Error::Worker {
-            model: other,
-            message: "this Windows model is not built yet".into(),
-        }),
+        Model::OverlappedRoutine => overlapped_routine::start(core),
+        Model::Iocp => iocp::start(core),
     }
 }
