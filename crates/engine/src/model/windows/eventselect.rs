@@ -7,8 +7,9 @@
 //! `WSAEnumNetworkEvents` (which says what happened and resets the event), and hands the
 //! worker (token, readable, writable, hang-up) through a shared queue and an event the
 //! worker waits on (which the waker sets too). The worker's register and deregister change
-//! a group's slots under its lock and set its control event: the thread, whose wait that
-//! ends first (the lowest signalled index wins), rebuilds its handle array.
+//! a group's slots under its lock and set its control event, which ends the thread's wait
+//! before any socket's (it is first, and the lowest signalled index wins): the thread then
+//! rebuilds its handle array.
 //! Syscalls: per socket `CreateEventW`, `WSAEventSelect(s, event, FD_READ | FD_WRITE |
 //! FD_CLOSE)` (`FD_ACCEPT` for the listener; an accepted socket inherits its listener's
 //! selection, so each connection sets its own), `SetEvent(control)`, and at deregister
@@ -22,8 +23,11 @@
 //! with WSAEWOULDBLOCK, FD_ACCEPT after an `accept`, FD_CLOSE once.
 //! Cost per event: a group thread wakes (a context switch), makes two calls per socket, and
 //! wakes the worker (another switch, shared by everything reported meanwhile). Per
-//! connection: an event object and a 40-byte slot. Per 63 connections: a thread (a 128 KiB
-//! stack reservation, of which a few pages are used). 1,000 connections make 16 threads.
+//! connection: an event object and a slot of four words. Per 63 connections: a thread (a
+//! 128 KiB stack reservation, of which a few pages are touched). Measured under Wine 8.0,
+//! 1,000 registered connections made 16 group threads and raised the resident memory by
+//! 16 MB, nearly all of it Wine's own cost per thread (about 1 MB); on Windows a thread
+//! costs its touched stack pages and a kernel stack (not measured here).
 //! Closing: the group thread touches a socket only while holding its group's lock and only
 //! while its slot is there, and deregister removes the slot under that lock before the
 //! loop closes the socket, so `WSAEnumNetworkEvents` never sees a closed handle, or a
@@ -755,8 +759,6 @@ mod tests {
                 accept_all();
             }
         });
-    }
-
     }
 
     #[test]
