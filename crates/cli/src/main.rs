@@ -59,7 +59,7 @@ enum Command {
     /// Load an echo server and measure it: every echoed byte verified.
     Bench(bench::BenchArgs),
     /// Measure every model and the peers under the same load; write report/.
-    Compare(compare::CompareArgs),
+    Compare(Box<compare::CompareArgs>),
     /// The chat server (the tutorial's protocol) on any model.
     ChatServer(chat::ChatServerArgs),
     /// A swarm of chat bots that checks every notify arrives once, in order.
@@ -88,7 +88,7 @@ fn run(command: Command) -> Result<()> {
         }
         Command::Client(args) => client::run(args),
         Command::Bench(args) => bench::run(args),
-        Command::Compare(args) => compare::run(args),
+        Command::Compare(args) => compare::run(*args),
         Command::ChatServer(args) => chat::run_server(args),
         Command::ChatBots(args) => chat::run_bots(args),
         Command::ChatClient(args) => chat::run_client(args),

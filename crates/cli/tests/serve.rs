@@ -6,8 +6,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 #[cfg(target_os = "linux")]
-use util::spawn_server;
-use util::{iomodels, model, output, serve, stop, FOREIGN_MODEL};
+use util::{iomodels, spawn_server};
+use util::{model, output, serve, stop, FOREIGN_MODEL};
 
 /// The models the stop test runs: the default, blocking (a thread per connection), and the
 /// completion model, which io_uring may not be there for.
