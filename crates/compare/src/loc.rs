@@ -85,11 +85,17 @@ pub fn engine_source(explicit: Option<&Path>) -> Option<PathBuf> {
     under(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
 }
 
-/// Lines of a model's driver: `model/<name>.rs` or the folder `model/<name>/`.
+/// Lines of a model's driver: `model/<name>.rs` or the folder `model/<name>/`, or for a
+/// Windows-only model the same under `model/windows/` (a `-` in the name is a `_` in the
+/// file's).
 pub fn driver_lines(engine_src: &Path, model: &str) -> Option<usize> {
     let model_dir = engine_src.join("model");
+    let windows_dir = model_dir.join("windows");
+    let file = model.replace('-', "_");
     code_lines_at(&model_dir.join(format!("{model}.rs")))
         .or_else(|| code_lines_at(&model_dir.join(model)))
+        .or_else(|| code_lines_at(&windows_dir.join(format!("{file}.rs"))))
+        .or_else(|| code_lines_at(&windows_dir.join(&file)))
 }
 
 /// Lines of the readiness loop the five readiness models share (`model/reactor/`).
@@ -137,6 +143,9 @@ mod tests {
     fn finds_this_workspace_drivers() {
         let src = engine_source(None).expect("engine source in this checkout");
         assert!(driver_lines(&src, "epoll").unwrap() > 0);
+        // Windows-only drivers are found on any platform.
+        assert!(driver_lines(&src, "iocp").unwrap() > 0);
+        assert!(driver_lines(&src, "overlapped-event").unwrap() > 0);
         assert!(shared_loop_lines(&src).unwrap() > 0);
         assert_eq!(driver_lines(&src, "no-such-model"), None);
     }

@@ -319,9 +319,15 @@ impl Report {
             s.server_cpus.as_deref().unwrap_or("any"),
             s.client_cpus.as_deref().unwrap_or("any")
         );
+        // monoio runs on Linux only.
+        let multi_peers = if m.platform.is_none() {
+            "tokio-multi and monoio"
+        } else {
+            "tokio-multi"
+        };
         let _ = writeln!(
             out,
-            "- workers: our models {}, tokio-multi and monoio {}, tokio-current 1",
+            "- workers: our models {}, {multi_peers} {}, tokio-current 1",
             s.model_workers.map_or(
                 "each at its default (see `iomodels models`)".to_string(),
                 |w| w.to_string()

@@ -293,6 +293,7 @@ fn machine_settings_commands_and_charts_are_in_the_markdown() {
     assert!(md.contains("- kernel: Linux 6.18.0 #1 SMP"));
     assert!(md.contains("- open-file limit: 20000 per process"));
     assert!(md.contains("server on CPUs 0, load generator on CPUs 1"));
+    assert!(md.contains("- workers: our models 1, tokio-multi and monoio 1, tokio-current 1"));
     assert!(md.contains(
         "```sh\niomodels compare --models epoll,select,uring --peers tokio-current\n```"
     ));
@@ -353,6 +354,7 @@ fn a_wine_report_says_its_numbers_are_wines() {
     );
     assert!(md.contains("- kernel: Windows 10.0.19045"));
     assert!(!md.contains("open-file limit"));
+    assert!(md.contains("- workers: our models 1, tokio-multi 1, tokio-current 1"));
     // Linux's FD_SETSIZE is not Winsock's: no claim about it.
     assert!(!md.contains("FD_SETSIZE"), "{md}");
     // The shared-loop note names the models measured, not Linux's.
