@@ -22,8 +22,8 @@
 //! cargo run -p iomodels-chat --example embed -- --self-test --model uring
 //! ```
 //!
-//! Options: `--model NAME` (blocking, polling, select, poll, signal, epoll, uring; epoll by
-//! default), `--seconds N` (stop gracefully after N seconds; without it, run until the
+//! Options: `--model NAME` (any model of the platform, see `iomodels models`; epoll on
+//! Linux and iocp on Windows by default), `--seconds N` (stop gracefully after N seconds; without it, run until the
 //! process is killed), `--self-test` (start on a free port, log two users in, chat, stop;
 //! exit 0 if it passed, 77 if the kernel cannot run the model), and the address
 //! (`127.0.0.1:0` by default: a free port, printed on standard error).
@@ -160,7 +160,7 @@ impl Args {
 
     fn parse_from(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         let mut parsed = Args {
-            model: Model::Epoll,
+            model: Model::SCALABLE[0],
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             seconds: None,
             self_test: false,

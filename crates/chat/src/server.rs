@@ -429,7 +429,7 @@ impl ChatServerHandle {
 /// use iomodels_engine::Model;
 /// use std::sync::Arc;
 ///
-/// let config = engine_config(Model::Epoll, "127.0.0.1:0".parse().unwrap());
+/// let config = engine_config(Model::SCALABLE[0], "127.0.0.1:0".parse().unwrap());
 /// let server = start(config, ChatConfig::default(), Arc::new(AcceptAll)).unwrap();
 /// println!("chat on {}", server.local_addr());
 /// let stopped = server.stop().unwrap();

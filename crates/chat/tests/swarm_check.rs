@@ -250,6 +250,12 @@ fn room_inout_sees_lost_list_members(model: Model) {
 
 /// No false alarm under contention: 20 bots in each of 2 rooms enter and leave 40 times a
 /// second, straight to the server, in both modes; every view must check out.
+/// How long the busy rooms run, and the fewest stays checked for the run to mean something.
+/// Under Wine every request is several round trips to the wineserver (a p50 of 130 ms was
+/// seen on a loaded machine), so it runs longer and asks for fewer.
+const BUSY_FOR: Duration = Duration::from_millis(if cfg!(windows) { 4000 } else { 1500 });
+const BUSY_VIEWS: u64 = if cfg!(windows) { 40 * 4 } else { 40 * 10 };
+
 fn room_inout_busy_rooms_are_clean(model: Model) {
     for mode in MODES {
         let chat = ChatConfig {
@@ -267,7 +273,7 @@ fn room_inout_busy_rooms_are_clean(model: Model) {
             rooms: 2,
             scenario: Scenario::RoomInout,
             rate: 40.0,
-            duration: Duration::from_millis(1500),
+            duration: BUSY_FOR,
             ..SwarmConfig::default()
         };
         let report = run_swarm(&config).expect("running the swarm");
@@ -275,8 +281,8 @@ fn room_inout_busy_rooms_are_clean(model: Model) {
         server.stop().expect("stopping the server");
         assert!(report.is_clean(), "{model} {mode:?}: {report:?}");
         assert!(
-            report.membership_views >= 40 * 10,
-            "{model} {mode:?}: {report:?}"
+            report.membership_views >= BUSY_VIEWS,
+            "{model} {mode:?}: too few stays checked to mean much: {report:?}"
         );
     }
 }
