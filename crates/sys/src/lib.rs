@@ -6,10 +6,10 @@
 //! `linux.rs` and a `windows.rs` beside its `mod.rs` and picked there with one `cfg`; what
 //! only one platform has is marked so below.
 //!
-//! - [`syscall!`] (Linux): the one convention for a raw call, -1 and `errno` turned into
+//! - `syscall!` (Linux): the one convention for a raw call, -1 and `errno` turned into
 //!   [`std::io::Result`].
-//! - [`EventFd`] (Linux): a counter other threads bump to wake a waiting thread.
-//! - [`Epoll`] (Linux): an edge-triggered epoll instance waited on with `epoll_wait(2)`.
+//! - `EventFd` (Linux): a counter other threads bump to wake a waiting thread.
+//! - `Epoll` (Linux): an edge-triggered epoll instance waited on with `epoll_wait(2)`.
 //! - `wsapoll` (Windows): `WSAPoll`, poll(2)'s Winsock twin.
 //! - [`timeout_ms`]: a wait timeout in whole milliseconds, rounded up.
 //! - [`cpu`]: CPU lists (`0,2-3`), pinning a thread, the CPUs a process may use, a
@@ -18,7 +18,7 @@
 //!   a child to stop.
 //! - [`machine`]: the CPU model, memory and kernel of this machine, for reports.
 //! - [`limits`]: raising the open-file limit (Windows has none for sockets).
-//! - [`proc`] (Linux): typed readers for `/proc/PID/stat` and `/proc/PID/status`.
+//! - `proc` (Linux): typed readers for `/proc/PID/stat` and `/proc/PID/status`.
 //! - [`socket`]: the socket option socket2 lacks (`IP_BIND_ADDRESS_NO_PORT`, Linux), and
 //!   what a non-blocking connect in progress looks like.
 //! - [`signals`]: waiting for SIGINT or SIGTERM without a handler (Linux), or for Ctrl-C,
@@ -29,7 +29,7 @@
 //! On Linux the calls here go through `libc`, not rustix (in Cargo.lock only through tempfile, a
 //! test dependency of compare). Every crate of the workspace already depends on `libc` and
 //! speaks its types (`libc::epoll_event`, `libc::cpu_set_t`), and the engine's drivers call
-//! it through the same [`syscall!`] shape; the calls wrapped here are a dozen, each a line.
+//! it through the same `syscall!` shape; the calls wrapped here are a dozen, each a line.
 //! Taking rustix for them would add a second vocabulary of types and errors beside the one
 //! the engine keeps, for no call we lack.
 //!
