@@ -254,14 +254,14 @@ impl<H: Handler, S: Source> Worker<H, S> {
                 }
             }
             Err((e, _)) => {
-                tracing::warn!(model = %S::MODEL, "posting a send: {e}");
+                let reason = failed_post(S::MODEL, "a send", &e);
                 if let Some(Connection {
                     conn: Some(conn), ..
                 }) = self.conns.get(slot as usize)
                 {
                     conn.session().outbox().finish(unsent);
                 }
-                self.close(slot, CloseReason::Error, Closing::Abortive);
+                self.close(slot, reason, Closing::Abortive);
             }
         }
     }
@@ -494,8 +494,8 @@ impl<H: Handler, S: Source> Worker<H, S> {
             return;
         }
         if let Err(e) = self.post_recv(slot) {
-            tracing::warn!(model = %S::MODEL, "posting a receive: {e}");
-            self.close(slot, CloseReason::Error, Closing::Abortive);
+            let reason = failed_post(S::MODEL, "a receive", &e);
+            self.close(slot, reason, Closing::Abortive);
         }
     }
 
@@ -633,4 +633,17 @@ impl<H: Handler, S: Source> Worker<H, S> {
         }
         self.source.close();
     }
+}
+
+/// Why a session ends whose op could not be posted: a peer that reset the connection is an
+/// ordinary end (logged at debug, as the readiness loop treats a failed `send`); anything
+/// else is an error worth a warning.
+fn failed_post(model: crate::config::Model, what: &str, e: &std::io::Error) -> CloseReason {
+    let reason = crate::sys::close_reason(e);
+    if reason == CloseReason::Reset {
+        tracing::debug!(%model, "posting {what}: {e}");
+    } else {
+        tracing::warn!(%model, "posting {what}: {e}");
+    }
+    reason
 }
