@@ -21,6 +21,18 @@ use windows_sys::Win32::Networking::WinSock::{
 };
 use windows_sys::Win32::System::IO::CancelIoEx;
 
+/// A Win32 wait's timeout (`WaitForSingleObject`, `GetQueuedCompletionStatusEx`,
+/// `MsgWaitForMultipleObjects`, ...) in milliseconds: rounded up, so that a timer due in
+/// under a millisecond does not turn into a busy loop; `INFINITE` for none, and never
+/// `INFINITE` for a finite one.
+pub(crate) fn wait_ms(timeout: Option<std::time::Duration>) -> u32 {
+    use windows_sys::Win32::System::Threading::INFINITE;
+    timeout.map_or(INFINITE, |t| {
+        u32::try_from(t.as_nanos().div_ceil(1_000_000))
+            .map_or(INFINITE - 1, |ms| ms.min(INFINITE - 1))
+    })
+}
+
 /// An owned socket: a `SOCKET` handle on Windows, closed with `closesocket` on drop.
 pub(crate) type Sock = OwnedSocket;
 

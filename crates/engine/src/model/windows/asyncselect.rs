@@ -62,7 +62,6 @@ use windows_sys::Win32::Networking::WinSock::{
 };
 use windows_sys::Win32::System::LibraryLoader::GetModuleHandleW;
 use windows_sys::Win32::System::Registry::{RegGetValueW, HKEY_LOCAL_MACHINE, RRF_RT_REG_DWORD};
-use windows_sys::Win32::System::Threading::INFINITE;
 use windows_sys::Win32::UI::WindowsAndMessaging::{
     CreateWindowExW, DefWindowProcW, DestroyWindow, DispatchMessageW, MsgWaitForMultipleObjectsEx,
     PeekMessageW, PostMessageW, RegisterClassW, HWND_MESSAGE, MSG, MWMO_INPUTAVAILABLE, PM_REMOVE,
@@ -214,14 +213,6 @@ fn post_limit() -> usize {
     } else {
         DEFAULT_POST_LIMIT
     }
-}
-
-/// A wait's timeout in milliseconds, rounded up (a sub-millisecond timer must not spin).
-fn wait_ms(timeout: Option<Duration>) -> u32 {
-    timeout.map_or(INFINITE, |t| {
-        u32::try_from(t.as_nanos().div_ceil(1_000_000))
-            .map_or(INFINITE - 1, |ms| ms.min(INFINITE - 1))
-    })
 }
 
 /// The network events to ask for.
@@ -450,7 +441,7 @@ impl Selector for AsyncSelect {
             MsgWaitForMultipleObjectsEx(
                 0,
                 null(),
-                wait_ms(timeout),
+                crate::sys::wait_ms(timeout),
                 QS_ALLINPUT,
                 MWMO_INPUTAVAILABLE,
             )

@@ -199,14 +199,6 @@ fn network_events(token: usize, interest: Interest) -> u32 {
     events
 }
 
-/// A wait's timeout in milliseconds, rounded up (a sub-millisecond timer must not spin).
-fn wait_ms(timeout: Option<Duration>) -> u32 {
-    timeout.map_or(INFINITE, |t| {
-        u32::try_from(t.as_nanos().div_ceil(1_000_000))
-            .map_or(INFINITE - 1, |ms| ms.min(INFINITE - 1))
-    })
-}
-
 /// `WSAEventSelect(socket, event, events)`.
 fn event_select(socket: SOCKET, event: &EventObject, events: u32) -> io::Result<()> {
     // SAFETY: callers pass a socket the loop keeps open for the call, and an open event.
@@ -577,7 +569,7 @@ impl Selector for EventSelect {
             (None, recheck) => recheck,
         };
         // SAFETY: the event is open while `self.inbox` lives.
-        let rc = unsafe { WaitForSingleObject(self.inbox.ready.0, wait_ms(wait)) };
+        let rc = unsafe { WaitForSingleObject(self.inbox.ready.0, crate::sys::wait_ms(wait)) };
         if rc == WAIT_FAILED {
             return Err(io::Error::last_os_error());
         }

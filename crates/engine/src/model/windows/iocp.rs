@@ -51,7 +51,7 @@
 //! **Linux kin.** `uring`: a ring per worker, owned buffers, completions instead of
 //! readiness, a posted completion to wake it.
 
-use super::overlapped::{millis, Event, Outcome, Source, Worker};
+use super::overlapped::{Event, Outcome, Source, Worker};
 use crate::config::Model;
 use crate::error::Error;
 use crate::handler::Handler;
@@ -226,7 +226,7 @@ impl Source for Iocp {
                 self.entries.as_mut_ptr(),
                 BATCH as u32,
                 &mut removed,
-                millis(timeout),
+                crate::sys::wait_ms(timeout),
                 0,
             )
         };

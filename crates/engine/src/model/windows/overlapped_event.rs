@@ -37,7 +37,7 @@
 //! closest in cost, `uring` in what completes.
 
 use super::overlapped::op::{Event as OpEvent, Op};
-use super::overlapped::{millis, Event, Outcome, Source, Worker};
+use super::overlapped::{Event, Outcome, Source, Worker};
 use crate::config::Model;
 use crate::error::Error;
 use crate::handler::Handler;
@@ -219,8 +219,9 @@ impl Source for Events {
 
     fn wait(&mut self, timeout: Option<Duration>, events: &mut Vec<Event>) -> io::Result<()> {
         // SAFETY: the ready event lives in `self.ready`.
-        let result =
-            unsafe { WaitForSingleObjectEx(self.ready.event.handle(), millis(timeout), 0) };
+        let result = unsafe {
+            WaitForSingleObjectEx(self.ready.event.handle(), crate::sys::wait_ms(timeout), 0)
+        };
         match result {
             WAIT_TIMEOUT => return Ok(()),
             WAIT_FAILED => return Err(io::Error::last_os_error()),

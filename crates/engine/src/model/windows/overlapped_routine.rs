@@ -33,7 +33,7 @@
 //! for the completion side, `uring`.
 
 use super::overlapped::op::{Event as OpEvent, Kind, Op};
-use super::overlapped::{millis, Event, Outcome, Source, Worker};
+use super::overlapped::{Event, Outcome, Source, Worker};
 use crate::config::Model;
 use crate::error::Error;
 use crate::handler::Handler;
@@ -120,7 +120,7 @@ impl Source for Routines {
                 self.handles.len() as u32,
                 self.handles.as_ptr(),
                 0,
-                millis(timeout),
+                crate::sys::wait_ms(timeout),
                 1,
             )
         };

@@ -97,15 +97,3 @@ pub(crate) trait Source {
     /// connections from other workers and release what is still queued for this one.
     fn close(&mut self) {}
 }
-
-/// A wait's timeout in milliseconds for the Win32 waits, rounded up so that a timer due
-/// in under a millisecond does not turn into a busy loop; `INFINITE` for none.
-pub(crate) fn millis(timeout: Option<Duration>) -> u32 {
-    match timeout {
-        None => windows_sys::Win32::System::Threading::INFINITE,
-        Some(t) => {
-            let ms = t.as_micros().div_ceil(1000);
-            u32::try_from(ms).unwrap_or(u32::MAX - 1).min(u32::MAX - 1)
-        }
-    }
-}
