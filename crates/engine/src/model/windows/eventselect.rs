@@ -595,6 +595,7 @@ impl Drop for EventSelect {
 
 #[cfg(test)]
 mod tests {
+    use super::super::selector_tests;
     use super::*;
     use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
@@ -701,72 +702,13 @@ mod tests {
         );
     }
 
-    /// Wine can announce a connection that the loop accepted already, and then leaves
-    /// FD_ACCEPT disabled after the loop's failing `accept`: the next connection must still
-    /// be reported (see "Wine" in the module comment). Without the remedy, about half of
-    /// these trials left a connection unannounced under Wine 8.0.
     #[test]
     fn a_stale_fd_accept_does_not_silence_the_listener() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut selector = EventSelect::new().unwrap();
-        selector
-            .register(listener.as_raw_socket(), LISTENER, Interest::READ)
-            .unwrap();
-        let accept_all = || std::iter::from_fn(|| listener.accept().ok()).count();
-        crate::model::windows::asyncselect::tests::with_busy_system(|| {
-            for trial in 0..30 {
-                // Accept at once, as the loop does when it starts, then act on events.
-                let connector = std::thread::spawn(move || TcpStream::connect(addr).unwrap());
-                let start = Instant::now();
-                while accept_all() == 0 && start.elapsed() < Duration::from_millis(20) {}
-                let _first = connector.join().unwrap();
-                let mut events = Vec::new();
-                loop {
-                    events.clear();
-                    selector
-                        .select(&mut events, Some(Duration::from_millis(150)))
-                        .unwrap();
-                    // Until an announcement finds nothing to accept (a stale one, or a
-                    // re-check).
-                    if !events.iter().any(|e| e.token == LISTENER) || accept_all() == 0 {
-                        break;
-                    }
-                }
-                let _second = TcpStream::connect(addr).unwrap();
-                let deadline = Instant::now() + Duration::from_secs(2);
-                let mut seen = false;
-                while !seen && Instant::now() < deadline {
-                    events.clear();
-                    selector
-                        .select(&mut events, Some(Duration::from_millis(100)))
-                        .unwrap();
-                    seen = events.iter().any(|e| e.token == LISTENER);
-                }
-                assert!(
-                    seen,
-                    "trial {trial}: a pending connection was never announced"
-                );
-                accept_all();
-            }
-        });
+        selector_tests::a_stale_fd_accept_does_not_silence_the_listener::<EventSelect>();
     }
 
     #[test]
     fn a_wake_from_another_thread_ends_the_wait() {
-        let mut selector = EventSelect::new().unwrap();
-        let waker = selector.waker();
-        let start = Instant::now();
-        let thread = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(50));
-            waker.wake();
-        });
-        let mut events = Vec::new();
-        selector
-            .select(&mut events, Some(Duration::from_secs(10)))
-            .unwrap();
-        assert!(start.elapsed() < Duration::from_secs(5));
-        thread.join().unwrap();
+        selector_tests::a_wake_from_another_thread_ends_the_wait::<EventSelect>();
     }
 }

@@ -20,6 +20,8 @@ mod overlapped;
 mod overlapped_event;
 mod overlapped_routine;
 mod select;
+#[cfg(test)]
+mod selector_tests;
 mod wsapoll;
 
 /// Start one of the Windows-only models.
