@@ -215,22 +215,6 @@ fn post_limit() -> usize {
     }
 }
 
-/// The network events to ask for.
-fn network_events(token: usize, interest: Interest) -> u32 {
-    let mut events = 0;
-    if interest.read {
-        events |= if token == LISTENER {
-            FD_ACCEPT
-        } else {
-            FD_READ | FD_CLOSE
-        };
-    }
-    if interest.write {
-        events |= FD_WRITE;
-    }
-    events
-}
-
 impl AsyncSelect {
     /// Ask for `events` of `socket` as WM_SOCKET messages (0 cancels).
     fn select_events(&self, socket: SOCKET, events: u32) -> io::Result<()> {
@@ -405,7 +389,7 @@ impl Selector for AsyncSelect {
             },
         );
         // This replaces the listener's selection an accepted socket inherited.
-        if let Err(e) = self.select_events(socket, network_events(token, interest)) {
+        if let Err(e) = self.select_events(socket, super::network_events(token, interest)) {
             self.slots.remove(&socket);
             return Err(e);
         }
@@ -421,7 +405,7 @@ impl Selector for AsyncSelect {
             ));
         };
         slot.token = token;
-        self.select_events(socket, network_events(token, interest))
+        self.select_events(socket, super::network_events(token, interest))
     }
 
     fn deregister(&mut self, fd: RawSock, _token: usize) -> io::Result<()> {

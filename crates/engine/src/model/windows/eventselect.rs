@@ -183,22 +183,6 @@ pub(crate) struct EventSelect {
     listener_seen: Instant,
 }
 
-/// The network events to ask for.
-fn network_events(token: usize, interest: Interest) -> u32 {
-    let mut events = 0;
-    if interest.read {
-        events |= if token == LISTENER {
-            FD_ACCEPT
-        } else {
-            FD_READ | FD_CLOSE
-        };
-    }
-    if interest.write {
-        events |= FD_WRITE;
-    }
-    events
-}
-
 /// `WSAEventSelect(socket, event, events)`.
 fn event_select(socket: SOCKET, event: &EventObject, events: u32) -> io::Result<()> {
     // SAFETY: callers pass a socket the loop keeps open for the call, and an open event.
@@ -490,7 +474,7 @@ impl Selector for EventSelect {
             let mut state = shared.lock();
             // This replaces the listener's selection an accepted socket inherited. The event
             // may be set at once; the thread sees it after its rebuild.
-            let selected = event_select(socket, &event, network_events(token, interest));
+            let selected = event_select(socket, &event, super::network_events(token, interest));
             if selected.is_ok() {
                 state.slots[position] = Some(Slot {
                     id,
@@ -530,7 +514,7 @@ impl Selector for EventSelect {
             Some(slot) => event_select(
                 sys::socket(fd),
                 &slot.event,
-                network_events(token, interest),
+                super::network_events(token, interest),
             ),
             None => unreachable!("a placed token has its slot"),
         }

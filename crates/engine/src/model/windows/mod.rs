@@ -37,3 +37,22 @@ pub(crate) fn start<H: Handler>(model: Model, core: &Arc<Core<H>>) -> Result<Sta
         Model::Iocp => iocp::start(core),
     }
 }
+
+/// The `FD_*` network events `WSAAsyncSelect` and `WSAEventSelect` are asked for, for a
+/// registration's interest: FD_ACCEPT on the listener; FD_READ and FD_CLOSE for reading
+/// (a FIN must be heard even when no data follows it); FD_WRITE for writing.
+fn network_events(token: usize, interest: reactor::Interest) -> u32 {
+    use windows_sys::Win32::Networking::WinSock::{FD_ACCEPT, FD_CLOSE, FD_READ, FD_WRITE};
+    let mut events = 0;
+    if interest.read {
+        events |= if token == reactor::LISTENER {
+            FD_ACCEPT
+        } else {
+            FD_READ | FD_CLOSE
+        };
+    }
+    if interest.write {
+        events |= FD_WRITE;
+    }
+    events
+}
