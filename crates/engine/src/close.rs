@@ -22,6 +22,14 @@ pub enum CloseReason {
     ProtocolError,
     /// The application closed the session (gracefully or not).
     Local,
+    /// The application found the peer over its request rate.
+    RateLimited,
+    /// The peer did not authenticate within the application's deadline.
+    LoginTimeout,
+    /// The application turned the session away because a cap was reached (sessions not
+    /// logged in yet, sessions per address). Unlike [`CloseReason::Refused`], it was a
+    /// session: the handler saw it open.
+    OverCapacity,
     /// The connection was accepted but could not be served (connection limit, a descriptor
     /// the model cannot watch, no descriptors left). Such a connection never becomes a
     /// session: the handler is never told of it; it is only counted.
@@ -32,7 +40,7 @@ pub enum CloseReason {
 
 impl CloseReason {
     /// Every reason, in the order of [`CloseReason::index`].
-    pub const ALL: [CloseReason; 10] = [
+    pub const ALL: [CloseReason; 13] = [
         CloseReason::PeerClosed,
         CloseReason::Reset,
         CloseReason::Error,
@@ -43,6 +51,9 @@ impl CloseReason {
         CloseReason::Local,
         CloseReason::Refused,
         CloseReason::ServerShutdown,
+        CloseReason::RateLimited,
+        CloseReason::LoginTimeout,
+        CloseReason::OverCapacity,
     ];
 
     /// A dense index, for counters.
@@ -58,6 +69,9 @@ impl CloseReason {
             CloseReason::Local => 7,
             CloseReason::Refused => 8,
             CloseReason::ServerShutdown => 9,
+            CloseReason::RateLimited => 10,
+            CloseReason::LoginTimeout => 11,
+            CloseReason::OverCapacity => 12,
         }
     }
 
@@ -74,6 +88,9 @@ impl CloseReason {
             CloseReason::Local => "closed locally",
             CloseReason::Refused => "refused",
             CloseReason::ServerShutdown => "server shutdown",
+            CloseReason::RateLimited => "rate limited",
+            CloseReason::LoginTimeout => "login timeout",
+            CloseReason::OverCapacity => "over capacity",
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::stats::Counters;
 use std::cell::Cell;
 use std::fmt;
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Identifies a session for the life of the process.
@@ -297,6 +297,14 @@ impl Peer {
     }
 }
 
+/// Input flows: the driver reads the socket and calls the handler.
+const INPUT_RUNNING: u8 = 0;
+/// [`Session::pause_input`]: the driver neither reads nor calls the handler.
+const INPUT_PAUSED: u8 = 1;
+/// [`Session::resume_input`] after a pause: input flows, and the driver has yet to hand
+/// the handler what it left unconsumed ([`Session::take_resumed`]).
+const INPUT_RESUMED: u8 = 2;
+
 /// What every handle of one session shares: 120 bytes with the `Arc`'s counts, allocated
 /// once per connection.
 struct Shared {
@@ -304,6 +312,9 @@ struct Shared {
     peer: Peer,
     /// Driver-private: where the owner keeps the connection (a slab index, a ring slot).
     slot: u32,
+    /// Whether the application paused its input: [`INPUT_RUNNING`], [`INPUT_PAUSED`] or
+    /// [`INPUT_RESUMED`]. In the padding after `slot`: it costs the session no byte.
+    input: AtomicU8,
     owner: Arc<dyn Owner>,
     outbox: Mutex<Outbox>,
 }
@@ -363,6 +374,7 @@ impl Session {
                 id: SessionId::next(),
                 peer: peer.into(),
                 slot: u32::try_from(slot).expect("a slot fits in u32"),
+                input: AtomicU8::new(INPUT_RUNNING),
                 owner,
                 outbox: Mutex::new(Outbox::new(send_queue_limit)),
             }),
@@ -438,6 +450,83 @@ impl Session {
     /// Close now because the peer sent something malformed ([`CloseReason::ProtocolError`]).
     pub fn reject(&self) {
         self.request(CloseRequest::Abort(CloseReason::ProtocolError));
+    }
+
+    /// Close after everything queued so far is sent, as [`Session::close`], counted and
+    /// reported with the application's own `reason` (say [`CloseReason::LoginTimeout`]).
+    pub fn close_for(&self, reason: CloseReason) {
+        self.request(CloseRequest::Graceful(reason));
+    }
+
+    /// Close now, dropping whatever is queued, as [`Session::abort`], counted and reported
+    /// with the application's own `reason` (say [`CloseReason::RateLimited`]).
+    pub fn abort_for(&self, reason: CloseReason) {
+        self.request(CloseRequest::Abort(reason));
+    }
+
+    /// Stop taking input from the peer until [`Session::resume_input`]: the driver stops
+    /// reading the socket and calls [`crate::Handler::data`] no more, so a peer that keeps
+    /// sending is slowed by its own TCP window, not buffered in the server's memory. What
+    /// the handler left unconsumed stays buffered, and so does what was already on its
+    /// way (an io_uring or overlapped receive in flight).
+    ///
+    /// For an application that hands input to other threads: pause a session whose
+    /// requests pile up, resume it once they are handled. Called inside `data` of this
+    /// session, it takes effect when `data` returns; from any other thread, as soon as
+    /// the session's driver looks (it is woken to). Output, closing and the idle timeout
+    /// are unaffected: a paused session still receives what is sent to it.
+    pub fn pause_input(&self) {
+        if self.shared.input.swap(INPUT_PAUSED, Ordering::AcqRel) == INPUT_PAUSED {
+            return;
+        }
+        let mut outbox = self.outbox();
+        if !outbox.closed {
+            self.schedule(&mut outbox);
+        }
+    }
+
+    /// Take input again after [`Session::pause_input`]: the driver reads again, and first
+    /// calls [`crate::Handler::data`] with whatever the handler left unconsumed, even if
+    /// nothing new arrives. Any thread may call it; it does nothing on a session whose
+    /// input is not paused.
+    pub fn resume_input(&self) {
+        if self
+            .shared
+            .input
+            .compare_exchange(
+                INPUT_PAUSED,
+                INPUT_RESUMED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_err()
+        {
+            return;
+        }
+        let mut outbox = self.outbox();
+        if !outbox.closed {
+            self.schedule(&mut outbox);
+        }
+    }
+
+    /// Whether the application paused this session's input ([`Session::pause_input`]).
+    pub fn input_paused(&self) -> bool {
+        self.shared.input.load(Ordering::Acquire) == INPUT_PAUSED
+    }
+
+    /// For the driver, when it decides whether to read: if the input was resumed since it
+    /// last asked, mark it running and return `true` (the driver then hands the handler
+    /// what it left unconsumed: [`crate::runtime::conn::Conn::redeliver`]).
+    pub(crate) fn take_resumed(&self) -> bool {
+        self.shared
+            .input
+            .compare_exchange(
+                INPUT_RESUMED,
+                INPUT_RUNNING,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
     }
 
     /// Whether the session was closed or is closing.

@@ -5,12 +5,15 @@
 
 #[path = "scenarios/delivery.rs"]
 mod delivery;
+#[path = "scenarios/input.rs"]
+mod input;
 mod util;
 
 use delivery::{
     close_while_peer_sends, connect_storm_during_shutdown, graceful_shutdown_while_peer_sends,
     idle_timeout_spares_a_slow_reader, send_during_half_close,
 };
+use input::pause_and_resume_input;
 use iomodels_engine::{echo::Echo, CloseReason, Model, SendError};
 use rand::{Rng, SeedableRng};
 use std::io::{ErrorKind, Read, Write};
@@ -84,6 +87,7 @@ scenarios!(
     graceful_shutdown_while_peer_sends,
     idle_timeout_spares_a_slow_reader,
     connect_storm_during_shutdown,
+    pause_and_resume_input,
 );
 
 /// Scenarios that open hundreds of descriptors: they run alone (see `util::descriptors`).

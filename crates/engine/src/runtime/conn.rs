@@ -37,8 +37,9 @@ impl<S: Send + 'static> Conn<S> {
         &self.session
     }
 
-    /// Hand freshly received bytes to the handler, after whatever it left unconsumed.
-    /// Fails when the unconsumed input passes the configured limit.
+    /// Hand freshly received bytes to the handler, after whatever it left unconsumed; or,
+    /// while the application holds its input ([`Session::pause_input`]), keep them for
+    /// later. Fails when the unconsumed input passes the configured limit.
     pub(crate) fn deliver<H: Handler<State = S>>(
         &mut self,
         core: &Core<H>,
@@ -47,8 +48,11 @@ impl<S: Send + 'static> Conn<S> {
         let Some(state) = self.state.as_mut() else {
             return Ok(());
         };
-        let _scope = CallbackScope::enter(&self.session);
-        if self.input.is_empty() {
+        if self.session.input_paused() {
+            // A receive that was on its way when the input was paused.
+            self.input.extend_from_slice(data);
+        } else if self.input.is_empty() {
+            let _scope = CallbackScope::enter(&self.session);
             // The common case: no copy, the handler reads the driver's buffer.
             let used = core
                 .handler
@@ -58,6 +62,7 @@ impl<S: Send + 'static> Conn<S> {
                 self.input.extend_from_slice(&data[used..]);
             }
         } else {
+            let _scope = CallbackScope::enter(&self.session);
             self.input.extend_from_slice(data);
             let used = core
                 .handler
@@ -72,6 +77,18 @@ impl<S: Send + 'static> Conn<S> {
             return Err(CloseReason::InputOverflow);
         }
         Ok(())
+    }
+
+    /// The application resumed its input: hand the handler what it left unconsumed, if
+    /// anything, without waiting for more to arrive.
+    pub(crate) fn redeliver<H: Handler<State = S>>(
+        &mut self,
+        core: &Core<H>,
+    ) -> Result<(), CloseReason> {
+        if self.input.is_empty() {
+            return Ok(());
+        }
+        self.deliver(core, &[])
     }
 
     /// End the session: refuse further sends, tell the handler, release the slot.

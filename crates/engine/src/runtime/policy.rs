@@ -8,7 +8,7 @@
 
 use crate::close::CloseReason;
 use crate::config::{Config, Model};
-use crate::session::{CloseRequest, Outbox};
+use crate::session::{CloseRequest, Outbox, Session};
 use crate::stats::Counters;
 
 /// How to end a connection.
@@ -45,10 +45,17 @@ pub(crate) struct Flow {
     pub(crate) paused: bool,
     /// A close was asked for: what arrives is read and discarded, not delivered.
     pub(crate) closing: bool,
+    /// The application paused the session's input ([`Session::pause_input`]): it is not
+    /// read until resumed.
+    pub(crate) held: bool,
+    /// The application resumed the session's input: hand it what it left unconsumed
+    /// ([`crate::runtime::conn::Conn::redeliver`]) before reading again. The driver clears
+    /// it when it does.
+    pub(crate) redeliver: bool,
 }
 
 impl Flow {
-    /// Decide, with the session's outbox locked, after the driver wrote what it could.
+    /// Decide, with `session`'s outbox locked, after the driver wrote what it could.
     ///
     /// An abort request ends the session at once. With nothing queued or in flight, a
     /// graceful close request ends it in order, and so does the peer's FIN: that end is
@@ -56,8 +63,14 @@ impl Flow {
     /// with it fails instead of being accepted and dropped. Otherwise back-pressure is
     /// applied and the connection kept; a closing connection is read (to discard what
     /// still arrives: a close with unread input would reset the connection), whatever its
-    /// back-pressure.
-    pub(crate) fn settle(&mut self, outbox: &mut Outbox, config: &Config) -> Next {
+    /// back-pressure. Input paused by the application is not read either (unless the
+    /// session is closing); resumed input is marked for redelivery ([`Flow::redeliver`]).
+    pub(crate) fn settle(
+        &mut self,
+        session: &Session,
+        outbox: &mut Outbox,
+        config: &Config,
+    ) -> Next {
         if let Some(CloseRequest::Abort(reason)) = outbox.close_request() {
             return Next::Close(reason, Closing::Abortive);
         }
@@ -67,8 +80,12 @@ impl Flow {
         }
         self.closing = outbox.close_request().is_some();
         self.paused = back_pressure(self.paused, queued, config);
+        if session.take_resumed() {
+            self.redeliver = true;
+        }
+        self.held = session.input_paused();
         Next::Keep {
-            read: !self.read_closed && (self.closing || !self.paused),
+            read: self.wants_read(),
             write: queued > 0,
         }
     }
@@ -76,7 +93,7 @@ impl Flow {
     /// Whether reading is wanted now (the last [`Flow::settle`] said so, or nothing was
     /// decided yet).
     pub(crate) fn wants_read(&self) -> bool {
-        !self.read_closed && (self.closing || !self.paused)
+        !self.read_closed && (self.closing || !(self.paused || self.held))
     }
 }
 
@@ -161,7 +178,11 @@ mod tests {
         detached.session().send(b"queued").unwrap();
         detached.session().abort();
         let mut flow = Flow::default();
-        let next = flow.settle(&mut detached.session().outbox(), &config());
+        let next = flow.settle(
+            detached.session(),
+            &mut detached.session().outbox(),
+            &config(),
+        );
         assert_eq!(next, Next::Close(CloseReason::Local, Closing::Abortive));
     }
 
@@ -173,7 +194,11 @@ mod tests {
             ..Flow::default()
         };
         detached.session().send(b"reply").unwrap();
-        let next = flow.settle(&mut detached.session().outbox(), &config());
+        let next = flow.settle(
+            detached.session(),
+            &mut detached.session().outbox(),
+            &config(),
+        );
         assert_eq!(
             next,
             Next::Keep {
@@ -183,7 +208,11 @@ mod tests {
         );
         let mut wire = Vec::new();
         detached.drain_into(&mut wire);
-        let next = flow.settle(&mut detached.session().outbox(), &config());
+        let next = flow.settle(
+            detached.session(),
+            &mut detached.session().outbox(),
+            &config(),
+        );
         assert_eq!(next, Next::Close(CloseReason::PeerClosed, Closing::Orderly));
         assert_eq!(
             detached.session().send(b"late"),
@@ -206,7 +235,11 @@ mod tests {
         detached.session().send(&[0; 1000]).unwrap();
         detached.session().close();
         let mut flow = Flow::default();
-        let next = flow.settle(&mut detached.session().outbox(), &config());
+        let next = flow.settle(
+            detached.session(),
+            &mut detached.session().outbox(),
+            &config(),
+        );
         assert_eq!(
             next,
             Next::Keep {

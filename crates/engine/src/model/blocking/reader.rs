@@ -125,6 +125,16 @@ impl<H: Handler> Reader<H> {
         let mut spare = Vec::new();
         let mut acks = AckWatch::default();
         while let Some(closing) = self.may_read(&mut spare) {
+            if !closing && self.session.take_resumed() {
+                // The application resumed its input: first what it left unconsumed.
+                if let Err(reason) = conn.redeliver(&self.core) {
+                    self.session
+                        .outbox()
+                        .request_close(CloseRequest::Abort(reason));
+                    break;
+                }
+                continue;
+            }
             match sys::recv(fd, &mut buffer) {
                 // End of stream, or shutdown(SHUT_RD) from the writer.
                 Ok(0) => break,
@@ -163,7 +173,8 @@ impl<H: Handler> Reader<H> {
 
     /// Whether to read again, and if so whether the session is closing (what is read is
     /// then discarded): not when the session is aborted or its writer ended, and not while
-    /// its output is above the high-water mark (wait until it drains to the low one).
+    /// its output is above the high-water mark (wait until it drains to the low one), and
+    /// not while the application holds its input.
     ///
     /// Output queued by the handler's last call is written here, inline, when no one else
     /// is writing: the reply leaves on the thread that computed it, as in the book's
@@ -200,9 +211,10 @@ impl<H: Handler> Reader<H> {
                 // Discarding adds no output: no back-pressure.
                 return Some(true);
             }
-            // Someone else is writing: back-pressure applies.
+            // Someone else is writing: back-pressure applies; and the application may
+            // have paused its input (`Session::resume_input` wakes this thread).
             paused = policy::back_pressure(paused, outbox.len(), &self.core.config);
-            if !paused {
+            if !paused && !self.session.input_paused() {
                 return Some(false);
             }
             outbox = self.link.reader_sleep(outbox);

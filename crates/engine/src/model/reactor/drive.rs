@@ -65,6 +65,12 @@ pub(super) fn drive<H: Handler>(entry: &mut Entry<H::State>, turn: &mut Turn<'_,
         // Read once, if reading may succeed and the policy wants it: while the session is
         // open and not paused by back-pressure, or while it closes (input is discarded).
         let mut more = false;
+        if std::mem::take(&mut entry.flow.redeliver) && !entry.flow.closing {
+            // The application resumed its input: first what it left unconsumed.
+            if let Err(reason) = entry.conn.redeliver(turn.core) {
+                return Next::Close(reason, Closing::Abortive);
+            }
+        }
         if entry.readable && entry.flow.wants_read() {
             if reads == READ_BUDGET {
                 // Let the others have a turn; come back without waiting for an event.
@@ -118,12 +124,16 @@ pub(super) fn drive<H: Handler>(entry: &mut Entry<H::State>, turn: &mut Turn<'_,
                 Err(e) => return Next::Close(sys::close_reason(&e), Closing::Abortive),
             }
         }
-        let was_paused = entry.flow.paused;
-        let next = entry.flow.settle(&mut outbox, &turn.core.config);
+        let was_stopped = !entry.flow.wants_read();
+        let next = entry.flow.settle(session, &mut outbox, &turn.core.config);
         drop(outbox);
-        if was_paused && !entry.flow.paused {
-            // Back-pressure lifted: what waits in the socket can be read now.
+        if was_stopped && entry.flow.wants_read() {
+            // Back-pressure lifted, or the input resumed: what waits in the socket can be
+            // read now.
             more = entry.readable;
+        }
+        if entry.flow.redeliver {
+            more = true;
         }
         if !more || matches!(next, Next::Close(..)) {
             return next;

@@ -24,9 +24,15 @@ impl<H: Handler> Worker<H> {
         let Some(entry) = self.conns.get_mut(slot as usize) else {
             return;
         };
-        let Some(conn) = entry.conn.as_ref() else {
+        let Some(conn) = entry.conn.as_mut() else {
             return;
         };
+        if std::mem::take(&mut entry.flow.redeliver) && !entry.flow.closing {
+            // The application resumed its input: first what it left unconsumed.
+            if let Err(reason) = conn.redeliver(&self.core) {
+                return self.close(slot, reason, Closing::Abortive);
+            }
+        }
         let session = conn.session();
         let mut outbox = session.outbox();
         outbox.unschedule();
@@ -40,7 +46,7 @@ impl<H: Handler> Worker<H> {
             buf.sent = 0;
             send = Some(buf);
         }
-        let next = entry.flow.settle(&mut outbox, &self.core.config);
+        let next = entry.flow.settle(session, &mut outbox, &self.core.config);
         drop(outbox);
 
         if let Some(buf) = send {
@@ -70,6 +76,14 @@ impl<H: Handler> Worker<H> {
                 self.cancel(Some(slot), Target::Op(user_data));
             }
             _ => {}
+        }
+        if self
+            .conns
+            .get(slot as usize)
+            .is_some_and(|entry| entry.flow.redeliver)
+        {
+            // Once more, now redelivering (`settle` sets it only on a resume).
+            self.flush(slot);
         }
     }
 

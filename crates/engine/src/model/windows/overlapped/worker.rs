@@ -465,9 +465,15 @@ impl<H: Handler, S: Source> Worker<H, S> {
         let Some(entry) = self.conns.get_mut(slot as usize) else {
             return;
         };
-        let Some(conn) = entry.conn.as_ref() else {
+        let Some(conn) = entry.conn.as_mut() else {
             return;
         };
+        if std::mem::take(&mut entry.flow.redeliver) && !entry.flow.closing {
+            // The application resumed its input: first what it left unconsumed.
+            if let Err(reason) = conn.redeliver(&self.core) {
+                return self.close(slot, reason, Closing::Abortive);
+            }
+        }
         let session = conn.session();
         let mut outbox = session.outbox();
         outbox.unschedule();
@@ -477,8 +483,15 @@ impl<H: Handler, S: Source> Worker<H, S> {
             // The queue is left with no buffer: an idle session holds none.
             send = Some(outbox.take(Vec::new()));
         }
-        let next = entry.flow.settle(&mut outbox, &self.core.config);
+        let next = entry.flow.settle(session, &mut outbox, &self.core.config);
         drop(outbox);
+        if entry.flow.redeliver {
+            // Resumed: once more, now redelivering (after this send is posted).
+            if let Some(buf) = send {
+                self.post_send(slot, buf, 0);
+            }
+            return self.flush(slot);
+        }
         if let Some(buf) = send {
             self.post_send(slot, buf, 0);
         }
