@@ -56,6 +56,7 @@ fn main() {
         room_capacity: 8,
         max_users: 100,
         mode: Mode::Logic,
+        ..ChatConfig::default()
     };
 
     // 2. Start. An io_uring the kernel cannot run is the one failure worth telling apart.

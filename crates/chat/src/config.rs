@@ -56,6 +56,54 @@ pub const MAX_ROOMS: usize = 100_000;
 // Room numbers travel as an i32.
 const _: () = assert!(MAX_ROOMS <= i32::MAX as usize);
 
+/// A token bucket: a session may make `burst` requests at once and `per_second` on
+/// average; one that asks for more is over its limit.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct RateLimit {
+    /// Tokens added per second (the sustained rate).
+    pub per_second: f64,
+    /// The bucket's size (the largest burst); a new session starts with a full bucket.
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// No limit at all.
+    pub const OFF: RateLimit = RateLimit {
+        per_second: f64::INFINITY,
+        burst: u32::MAX,
+    };
+
+    /// Whether this limit lets everything through.
+    pub fn is_off(&self) -> bool {
+        self.per_second.is_infinite()
+    }
+}
+
+/// How many chats (216 requests) a session may send unless set otherwise: 20 a second on
+/// average, 40 at once. A person typing sends far fewer; a bot of the swarm at its default
+/// rate sends 10 a second.
+pub const DEFAULT_CHAT_LIMIT: RateLimit = RateLimit {
+    per_second: 20.0,
+    burst: 40,
+};
+
+/// How many other requests (login, room enter and leave) a session may send unless set
+/// otherwise: 10 a second on average, 20 at once.
+pub const DEFAULT_REQUEST_LIMIT: RateLimit = RateLimit {
+    per_second: 10.0,
+    burst: 20,
+};
+
+/// How long a connection may stay without logging in unless set otherwise.
+pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sessions not logged in yet, at most, unless set otherwise.
+pub const DEFAULT_MAX_ANONYMOUS: usize = 1000;
+
+/// A session's requests read and not yet handled by the game logic, at most, unless set
+/// otherwise: past it the session's socket is not read until the logic catches up.
+pub const DEFAULT_MAX_PENDING: usize = 64;
+
 /// What the chat server serves.
 #[derive(Clone, Debug)]
 pub struct ChatConfig {
@@ -67,6 +115,27 @@ pub struct ChatConfig {
     pub max_users: usize,
     /// Where the game logic runs.
     pub mode: Mode,
+    /// A session's requests read and not yet handled (queued for the logic thread, or
+    /// waiting behind its login's password check), at most: past it the session is not
+    /// read until the logic catches up, so a sender is slowed by its own TCP window.
+    pub max_pending: usize,
+    /// The rate limit of chats (216), per session. A session over it is closed with
+    /// [`iomodels_engine::CloseReason::RateLimited`].
+    pub chat_limit: RateLimit,
+    /// The rate limit of every other request (login, room enter and leave), per session.
+    pub request_limit: RateLimit,
+    /// A session not logged in this long after it connected is closed with
+    /// [`iomodels_engine::CloseReason::LoginTimeout`]. `None`: never.
+    pub login_timeout: Option<Duration>,
+    /// Sessions not logged in yet, at most: a connection past it is closed at once with
+    /// [`iomodels_engine::CloseReason::OverCapacity`].
+    pub max_anonymous: usize,
+    /// Sessions from one source address, at most (`None`: no cap). Off by default: players
+    /// behind one NAT share an address, and so do loopback tests.
+    pub max_per_address: Option<usize>,
+    /// Threads that check passwords (a hash check costs milliseconds by design and never
+    /// runs on an I/O or logic thread).
+    pub verifier_threads: usize,
 }
 
 impl Default for ChatConfig {
@@ -76,6 +145,13 @@ impl Default for ChatConfig {
             room_capacity: 20,
             max_users: 1000,
             mode: Mode::Logic,
+            max_pending: DEFAULT_MAX_PENDING,
+            chat_limit: DEFAULT_CHAT_LIMIT,
+            request_limit: DEFAULT_REQUEST_LIMIT,
+            login_timeout: Some(DEFAULT_LOGIN_TIMEOUT),
+            max_anonymous: DEFAULT_MAX_ANONYMOUS,
+            max_per_address: None,
+            verifier_threads: 2,
         }
     }
 }
@@ -88,6 +164,26 @@ impl ChatConfig {
             "--room-capacity must be 1 to 127 (the user list counts users in an i8)".into()
         } else if self.max_users == 0 {
             "--max-users must be at least 1".into()
+        } else if self.max_pending == 0 {
+            "--max-pending must be at least 1".into()
+        } else if let Some(what) = [("chat", self.chat_limit), ("request", self.request_limit)]
+            .iter()
+            .find(|(_, l)| {
+                !l.is_off() && (l.per_second <= 0.0 || l.burst == 0 || l.per_second.is_nan())
+            })
+            .map(|(name, _)| {
+                format!("the {name} rate limit needs a rate above 0 and a burst of at least 1")
+            })
+        {
+            what
+        } else if self.login_timeout == Some(Duration::ZERO) {
+            "--login-timeout must be above 0".into()
+        } else if self.max_anonymous == 0 {
+            "--max-anonymous must be at least 1".into()
+        } else if self.max_per_address == Some(0) {
+            "--max-per-address must be at least 1".into()
+        } else if self.verifier_threads == 0 {
+            "--verifier-threads must be at least 1".into()
         } else {
             return Ok(());
         };

@@ -36,7 +36,11 @@ pub use bots::{
     run_swarm, run_swarm_with_progress, BotsReport, Latency, Scenario, SwarmConfig, SwarmProgress,
 };
 pub use client::{interactive, ClientError, Connection};
-pub use config::{engine_config, ChatConfig, Mode, DEFAULT_IDLE_TIMEOUT, MAX_ROOMS};
+pub use config::{
+    engine_config, ChatConfig, Mode, RateLimit, DEFAULT_CHAT_LIMIT, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_LOGIN_TIMEOUT, DEFAULT_MAX_ANONYMOUS, DEFAULT_MAX_PENDING, DEFAULT_REQUEST_LIMIT,
+    MAX_ROOMS,
+};
 pub use error::Error;
 pub use server::{start, ChatHandler, ChatServer, ChatServerHandle, FinalStats, SessionState};
 pub use stats::ChatStats;

@@ -52,6 +52,7 @@ fn every_request_read_before_shutdown_is_answered(model: Model, mode: Mode) {
         room_capacity: LISTENERS + 1,
         max_users: LISTENERS + 1,
         mode,
+        ..ChatConfig::default()
     };
     let Some(server) = server_with(model, chat, Arc::new(AcceptAll), |config| {
         // The talker reads nothing until the shutdown: its answers (3,000 x 302 bytes)

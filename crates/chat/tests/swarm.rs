@@ -25,6 +25,7 @@ fn swarm(
         room_capacity: 40,
         max_users: 1000,
         mode,
+        ..ChatConfig::default()
     };
     let server = server_with(model, chat, Arc::new(AcceptAll), |_| {})?;
     let config = SwarmConfig {
@@ -98,6 +99,7 @@ fn slow_consumer_is_cut_off(model: Model) {
         room_capacity: 10,
         max_users: 10,
         mode: Mode::Logic,
+        ..ChatConfig::default()
     };
     let Some(server) = server_with(model, chat, Arc::new(AcceptAll), |config| {
         config.send_queue_limit = 16 * 1024;

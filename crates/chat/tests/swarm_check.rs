@@ -180,6 +180,7 @@ fn through_proxy(
         room_capacity: 20,
         max_users: 100,
         mode,
+        ..ChatConfig::default()
     };
     let server = server_with(model, chat, Arc::new(AcceptAll), |_| {})?;
     let proxy = Proxy::start(server.local_addr(), loss);
@@ -263,6 +264,7 @@ fn room_inout_busy_rooms_are_clean(model: Model) {
             room_capacity: 20,
             max_users: 100,
             mode,
+            ..ChatConfig::default()
         };
         let Some(server) = server_with(model, chat, Arc::new(AcceptAll), |_| {}) else {
             return;

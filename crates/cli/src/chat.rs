@@ -60,6 +60,7 @@ pub fn run_server(args: ChatServerArgs) -> Result<()> {
         room_capacity: args.room_capacity,
         max_users: args.max_users,
         mode: args.mode,
+        ..ChatConfig::default()
     };
     let descriptors = crate::raise_open_file_limit();
     // Before any thread starts, so that none of them takes the signals.

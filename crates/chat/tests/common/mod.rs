@@ -40,6 +40,7 @@ pub fn small_server(mode: Mode) -> ChatServer {
         room_capacity: 3,
         max_users: 8,
         mode,
+        ..ChatConfig::default()
     };
     server_with(Model::SCALABLE[0], chat, Arc::new(AcceptAll), |_| {})
         .expect("the first scalable model (epoll, iocp) runs everywhere")
