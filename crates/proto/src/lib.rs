@@ -35,7 +35,7 @@ mod stream;
 
 pub use frame::{split_frame, Frame, Header, Judge, HEADER_SIZE, MAX_PACKET_SIZE};
 pub use packet::{
-    decode_requests, decode_responses, id, Decoded, Direction, Request, Response, RoomUser,
+    decode_requests, decode_requests_until, decode_responses, id, Decoded, Direction, Request, Response, RoomUser,
     MAX_MESSAGE_LEN, MAX_PASSWORD_LEN, MAX_USER_ID_LEN,
 };
 pub use result::ResultCode;

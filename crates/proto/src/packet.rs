@@ -22,6 +22,7 @@
 use crate::frame::{split_frame, Frame, Header, Judge, HEADER_SIZE, MAX_PACKET_SIZE};
 use crate::ProtocolError;
 use std::fmt;
+use std::ops::ControlFlow;
 
 /// Packet ids.
 pub mod id {
@@ -483,7 +484,7 @@ fn decode_all<T>(
     buf: &[u8],
     direction: Direction,
     decode: fn(Frame<'_>) -> Result<T, ProtocolError>,
-    mut dispatch: impl FnMut(T),
+    mut dispatch: impl FnMut(T) -> ControlFlow<()>,
 ) -> Decoded {
     let mut consumed = 0;
     loop {
@@ -491,7 +492,12 @@ fn decode_all<T>(
             Ok(Some(frame)) => match decode(frame) {
                 Ok(packet) => {
                     consumed += frame.len();
-                    dispatch(packet);
+                    if dispatch(packet).is_break() {
+                        return Decoded {
+                            consumed,
+                            error: None,
+                        };
+                    }
                 }
                 Err(error) => {
                     return Decoded {
@@ -518,14 +524,31 @@ fn decode_all<T>(
 
 /// Decode every complete request at the front of `buf`, in order, handing each to
 /// `dispatch`; stop at a partial packet or at the first protocol error.
-pub fn decode_requests(buf: &[u8], dispatch: impl FnMut(Request)) -> Decoded {
+pub fn decode_requests(buf: &[u8], mut dispatch: impl FnMut(Request)) -> Decoded {
+    decode_all(buf, Direction::ToServer, Request::decode, |request| {
+        dispatch(request);
+        ControlFlow::Continue(())
+    })
+}
+
+/// Decode complete requests at the front of `buf`, in order, handing each to `dispatch`,
+/// until `dispatch` says [`ControlFlow::Break`] (that request counts as consumed, the rest
+/// is left where it is), a partial packet, or the first protocol error. For a server that
+/// takes only as many requests as it is ready for.
+pub fn decode_requests_until(
+    buf: &[u8],
+    dispatch: impl FnMut(Request) -> ControlFlow<()>,
+) -> Decoded {
     decode_all(buf, Direction::ToServer, Request::decode, dispatch)
 }
 
 /// Decode every complete response or notify at the front of `buf`, like
 /// [`decode_requests`].
-pub fn decode_responses(buf: &[u8], dispatch: impl FnMut(Response)) -> Decoded {
-    decode_all(buf, Direction::ToClient, Response::decode, dispatch)
+pub fn decode_responses(buf: &[u8], mut dispatch: impl FnMut(Response)) -> Decoded {
+    decode_all(buf, Direction::ToClient, Response::decode, |response| {
+        dispatch(response);
+        ControlFlow::Continue(())
+    })
 }
 
 // The largest packet must fit the framing layer's maximum.
@@ -668,5 +691,24 @@ mod tests {
         list[5] = 2; // count says two users, one follows
         let got = decode_responses(&list, |_| panic!());
         assert!(matches!(got.error, Some(ProtocolError::BadBody { .. })));
+    }
+
+    #[test]
+    fn decoding_until_stops_after_the_request_that_says_so() {
+        let mut wire = Request::RoomLeave.to_bytes();
+        wire.extend(Request::RoomEnter { room: 3 }.to_bytes());
+        wire.extend(Request::RoomLeave.to_bytes());
+        let mut got = Vec::new();
+        let decoded = decode_requests_until(&wire, |request| {
+            got.push(request);
+            if got.len() == 2 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        assert_eq!(got, [Request::RoomLeave, Request::RoomEnter { room: 3 }]);
+        assert_eq!(decoded.consumed, 5 + 9);
+        assert!(decoded.error.is_none());
     }
 }
