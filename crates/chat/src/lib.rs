@@ -26,10 +26,12 @@ mod bots;
 mod client;
 mod config;
 mod error;
+mod guard;
 mod membership;
 mod server;
 mod stats;
 mod store;
+mod verify;
 mod world;
 
 pub use bots::{
@@ -43,5 +45,5 @@ pub use config::{
 };
 pub use error::Error;
 pub use server::{start, ChatHandler, ChatServer, ChatServerHandle, FinalStats, SessionState};
-pub use stats::ChatStats;
+pub use stats::{Answers, ChatStats, RequestKind};
 pub use store::{AcceptAll, PasswordFile, Refusal, UserStore};

@@ -1,26 +1,32 @@
 //! The chat server: the engine handler, its two modes, and starting it.
 
-use crate::config::{ChatConfig, Mode};
+use crate::config::{ChatConfig, Mode, RateLimit};
 use crate::error::Error;
+use crate::guard::{Admission, Deadlines, Inflow, TokenBucket};
 use crate::stats::{ChatStats, Counters};
 use crate::store::UserStore;
+use crate::verify::{Done, Verified, Verifiers};
 use crate::world::World;
 use iomodels_engine::{CloseReason, Config, Handler, Server, ServerHandle, Session, Stats};
-use iomodels_proto::decode_requests;
-use iomodels_proto::Request;
+use iomodels_proto::{decode_requests, decode_requests_until, Request};
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 /// An event for the logic thread.
 enum Event {
-    Request(Session, Request),
+    Request(Session, Request, Arc<Inflow>),
     Closed(Session),
+    /// A password check came back.
+    Verified(Verified),
     /// Shutdown: answer `()` on the channel once every event queued before this one has
-    /// been applied, and drop every request queued after it.
+    /// been applied (and every password check it waits for is back), and drop every
+    /// request queued after it.
     Barrier(mpsc::Sender<()>),
 }
 
@@ -34,6 +40,10 @@ enum Logic {
     Shared(Arc<Mutex<World>>),
 }
 
+/// A sender into the logic thread's queue that the handler can take away when it drops,
+/// so that nothing else keeps the logic thread alive.
+type QueueSlot = Arc<Mutex<Option<mpsc::Sender<Event>>>>;
+
 /// What the handler shares with the handles of its server: the counters, and what an
 /// orderly shutdown needs.
 struct Shared {
@@ -45,11 +55,12 @@ struct Shared {
 
 /// How a shutdown waits for the requests decoded before it.
 enum Fence {
-    /// Logic mode: a sender for barriers only (the I/O threads use the handler's own).
-    /// Taken when the handler drops, so that it never keeps the logic thread alive.
-    Queue(Mutex<Option<mpsc::Sender<Event>>>),
-    /// I/O mode: the world, whose lock every request is handled under.
-    World(Weak<Mutex<World>>),
+    /// Logic mode: a sender for barriers (and the verifiers' results; the I/O threads use
+    /// the handler's own).
+    Queue(QueueSlot),
+    /// I/O mode: the world, whose lock every request is handled under, and the condition
+    /// variable the verifiers signal when a check comes back.
+    World(Weak<Mutex<World>>, Arc<Condvar>),
 }
 
 impl Shared {
@@ -60,7 +71,8 @@ impl Shared {
         self.settle();
     }
 
-    /// Wait until every request and close event queued so far has been handled.
+    /// Wait until every request and close event queued so far has been handled, the
+    /// logins among them answered after their password checks.
     fn settle(&self) {
         match &self.fence {
             Fence::Queue(queue) => {
@@ -76,11 +88,15 @@ impl Shared {
                     let _ = acked.recv();
                 }
             }
-            Fence::World(world) => {
+            Fence::World(world, checked) => {
                 // Every `data` call takes the lock and reads `stopping` under it: once we
-                // have held the lock, no call that read it unset is still running.
+                // have held the lock, no call that read it unset is still running. Logins
+                // out for a check are answered (with what waited behind them) under it too.
                 if let Some(world) = world.upgrade() {
-                    drop(lock(&world));
+                    let mut world = lock(&world);
+                    while world.verifying() > 0 {
+                        world = checked.wait(world).unwrap_or_else(|p| p.into_inner());
+                    }
                 }
             }
         }
@@ -93,8 +109,9 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The chat server's engine handler. Decoding happens on the I/O threads; the game logic
-/// runs where [`Mode`] says.
+/// The chat server's engine handler. Decoding, rate limits and the caps on sessions run
+/// on the I/O threads; the game logic runs where [`Mode`] says; password checks on their
+/// own threads.
 ///
 /// [`start`] runs it in a [`ChatServer`], which shuts down in the right order. A handler
 /// given to the engine's [`Server`] directly must be [drained](ChatHandler::drain) before
@@ -102,29 +119,96 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub struct ChatHandler {
     logic: Logic,
     shared: Arc<Shared>,
+    limits: Limits,
+    admission: Admission,
+    deadlines: Option<Deadlines>,
+    verifiers: Option<Arc<Verifiers>>,
 }
 
-/// Per-session framing state.
-#[derive(Debug, Default)]
+/// The per-session limits the I/O threads apply.
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    max_pending: usize,
+    chat: RateLimit,
+    other: RateLimit,
+}
+
+/// Per-session state, kept by the session's I/O thread.
+#[derive(Debug)]
 pub struct SessionState {
     /// Bytes of an incomplete packet left in the engine's input buffer.
     pending: usize,
-    /// The session broke the protocol and is being closed: ignore whatever else arrives.
+    /// The session broke the protocol or a limit and is being closed: ignore whatever
+    /// else arrives.
     rejected: bool,
+    /// It counts against its address's cap.
+    admitted: bool,
+    inflow: Arc<Inflow>,
+    chats: TokenBucket,
+    others: TokenBucket,
+}
+
+/// What the I/O thread did with a session's input.
+enum Stop {
+    /// Every complete request was taken.
+    None,
+    /// The session reached its bound of pending requests: pause its input.
+    Bound,
+    /// The session went over a rate limit.
+    Limited,
 }
 
 impl ChatHandler {
     /// A handler serving `config`, checking logins with `store`. In logic-thread mode this
-    /// starts the logic thread; it ends when the handler is dropped.
+    /// starts the logic thread; it ends when the handler is dropped. A costly store
+    /// ([`UserStore::is_costly`]) gets `config.verifier_threads` threads of its own.
     pub fn new(config: ChatConfig, store: Arc<dyn UserStore>) -> Result<ChatHandler, Error> {
         config.validate()?;
         let counters = Arc::new(Counters::default());
         let mode = config.mode;
-        let world = World::new(config, store, counters.clone());
+        let limits = Limits {
+            max_pending: config.max_pending,
+            chat: config.chat_limit,
+            other: config.request_limit,
+        };
+        let admission = Admission::new(config.max_anonymous, config.max_per_address);
+        let deadlines = config
+            .login_timeout
+            .map(|timeout| Deadlines::start(timeout, counters.clone()))
+            .transpose()
+            .map_err(Error::io("starting the login deadline thread"))?;
+        // The verifiers hand results to the logic (its queue, or the shared world), which
+        // is built after them: they find it through this.
+        let deliver: Arc<OnceLock<Deliver>> = Arc::new(OnceLock::new());
+        let verifiers = if store.is_costly() {
+            let deliver = deliver.clone();
+            let done: Done = Arc::new(move |verified| match deliver.get() {
+                Some(Deliver::Queue(queue)) => {
+                    if let Some(queue) = lock(queue).as_ref() {
+                        let _ = queue.send(Event::Verified(verified));
+                    }
+                }
+                Some(Deliver::World(world, checked)) => {
+                    if let Some(world) = world.upgrade() {
+                        lock(&world).verified(verified);
+                        checked.notify_all();
+                    }
+                }
+                None => {}
+            });
+            let verifiers = Verifiers::start(config.verifier_threads, store.clone(), done)
+                .map_err(Error::io("starting the password-check threads"))?;
+            Some(Arc::new(verifiers))
+        } else {
+            None
+        };
+        let world = World::new(config, store, verifiers.clone(), counters.clone());
         let (logic, fence) = match mode {
             Mode::Io => {
                 let world = Arc::new(Mutex::new(world));
-                let fence = Fence::World(Arc::downgrade(&world));
+                let checked = Arc::new(Condvar::new());
+                let _ = deliver.set(Deliver::World(Arc::downgrade(&world), checked.clone()));
+                let fence = Fence::World(Arc::downgrade(&world), checked);
                 (Logic::Shared(world), fence)
             }
             Mode::Logic => {
@@ -133,12 +217,13 @@ impl ChatHandler {
                     .name("chat-logic".into())
                     .spawn(move || run_logic(world, events))
                     .map_err(Error::io("spawning the logic thread"))?;
-                let fence = Fence::Queue(Mutex::new(Some(queue.clone())));
+                let slot: QueueSlot = Arc::new(Mutex::new(Some(queue.clone())));
+                let _ = deliver.set(Deliver::Queue(slot.clone()));
                 let logic = Logic::Thread {
                     queue: Some(queue),
                     thread: Some(thread),
                 };
-                (logic, fence)
+                (logic, Fence::Queue(slot))
             }
         };
         let shared = Arc::new(Shared {
@@ -146,7 +231,14 @@ impl ChatHandler {
             stopping: AtomicBool::new(false),
             fence,
         });
-        Ok(ChatHandler { logic, shared })
+        Ok(ChatHandler {
+            logic,
+            shared,
+            limits,
+            admission,
+            deadlines,
+            verifiers,
+        })
     }
 
     /// The chat's counters now.
@@ -170,25 +262,83 @@ impl ChatHandler {
             .fetch_add(n, Ordering::Release);
         self.shared.counters.dropped.fetch_add(n, Relaxed);
     }
+
+    /// Decode what `data` holds, handing each request to `take`, as far as the session's
+    /// limits allow: a request over a rate limit stops it (and is not handed on), and so
+    /// does the session's bound of pending requests, after the request that reached it.
+    fn decode(
+        &self,
+        state: &mut SessionState,
+        data: &[u8],
+        mut take: impl FnMut(Request),
+    ) -> (iomodels_proto::Decoded, Stop) {
+        let now = Instant::now();
+        let mut stop = Stop::None;
+        let decoded = decode_requests_until(data, |request| {
+            let bucket = match request {
+                Request::RoomChat { .. } => &mut state.chats,
+                _ => &mut state.others,
+            };
+            if !bucket.take(now) {
+                stop = Stop::Limited;
+                return ControlFlow::Break(());
+            }
+            state.inflow.queued(&self.shared.counters);
+            take(request);
+            if state.inflow.at_bound(self.limits.max_pending) {
+                stop = Stop::Bound;
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        });
+        (decoded, stop)
+    }
+
+    /// Close `session` for going over a rate limit.
+    fn rate_limited(&self, state: &mut SessionState, session: &Session) {
+        state.rejected = true;
+        self.shared.counters.rate_limited.fetch_add(1, Relaxed);
+        tracing::warn!(
+            peer = %session.peer(),
+            session = %session.id(),
+            "{} went over its rate limit; closing the session",
+            session.peer()
+        );
+        session.abort_for(CloseReason::RateLimited);
+    }
+}
+
+/// Where the verifiers hand their results.
+enum Deliver {
+    Queue(QueueSlot),
+    World(Weak<Mutex<World>>, Arc<Condvar>),
 }
 
 /// The logic thread: apply events in the order they were queued until every sender is gone.
 /// Requests queued after a barrier came after the shutdown began: they are dropped, so
-/// that every answer the logic thread sends is sent before the sessions are closed.
+/// that every answer the logic thread sends is sent before the sessions are closed. A
+/// barrier is acknowledged once the password checks it waits for are back.
 fn run_logic(mut world: World, events: mpsc::Receiver<Event>) {
     let mut stopped = false;
+    let mut barriers = Vec::new();
     while let Ok(event) = events.recv() {
         match event {
-            Event::Request(session, request) => {
+            Event::Request(session, request, inflow) => {
                 if stopped {
-                    world.counters().dropped.fetch_add(1, Relaxed);
+                    world.dropped(&session, &inflow);
                 } else {
-                    world.request(&session, request);
+                    world.request(&session, request, &inflow);
                 }
             }
             Event::Closed(session) => world.closed(&session),
+            Event::Verified(verified) => world.verified(verified),
             Event::Barrier(ack) => {
                 stopped = true;
+                barriers.push(ack);
+            }
+        }
+        if world.verifying() == 0 {
+            for ack in barriers.drain(..) {
                 let _ = ack.send(());
             }
         }
@@ -198,28 +348,61 @@ fn run_logic(mut world: World, events: mpsc::Receiver<Event>) {
 impl Handler for ChatHandler {
     type State = SessionState;
 
-    fn opened(&self, _: &Session) -> SessionState {
-        SessionState::default()
+    fn opened(&self, session: &Session) -> SessionState {
+        let counters = &self.shared.counters;
+        let inflow = Arc::new(Inflow::new(counters));
+        let now = Instant::now();
+        let admitted = match self.admission.admit(session.peer().ip(), counters) {
+            Ok(()) => {
+                if let Some(deadlines) = &self.deadlines {
+                    deadlines.watch(session, &inflow);
+                }
+                true
+            }
+            Err(cap) => {
+                counters.over_capacity.fetch_add(1, Relaxed);
+                tracing::info!(
+                    peer = %session.peer(),
+                    session = %session.id(),
+                    "turned away {}: {}",
+                    session.peer(),
+                    cap.name()
+                );
+                session.close_for(CloseReason::OverCapacity);
+                false
+            }
+        };
+        SessionState {
+            pending: 0,
+            rejected: !admitted,
+            admitted,
+            inflow,
+            chats: TokenBucket::new(self.limits.chat, now),
+            others: TokenBucket::new(self.limits.other, now),
+        }
     }
 
     fn data(&self, state: &mut SessionState, session: &Session, data: &[u8]) -> usize {
         if state.rejected {
             return data.len();
         }
-        let mut count = 0u64;
-        let decoded = match &self.logic {
+        let (decoded, stop) = match &self.logic {
             Logic::Thread { queue, .. } => {
                 if self.shared.stopping.load(Ordering::Acquire) {
+                    let mut count = 0;
                     let decoded = decode_requests(data, |_| count += 1);
                     self.dropped(count);
-                    decoded
+                    (decoded, Stop::None)
                 } else {
                     let queue = queue
                         .as_ref()
                         .expect("the queue lives as long as the handler");
-                    let decoded = decode_requests(data, |request| {
+                    let inflow = state.inflow.clone();
+                    let mut count = 0u64;
+                    let result = self.decode(state, data, |request| {
                         count += 1;
-                        let _ = queue.send(Event::Request(session.clone(), request));
+                        let _ =
+                            queue.send(Event::Request(session.clone(), request, inflow.clone()));
                     });
                     // Release: whoever sees these requests counted sees them queued, so a
                     // shutdown begun after it answers them. The logic thread may answer
@@ -228,29 +411,39 @@ impl Handler for ChatHandler {
                         .counters
                         .requests
                         .fetch_add(count, Ordering::Release);
-                    decoded
+                    result
                 }
             }
             Logic::Shared(world) => {
                 let mut world = lock(world);
                 if self.shared.stopping.load(Ordering::Acquire) {
                     drop(world);
+                    let mut count = 0;
                     let decoded = decode_requests(data, |_| count += 1);
                     self.dropped(count);
-                    decoded
+                    (decoded, Stop::None)
                 } else {
                     // Counted under the world's lock before it is handled: a client that
                     // got its answer finds it counted.
-                    decode_requests(data, |request| {
+                    let inflow = state.inflow.clone();
+                    self.decode(state, data, |request| {
                         self.shared
                             .counters
                             .requests
                             .fetch_add(1, Ordering::Release);
-                        world.request(session, request);
+                        world.request(session, request, &inflow);
                     })
                 }
             }
         };
+        match stop {
+            Stop::None => {}
+            Stop::Bound => state.inflow.hold(session, self.limits.max_pending),
+            Stop::Limited => {
+                self.rate_limited(state, session);
+                return data.len();
+            }
+        }
         if let Some(error) = decoded.error {
             state.rejected = true;
             self.shared.counters.protocol_errors.fetch_add(1, Relaxed);
@@ -280,6 +473,10 @@ impl Handler for ChatHandler {
                 session.peer()
             );
         }
+        state.inflow.not_anonymous(&self.shared.counters);
+        if state.admitted {
+            self.admission.left(session.peer().ip());
+        }
         match &self.logic {
             Logic::Thread { queue, .. } => {
                 if let Some(queue) = queue {
@@ -293,17 +490,25 @@ impl Handler for ChatHandler {
 
 impl Drop for ChatHandler {
     fn drop(&mut self) {
+        // No more password checks: each verifier ends after its job, and no result is
+        // handed on once the queue's slot below is emptied.
+        if let Some(verifiers) = &self.verifiers {
+            verifiers.close();
+        }
         if let Logic::Thread { queue, thread } = &mut self.logic {
             // Closing the queue ends the logic thread once it has applied every event.
             queue.take();
-            if let Fence::Queue(barriers) = &self.shared.fence {
-                lock(barriers).take();
+            if let Fence::Queue(slot) = &self.shared.fence {
+                lock(slot).take();
             }
             if let Some(thread) = thread.take() {
                 if thread.thread().id() != std::thread::current().id() {
                     let _ = thread.join();
                 }
             }
+        }
+        if let Some(verifiers) = &self.verifiers {
+            verifiers.join();
         }
     }
 }

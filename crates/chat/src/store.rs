@@ -21,6 +21,13 @@ pub enum Refusal {
 pub trait UserStore: Send + Sync + 'static {
     /// Whether `user_id` may log in with `password`.
     fn check(&self, user_id: &str, password: &[u8]) -> Result<(), Refusal>;
+
+    /// Whether a check costs enough to need its own threads (a password hash: yes, the
+    /// default). A store that answers at once (say, [`AcceptAll`]) returns `false` and is
+    /// called on the logic thread (or an I/O thread in [`crate::Mode::Io`]) instead.
+    fn is_costly(&self) -> bool {
+        true
+    }
 }
 
 /// Accepts every password: the tutorial's behaviour and the default.
@@ -30,6 +37,10 @@ pub struct AcceptAll;
 impl UserStore for AcceptAll {
     fn check(&self, _: &str, _: &[u8]) -> Result<(), Refusal> {
         Ok(())
+    }
+
+    fn is_costly(&self) -> bool {
+        false
     }
 }
 

@@ -3,11 +3,14 @@
 //! take turns under one lock ([`crate::Mode::Io`]).
 
 use crate::config::ChatConfig;
-use crate::stats::Counters;
+use crate::guard::Inflow;
+use crate::stats::{Counters, RequestKind};
 use crate::store::{Refusal, UserStore};
+use crate::verify::{Job, Verified, Verifiers};
 use iomodels_engine::{Session, SessionId};
 use iomodels_proto::{Request, Response, ResultCode, RoomUser, MAX_MESSAGE_LEN, MAX_USER_ID_LEN};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 /// A logged-in user.
@@ -20,6 +23,11 @@ struct User {
 /// A session the logic has heard from.
 struct Client {
     user: Option<User>,
+    inflow: Arc<Inflow>,
+    /// A login of this session is out for its password check: its later requests wait in
+    /// `deferred` until it is answered, so answers keep the order of requests.
+    verifying: bool,
+    deferred: VecDeque<Request>,
 }
 
 /// Someone in a room.
@@ -29,15 +37,28 @@ struct Member {
     user_id: String,
 }
 
+/// What became of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    /// Answered.
+    Done,
+    /// A login gone for its password check: answered when [`World::verified`] runs.
+    Verifying,
+}
+
 pub(crate) struct World {
     config: ChatConfig,
     store: Arc<dyn UserStore>,
+    /// Where costly password checks go (`None`: the store answers at once).
+    verifiers: Option<Arc<Verifiers>>,
     counters: Arc<Counters>,
     clients: HashMap<SessionId, Client>,
     /// Logged-in user ids, so a user logs in once and the user limit holds.
     users: HashMap<String, SessionId>,
     rooms: Vec<Vec<Member>>,
     next_unique_id: i64,
+    /// Password checks handed to the verifiers and not yet back.
+    verifying: usize,
     /// Scratch for encoding bodies.
     body: Vec<u8>,
 }
@@ -46,64 +67,154 @@ impl World {
     pub(crate) fn new(
         config: ChatConfig,
         store: Arc<dyn UserStore>,
+        verifiers: Option<Arc<Verifiers>>,
         counters: Arc<Counters>,
     ) -> World {
         World {
             rooms: (0..config.rooms).map(|_| Vec::new()).collect(),
             config,
             store,
+            verifiers,
             counters,
             clients: HashMap::new(),
             users: HashMap::new(),
             next_unique_id: 1,
+            verifying: 0,
             body: Vec::new(),
         }
     }
 
-    /// The counters the game logic keeps.
-    pub(crate) fn counters(&self) -> &Counters {
-        &self.counters
+    /// Password checks out and not yet back: a shutdown waits for them, since the logins
+    /// they answer (and the requests held behind them) were read before it.
+    pub(crate) fn verifying(&self) -> usize {
+        self.verifying
     }
 
-    /// Run one request from `session`.
-    pub(crate) fn request(&mut self, session: &Session, request: Request) {
-        self.clients
-            .entry(session.id())
-            .or_insert_with(|| Client { user: None });
+    /// Run one request from `session`, or hold it back behind the session's login that is
+    /// out for its password check.
+    pub(crate) fn request(&mut self, session: &Session, request: Request, inflow: &Arc<Inflow>) {
+        let client = self.clients.entry(session.id()).or_insert_with(|| Client {
+            user: None,
+            inflow: inflow.clone(),
+            verifying: false,
+            deferred: VecDeque::new(),
+        });
+        if client.verifying {
+            client.deferred.push_back(request);
+            return;
+        }
+        if self.handle(session, request) == Step::Done {
+            inflow.handled(session, self.config.max_pending, &self.counters);
+        }
+    }
+
+    /// A request dropped unhandled (shutdown began before it was read whole).
+    pub(crate) fn dropped(&self, session: &Session, inflow: &Inflow) {
+        self.counters.dropped.fetch_add(1, Relaxed);
+        inflow.handled(session, self.config.max_pending, &self.counters);
+    }
+
+    fn handle(&mut self, session: &Session, request: Request) -> Step {
         match request {
             Request::Login { user_id, password } => {
-                let result = self.login(session, user_id, &password);
-                self.send(
-                    session,
-                    &Response::Login {
-                        result: result.code(),
-                    },
-                );
+                return self.login(session, user_id, password);
             }
             Request::RoomEnter { room } => self.enter(session, room),
             Request::RoomLeave => {
                 let result = self.leave(session);
-                self.send(
-                    session,
-                    &Response::RoomLeave {
-                        result: result.code_i16(),
-                    },
-                );
+                self.answer(session, RequestKind::RoomLeave, result);
             }
             Request::RoomChat { message } => self.chat(session, message),
         }
+        Step::Done
     }
 
-    fn login(&mut self, session: &Session, user_id: Vec<u8>, password: &[u8]) -> ResultCode {
+    /// A login: answered now, or handed to the verifiers.
+    fn login(&mut self, session: &Session, user_id: Vec<u8>, password: Vec<u8>) -> Step {
         let id = session.id();
         if self.clients[&id].user.is_some() {
-            return ResultCode::SessionAlreadyLoggedIn;
+            self.answer(
+                session,
+                RequestKind::Login,
+                ResultCode::SessionAlreadyLoggedIn,
+            );
+            return Step::Done;
         }
         let user_id = match String::from_utf8(user_id) {
             Ok(u) if !u.is_empty() && u.len() <= MAX_USER_ID_LEN => u,
-            _ => return ResultCode::InvalidUserId,
+            _ => {
+                self.answer(session, RequestKind::Login, ResultCode::InvalidUserId);
+                return Step::Done;
+            }
         };
-        if let Err(Refusal::InvalidPassword) = self.store.check(&user_id, password) {
+        if let Some(verifiers) = &self.verifiers {
+            let job = Job {
+                session: session.clone(),
+                user_id,
+                password,
+            };
+            if verifiers.submit(job) {
+                self.verifying += 1;
+                self.counters.verifying.fetch_add(1, Relaxed);
+                if let Some(client) = self.clients.get_mut(&id) {
+                    client.verifying = true;
+                }
+                return Step::Verifying;
+            }
+            // The pool is closed: the server is going away.
+            self.answer(session, RequestKind::Login, ResultCode::ServerFull);
+            return Step::Done;
+        }
+        let checked = self.store.check(&user_id, &password);
+        let result = self.admit(session, user_id, checked);
+        self.answer(session, RequestKind::Login, result);
+        Step::Done
+    }
+
+    /// A password check came back: answer the login, then run the requests the session
+    /// sent after it, until one is another login out for its check.
+    pub(crate) fn verified(&mut self, verified: Verified) {
+        self.verifying -= 1;
+        self.counters.verifying.fetch_sub(1, Relaxed);
+        let Verified {
+            session,
+            user_id,
+            result,
+        } = verified;
+        let Some(client) = self.clients.get_mut(&session.id()) else {
+            // The session ended meanwhile; `closed` let go of its requests.
+            return;
+        };
+        client.verifying = false;
+        let inflow = client.inflow.clone();
+        let result = self.admit(&session, user_id, result);
+        self.answer(&session, RequestKind::Login, result);
+        inflow.handled(&session, self.config.max_pending, &self.counters);
+        loop {
+            let Some(client) = self.clients.get_mut(&session.id()) else {
+                return;
+            };
+            if client.verifying {
+                return;
+            }
+            let Some(request) = client.deferred.pop_front() else {
+                return;
+            };
+            if self.handle(&session, request) == Step::Done {
+                inflow.handled(&session, self.config.max_pending, &self.counters);
+            }
+        }
+    }
+
+    /// Log `session` in as `user_id` if its password `checked` out and the user may.
+    fn admit(
+        &mut self,
+        session: &Session,
+        user_id: String,
+        checked: Result<(), Refusal>,
+    ) -> ResultCode {
+        let id = session.id();
+        if let Err(Refusal::InvalidPassword) = checked {
             return ResultCode::InvalidPassword;
         }
         if self.users.contains_key(&user_id) {
@@ -116,6 +227,7 @@ impl World {
         self.next_unique_id += 1;
         self.users.insert(user_id.clone(), id);
         if let Some(client) = self.clients.get_mut(&id) {
+            client.inflow.not_anonymous(&self.counters);
             client.user = Some(User {
                 user_id,
                 unique_id,
@@ -128,12 +240,7 @@ impl World {
 
     fn enter(&mut self, session: &Session, room: i32) {
         let result = self.try_enter(session, room);
-        self.send(
-            session,
-            &Response::RoomEnter {
-                result: result.code_i16(),
-            },
-        );
+        self.answer(session, RequestKind::RoomEnter, result);
         if result != ResultCode::None {
             return;
         }
@@ -226,16 +333,11 @@ impl World {
             }) => Ok((*room, user_id.as_bytes().to_vec())),
         };
         match room {
-            Err(result) => self.send(
-                session,
-                &Response::RoomChat {
-                    result: result.code_i16(),
-                },
-            ),
+            Err(result) => self.answer(session, RequestKind::RoomChat, result),
             Ok((room, user_id)) => {
                 // Counted before anyone hears of it.
                 self.counters.chat();
-                self.send(session, &Response::RoomChat { result: 0 });
+                self.answer(session, RequestKind::RoomChat, ResultCode::None);
                 let notify = Response::RoomChatNotify { user_id, message };
                 broadcast(&mut self.body, &self.rooms[room], &notify);
             }
@@ -252,11 +354,30 @@ impl World {
             if let Some(user) = client.user {
                 self.users.remove(&user.user_id);
             }
+            // Its login out for a check, and what waited behind it, will not be answered.
+            let held = client.deferred.len() + usize::from(client.verifying);
+            self.counters.pending.fetch_sub(held, Relaxed);
         }
     }
 
-    fn send(&mut self, session: &Session, response: &Response) {
-        send(&mut self.body, session, response);
+    /// Answer a request of `kind` with `result`, and count it.
+    fn answer(&mut self, session: &Session, kind: RequestKind, result: ResultCode) {
+        self.counters.answered(kind, result);
+        let response = match kind {
+            RequestKind::Login => Response::Login {
+                result: result.code(),
+            },
+            RequestKind::RoomEnter => Response::RoomEnter {
+                result: result.code_i16(),
+            },
+            RequestKind::RoomLeave => Response::RoomLeave {
+                result: result.code_i16(),
+            },
+            RequestKind::RoomChat => Response::RoomChat {
+                result: result.code_i16(),
+            },
+        };
+        send(&mut self.body, session, &response);
     }
 }
 

@@ -10,7 +10,9 @@ mod common;
 use common::every_model;
 
 use common::*;
-use iomodels_chat::{run_swarm, AcceptAll, BotsReport, ChatConfig, Mode, Scenario, SwarmConfig};
+use iomodels_chat::{
+    run_swarm, AcceptAll, BotsReport, ChatConfig, Mode, RateLimit, Scenario, SwarmConfig,
+};
 use iomodels_engine::Model;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -264,6 +266,8 @@ fn room_inout_busy_rooms_are_clean(model: Model) {
             room_capacity: 20,
             max_users: 100,
             mode,
+            // 80 requests a second per bot: contention, past the rate limit on purpose.
+            request_limit: RateLimit::OFF,
             ..ChatConfig::default()
         };
         let Some(server) = server_with(model, chat, Arc::new(AcceptAll), |_| {}) else {

@@ -1,12 +1,12 @@
 //! `iomodels chat-server`, `chat-bots` and `chat-client`: the flags, and running the chat
 //! library from them.
 
-use crate::flags::{self, IdleTimeout};
+use crate::flags::{self, IdleTimeout, LoginTimeout};
 use crate::progress::Progress;
 use anyhow::{Context, Result};
 use iomodels_chat::{
-    engine_config, start, AcceptAll, ChatConfig, Mode, PasswordFile, Scenario, SwarmConfig,
-    UserStore, MAX_ROOMS,
+    engine_config, start, AcceptAll, ChatConfig, Mode, PasswordFile, RateLimit, Scenario,
+    SwarmConfig, UserStore, DEFAULT_MAX_ANONYMOUS, DEFAULT_MAX_PENDING, MAX_ROOMS,
 };
 use iomodels_engine::Model;
 use std::net::SocketAddr;
@@ -44,6 +44,32 @@ pub struct ChatServerArgs {
     /// Worker threads of the model (default: the model's own).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// A session's requests read and not yet handled, at most; past it the session is not
+    /// read until the game logic catches up.
+    #[arg(long, default_value_t = DEFAULT_MAX_PENDING, value_parser = flags::bounded(1, 1 << 20))]
+    pub max_pending: usize,
+    /// Chats (221) per session: RATE/BURST, RATE, or off; a session over it is closed
+    /// (close reason "rate limited").
+    #[arg(long, value_name = "RATE/BURST", default_value = "20/40", value_parser = flags::rate_limit)]
+    pub chat_limit: RateLimit,
+    /// Other requests (login, room enter and leave) per session: RATE/BURST, RATE, or off.
+    #[arg(long, value_name = "RATE/BURST", default_value = "30/60", value_parser = flags::rate_limit)]
+    pub request_limit: RateLimit,
+    /// Close a session not logged in this many seconds after it connected (0: never;
+    /// close reason "login timeout").
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = flags::login_timeout)]
+    pub login_timeout: LoginTimeout,
+    /// Sessions not logged in yet, at most; past it a new connection is closed at once
+    /// (close reason "over capacity").
+    #[arg(long, default_value_t = DEFAULT_MAX_ANONYMOUS, value_parser = flags::bounded(1, usize::MAX))]
+    pub max_anonymous: usize,
+    /// Sessions from one source address, at most (default: no cap; close reason "over
+    /// capacity").
+    #[arg(long, value_parser = flags::bounded(1, usize::MAX))]
+    pub max_per_address: Option<usize>,
+    /// Threads that check passwords (with --users).
+    #[arg(long, default_value_t = 2, value_parser = flags::bounded(1, 256))]
+    pub verifier_threads: usize,
 }
 
 /// Run the chat server until SIGINT or SIGTERM, then shut down gracefully.
@@ -60,7 +86,13 @@ pub fn run_server(args: ChatServerArgs) -> Result<()> {
         room_capacity: args.room_capacity,
         max_users: args.max_users,
         mode: args.mode,
-        ..ChatConfig::default()
+        max_pending: args.max_pending,
+        chat_limit: args.chat_limit,
+        request_limit: args.request_limit,
+        login_timeout: args.login_timeout.0,
+        max_anonymous: args.max_anonymous,
+        max_per_address: args.max_per_address,
+        verifier_threads: args.verifier_threads,
     };
     let descriptors = crate::raise_open_file_limit();
     // Before any thread starts, so that none of them takes the signals.
@@ -83,12 +115,15 @@ pub fn run_server(args: ChatServerArgs) -> Result<()> {
     server.shutdown();
     let stopped = server.join()?;
     eprintln!(
-        "iomodels: stopped: {} sessions, {} logins, {} chats, {} protocol errors, {} requests \
-         dropped at shutdown",
+        "iomodels: stopped: {} sessions, {} logins, {} chats, {} protocol errors, {} rate \
+         limited, {} login timeouts, {} over capacity, {} requests dropped at shutdown",
         stopped.engine.accepted,
         stopped.chat.logins,
         stopped.chat.chats,
         stopped.chat.protocol_errors,
+        stopped.chat.rate_limited,
+        stopped.chat.login_timeouts,
+        stopped.chat.over_capacity,
         stopped.chat.dropped
     );
     Ok(())

@@ -112,6 +112,42 @@ pub fn idle_timeout(text: &str) -> Result<IdleTimeout, String> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IdleTimeout(pub Option<Duration>);
 
+/// `--chat-limit`, `--request-limit`: `RATE/BURST` (requests a second on average, and at
+/// once), `RATE` (a burst of twice the rate, at least 1), or `off`.
+pub fn rate_limit(text: &str) -> Result<iomodels_chat::RateLimit, String> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(iomodels_chat::RateLimit::OFF);
+    }
+    let refused = || format!("'{text}' is not RATE/BURST (say 20/40), RATE, or off");
+    let (rate, burst) = match text.split_once('/') {
+        Some((rate, burst)) => (rate, Some(burst)),
+        None => (text, None),
+    };
+    let per_second = match rate.trim().parse::<f64>() {
+        Ok(r) if r > 0.0 && r <= 1e9 => r,
+        _ => return Err(refused()),
+    };
+    let burst = match burst {
+        Some(b) => match b.trim().parse::<u32>() {
+            Ok(b) if b >= 1 => b,
+            _ => return Err(refused()),
+        },
+        None => ((2.0 * per_second).ceil() as u32).max(1),
+    };
+    Ok(iomodels_chat::RateLimit { per_second, burst })
+}
+
+/// `--login-timeout`: seconds a session may stay without logging in; 0 turns it off.
+pub fn login_timeout(text: &str) -> Result<LoginTimeout, String> {
+    let duration = seconds(text)?;
+    Ok(LoginTimeout((!duration.is_zero()).then_some(duration)))
+}
+
+/// The value of `--login-timeout`: `None` is off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoginTimeout(pub Option<Duration>);
+
 /// A parser for a whole number from `min` to `max`, saying the range when refused.
 pub fn bounded(min: usize, max: usize) -> impl TypedValueParser<Value = usize> {
     move |text: &str| -> Result<usize, String> {

@@ -35,8 +35,8 @@ mod stream;
 
 pub use frame::{split_frame, Frame, Header, Judge, HEADER_SIZE, MAX_PACKET_SIZE};
 pub use packet::{
-    decode_requests, decode_requests_until, decode_responses, id, Decoded, Direction, Request, Response, RoomUser,
-    MAX_MESSAGE_LEN, MAX_PASSWORD_LEN, MAX_USER_ID_LEN,
+    decode_requests, decode_requests_until, decode_responses, id, Decoded, Direction, Request,
+    Response, RoomUser, MAX_MESSAGE_LEN, MAX_PASSWORD_LEN, MAX_USER_ID_LEN,
 };
 pub use result::ResultCode;
 pub use stream::{decode_stream, Packet, StreamOutcome};

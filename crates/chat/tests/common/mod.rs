@@ -35,13 +35,19 @@ pub fn server_with(
 
 /// A server with 4 rooms of 3, up to 8 users, in `mode`, on epoll.
 pub fn small_server(mode: Mode) -> ChatServer {
-    let chat = ChatConfig {
+    small_server_with(mode, |_| {})
+}
+
+/// [`small_server`] with its chat settings changed by `tweak`.
+pub fn small_server_with(mode: Mode, tweak: impl FnOnce(&mut ChatConfig)) -> ChatServer {
+    let mut chat = ChatConfig {
         rooms: 4,
         room_capacity: 3,
         max_users: 8,
         mode,
         ..ChatConfig::default()
     };
+    tweak(&mut chat);
     server_with(Model::SCALABLE[0], chat, Arc::new(AcceptAll), |_| {})
         .expect("the first scalable model (epoll, iocp) runs everywhere")
 }
