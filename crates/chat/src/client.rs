@@ -52,6 +52,12 @@ impl Connection {
     /// Connect to `addr` (with `TCP_NODELAY`: packets are small and latency matters).
     pub fn connect(addr: SocketAddr) -> Result<Connection, ClientError> {
         let stream = TcpStream::connect(addr).map_err(io_error("connecting"))?;
+        Connection::from_stream(stream)
+    }
+
+    /// A connection over a stream connected elsewhere (from a chosen source address, say),
+    /// with `TCP_NODELAY` set.
+    pub fn from_stream(stream: TcpStream) -> Result<Connection, ClientError> {
         stream
             .set_nodelay(true)
             .map_err(io_error("setting TCP_NODELAY"))?;

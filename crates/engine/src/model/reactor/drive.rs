@@ -70,6 +70,8 @@ pub(super) fn drive<H: Handler>(entry: &mut Entry<H::State>, turn: &mut Turn<'_,
             if let Err(reason) = entry.conn.redeliver(turn.core) {
                 return Next::Close(reason, Closing::Abortive);
             }
+            // It may have paused again: then read nothing more until it resumes.
+            entry.flow.held = entry.conn.session().input_paused();
         }
         if entry.readable && entry.flow.wants_read() {
             if reads == READ_BUDGET {

@@ -49,9 +49,16 @@ impl<H: Handler> Worker<H> {
         let next = entry.flow.settle(session, &mut outbox, &self.core.config);
         drop(outbox);
 
+        let redeliver = entry.flow.redeliver;
         if let Some(buf) = send {
             let fd = entry.fd.as_raw_fd();
             self.submit_send(slot, fd, buf);
+        }
+        if redeliver {
+            // Resumed: hand the handler what it left first, and decide about the receive
+            // after (it may pause again: a receive armed meanwhile would only fill the
+            // input buffer).
+            return self.flush(slot);
         }
         let want = match next {
             Next::Close(reason, how) => return self.close(slot, reason, how),
@@ -76,14 +83,6 @@ impl<H: Handler> Worker<H> {
                 self.cancel(Some(slot), Target::Op(user_data));
             }
             _ => {}
-        }
-        if self
-            .conns
-            .get(slot as usize)
-            .is_some_and(|entry| entry.flow.redeliver)
-        {
-            // Once more, now redelivering (`settle` sets it only on a resume).
-            self.flush(slot);
         }
     }
 
