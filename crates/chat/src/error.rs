@@ -24,13 +24,73 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
-    /// A line of the users file is not `user:password`.
-    #[error("{path}:{line}: expected `user:password` with a user id of 1 to 32 bytes")]
+    /// A line of the users file is not `user:hash`, or its user id is not valid.
+    #[error(
+        "{path}:{line}: expected `user:hash` with a user id of 1 to 32 bytes and no `:`, \
+         whitespace or control characters"
+    )]
     UsersFileLine {
         /// The file.
         path: PathBuf,
         /// The line number, from 1.
         line: usize,
+    },
+    /// A line of the users file holds something that is not an argon2 hash in a PHC string:
+    /// most likely a plaintext password. The message names the user, never what follows it.
+    #[error(
+        "{path}:{line}: the password of `{user}` is not an argon2 hash (plaintext?); write it \
+         with `iomodels chat-users add {user} --users {path}`"
+    )]
+    UsersFileNotHashed {
+        /// The file.
+        path: PathBuf,
+        /// The line number, from 1.
+        line: usize,
+        /// The user of that line.
+        user: String,
+    },
+    /// A user appears twice in the users file.
+    #[error(
+        "{path}:{line}: `{user}` is already on line {first}; keep one entry \
+         (`iomodels chat-users add` replaces an entry)"
+    )]
+    UsersFileDuplicate {
+        /// The file.
+        path: PathBuf,
+        /// The line number of the second entry, from 1.
+        line: usize,
+        /// The user.
+        user: String,
+        /// The line number of the first entry.
+        first: usize,
+    },
+    /// The users file could not be written.
+    #[error("cannot write users file {path}")]
+    UsersFileWrite {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A user id that the users file and the login packet cannot hold.
+    #[error("invalid user id {user:?}: {why}")]
+    InvalidUserId {
+        /// The user id (printed quoted and escaped).
+        user: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// A password that cannot be stored: empty, or longer than a login packet carries.
+    #[error("unusable password: {why}")]
+    UnusablePassword {
+        /// What is wrong with it (never the password itself).
+        why: &'static str,
+    },
+    /// Hashing a password failed (the system's random source, or memory).
+    #[error("cannot hash the password")]
+    PasswordHash {
+        /// What argon2 said.
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A socket operation failed.
     #[error("{context}")]

@@ -11,7 +11,8 @@
 //! - Game logic runs on one logic thread fed by a queue ([`Mode::Logic`], the default: no
 //!   lock anywhere in the game code) or directly on the I/O threads under one lock
 //!   ([`Mode::Io`]). Both run the same [`world`](crate::ChatConfig) code.
-//! - Logins go through a [`UserStore`]: [`AcceptAll`] or a [`PasswordFile`].
+//! - Logins go through a [`UserStore`]: [`AcceptAll`] or a [`PasswordFile`] of argon2
+//!   hashes ([`PasswordFile::add_user`] writes one).
 //! - [`run_swarm`] runs a bot swarm in-process and returns its [`BotsReport`]
 //!   ([`run_swarm_with_progress`] reports progress through a callback).
 //! - [`interactive`] is the interactive client on standard input and output.
@@ -46,4 +47,4 @@ pub use config::{
 pub use error::Error;
 pub use server::{start, ChatHandler, ChatServer, ChatServerHandle, FinalStats, SessionState};
 pub use stats::{Answers, ChatStats, RequestKind};
-pub use store::{AcceptAll, PasswordFile, Refusal, UserStore};
+pub use store::{AcceptAll, HashParams, PasswordFile, Refusal, UserChange, UserStore};

@@ -1,10 +1,9 @@
 //! Where logins are checked: a small trait, ready for an external store, and two embedded
-//! stores.
+//! stores: [`AcceptAll`] and the argon2-hashed [`PasswordFile`].
 
-use crate::error::Error;
-use iomodels_proto::MAX_USER_ID_LEN;
-use std::collections::HashMap;
-use std::path::Path;
+mod password_file;
+
+pub use password_file::{HashParams, PasswordFile, UserChange};
 
 /// Why a login was refused by the store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,10 +15,17 @@ pub enum Refusal {
 
 /// Checks a login's credentials.
 ///
-/// Called on the logic thread (or an I/O thread in [`crate::Mode::Io`]) for each login, so
-/// it must answer quickly; an external store would keep a local cache behind this call.
+/// A check may be slow: [`PasswordFile`] runs argon2, which costs milliseconds of CPU and
+/// megabytes of memory by design, and an external store may ask over the network. So the
+/// server calls it on a verifier thread, never on an I/O thread or the logic thread, and an
+/// implementation may block for as long as one check takes.
 pub trait UserStore: Send + Sync + 'static {
     /// Whether `user_id` may log in with `password`.
+    ///
+    /// May cost milliseconds (argon2, by design) and is called on a verifier thread, never
+    /// on an I/O or logic thread. An unknown user is refused like a wrong password
+    /// ([`Refusal::InvalidPassword`]), and should take as long, so that user ids cannot be
+    /// probed by timing.
     fn check(&self, user_id: &str, password: &[u8]) -> Result<(), Refusal>;
 
     /// Whether a check costs enough to need its own threads (a password hash: yes, the
@@ -41,60 +47,5 @@ impl UserStore for AcceptAll {
 
     fn is_costly(&self) -> bool {
         false
-    }
-}
-
-/// Users and passwords from a text file of `user:password` lines (blank lines and lines
-/// starting with `#` are skipped). Users not in the file are refused.
-#[derive(Clone, Debug, Default)]
-pub struct PasswordFile {
-    users: HashMap<String, Vec<u8>>,
-}
-
-impl PasswordFile {
-    /// Read `path`.
-    pub fn load(path: &Path) -> Result<PasswordFile, Error> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::UsersFile {
-            path: path.to_owned(),
-            source,
-        })?;
-        let mut users = HashMap::new();
-        for (index, line) in text.lines().enumerate() {
-            let line = line.trim_end_matches('\r');
-            if line.trim().is_empty() || line.starts_with('#') {
-                continue;
-            }
-            match line.split_once(':') {
-                Some((user, password)) if !user.is_empty() && user.len() <= MAX_USER_ID_LEN => {
-                    users.insert(user.to_owned(), password.as_bytes().to_vec());
-                }
-                _ => {
-                    return Err(Error::UsersFileLine {
-                        path: path.to_owned(),
-                        line: index + 1,
-                    })
-                }
-            }
-        }
-        Ok(PasswordFile { users })
-    }
-
-    /// A store holding these users.
-    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> PasswordFile {
-        PasswordFile {
-            users: pairs
-                .into_iter()
-                .map(|(u, p)| (u.to_owned(), p.as_bytes().to_vec()))
-                .collect(),
-        }
-    }
-}
-
-impl UserStore for PasswordFile {
-    fn check(&self, user_id: &str, password: &[u8]) -> Result<(), Refusal> {
-        match self.users.get(user_id) {
-            Some(p) if p == password => Ok(()),
-            _ => Err(Refusal::InvalidPassword),
-        }
     }
 }
