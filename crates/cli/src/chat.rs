@@ -38,7 +38,8 @@ pub struct ChatServerArgs {
     /// Where the game logic runs.
     #[arg(long, default_value = "logic", value_parser = flags::mode())]
     pub mode: Mode,
-    /// A file of `user:password` lines; without it every password is accepted.
+    /// A users file of `user:argon2-hash` lines, written by `iomodels chat-users add`;
+    /// without it every password is accepted.
     #[arg(long)]
     pub users: Option<PathBuf>,
     /// Worker threads of the model (default: the model's own).

@@ -18,6 +18,7 @@ mod compare;
 mod flags;
 mod progress;
 mod serve;
+mod users;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -66,6 +67,8 @@ enum Command {
     ChatBots(chat::ChatBotsArgs),
     /// An interactive chat client: login, join, say, leave.
     ChatClient(chat::ChatClientArgs),
+    /// Manage the chat server's users file (argon2 password hashes).
+    ChatUsers(users::ChatUsersArgs),
 }
 
 fn main() {
@@ -92,6 +95,7 @@ fn run(command: Command) -> Result<()> {
         Command::ChatServer(args) => chat::run_server(args),
         Command::ChatBots(args) => chat::run_bots(args),
         Command::ChatClient(args) => chat::run_client(args),
+        Command::ChatUsers(args) => users::run(args),
     }
 }
 
@@ -118,7 +122,11 @@ fn exit_status(error: &anyhow::Error) -> i32 {
             )
             || matches!(
                 cause.downcast_ref::<iomodels_chat::Error>(),
-                Some(iomodels_chat::Error::Config { .. })
+                Some(
+                    iomodels_chat::Error::Config { .. }
+                        | iomodels_chat::Error::InvalidUserId { .. }
+                        | iomodels_chat::Error::UnusablePassword { .. }
+                )
             )
             || matches!(
                 cause.downcast_ref::<Compare>(),
