@@ -5,10 +5,11 @@ use crate::error::Error;
 use crate::http::{self, Response};
 use crate::source::Source;
 use prometheus_client::registry::Registry;
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -113,16 +114,26 @@ fn wake_addr(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(ip, addr.port())
 }
 
-/// A connection being served: its thread, and a handle on its socket to cut it short.
-struct Connection {
-    thread: JoinHandle<()>,
-    socket: TcpStream,
+/// The connections being served, each by its number: a handle on its socket to cut it
+/// short when the exporter stops. A connection's thread takes its entry out when it ends,
+/// so that its socket closes then.
+#[derive(Default)]
+struct Live {
+    sockets: Mutex<HashMap<u64, TcpStream>>,
+}
+
+impl Live {
+    fn sockets(&self) -> MutexGuard<'_, HashMap<u64, TcpStream>> {
+        self.sockets.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// Accept until `stopping`, serving each connection on a thread of its own; then cut the
 /// connections still open short and wait for their threads.
 fn accept_loop(listener: &TcpListener, registry: &Arc<Registry>, stopping: &AtomicBool) {
-    let mut connections: Vec<Connection> = Vec::new();
+    let live = Arc::new(Live::default());
+    let mut threads: Vec<JoinHandle<()>> = Vec::new();
+    let mut next_id = 0u64;
     loop {
         let accepted = listener.accept();
         if stopping.load(Ordering::SeqCst) {
@@ -137,32 +148,46 @@ fn accept_loop(listener: &TcpListener, registry: &Arc<Registry>, stopping: &Atom
                 continue;
             }
         };
-        connections.retain(|c| !c.thread.is_finished());
-        if connections.len() >= MAX_CONNECTIONS {
+        threads.retain(|thread| !thread.is_finished());
+        if live.sockets().len() >= MAX_CONNECTIONS {
             tracing::debug!("metrics: too many connections, answering 503");
             refuse(stream);
             continue;
         }
-        match start_connection(stream, registry) {
-            Ok(connection) => connections.push(connection),
+        next_id += 1;
+        match start_connection(next_id, stream, registry, &live) {
+            Ok(thread) => threads.push(thread),
             Err(e) => tracing::warn!(error = %e, "metrics: cannot serve a connection"),
         }
     }
-    for connection in &connections {
-        let _ = connection.socket.shutdown(Shutdown::Both);
+    for socket in live.sockets().values() {
+        let _ = socket.shutdown(Shutdown::Both);
     }
-    for connection in connections {
-        let _ = connection.thread.join();
+    for thread in threads {
+        let _ = thread.join();
     }
 }
 
-fn start_connection(stream: TcpStream, registry: &Arc<Registry>) -> io::Result<Connection> {
-    let socket = stream.try_clone()?;
+/// Serve `stream` on a thread of its own, known to `live` as `id` until it ends.
+fn start_connection(
+    id: u64,
+    stream: TcpStream,
+    registry: &Arc<Registry>,
+    live: &Arc<Live>,
+) -> io::Result<JoinHandle<()>> {
+    live.sockets().insert(id, stream.try_clone()?);
     let registry = registry.clone();
-    let thread = std::thread::Builder::new()
+    let thread_live = live.clone();
+    let spawned = std::thread::Builder::new()
         .name("metrics-connection".into())
-        .spawn(move || http::serve(stream, &registry))?;
-    Ok(Connection { thread, socket })
+        .spawn(move || {
+            http::serve(stream, &registry);
+            thread_live.sockets().remove(&id);
+        });
+    if spawned.is_err() {
+        live.sockets().remove(&id);
+    }
+    spawned
 }
 
 /// Answer `503` without reading the request; the write is small enough for any socket
