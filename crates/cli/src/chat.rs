@@ -9,6 +9,7 @@ use iomodels_chat::{
     SwarmConfig, UserStore, DEFAULT_MAX_ANONYMOUS, DEFAULT_MAX_PENDING, MAX_ROOMS,
 };
 use iomodels_engine::Model;
+use iomodels_metrics::Source;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -71,6 +72,9 @@ pub struct ChatServerArgs {
     /// Threads that check passwords (with --users).
     #[arg(long, default_value_t = 2, value_parser = flags::bounded(1, 256))]
     pub verifier_threads: usize,
+    /// Serve Prometheus metrics at http://ADDR/metrics (off unless given).
+    #[arg(long, value_name = "ADDR", value_parser = flags::addr)]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// Run the chat server until SIGINT or SIGTERM, then shut down gracefully.
@@ -100,14 +104,24 @@ pub fn run_server(args: ChatServerArgs) -> Result<()> {
     let termination =
         iomodels_sys::signals::Termination::block().context("blocking SIGINT and SIGTERM")?;
     let server = start(engine, chat, store)?;
+    let source = || Source::chat(&server, args.mode);
+    let exporter = match crate::metrics::start(args.metrics_addr, source) {
+        Ok(exporter) => exporter,
+        Err(e) => {
+            // The exporter's error is the one to report; the server only has to go.
+            let _ = server.stop();
+            return Err(e.into());
+        }
+    };
     eprintln!(
         "iomodels: chat server on {} ({} model, {} mode, {} rooms of {}, up to {descriptors} \
-         descriptors); Ctrl-C stops it",
+         descriptors){}; Ctrl-C stops it",
         server.local_addr(),
         args.model,
         args.mode,
         args.rooms,
-        args.room_capacity
+        args.room_capacity,
+        crate::metrics::banner(exporter.as_ref())
     );
     let signal = termination.wait();
     tracing::info!(signal, "stopping");
@@ -115,6 +129,7 @@ pub fn run_server(args: ChatServerArgs) -> Result<()> {
     // read after every thread has ended.
     server.shutdown();
     let stopped = server.join()?;
+    drop(exporter);
     eprintln!(
         "iomodels: stopped: {} sessions, {} logins, {} chats, {} protocol errors, {} rate \
          limited, {} login timeouts, {} over capacity, {} requests dropped at shutdown",

@@ -16,6 +16,7 @@ mod chat;
 mod client;
 mod compare;
 mod flags;
+mod metrics;
 mod progress;
 mod serve;
 mod users;

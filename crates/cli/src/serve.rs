@@ -3,6 +3,7 @@
 use crate::flags::{self, IdleTimeout};
 use anyhow::{Context, Result};
 use iomodels_engine::{echo::Echo, Config, Model, Server};
+use iomodels_metrics::Source;
 use std::net::SocketAddr;
 
 /// Flags of `iomodels serve`.
@@ -26,6 +27,9 @@ pub struct ServeArgs {
     /// Bytes a session may have queued before it is closed as a slow consumer.
     #[arg(long, default_value_t = 1024 * 1024)]
     send_queue_limit: usize,
+    /// Serve Prometheus metrics at http://ADDR/metrics (off unless given).
+    #[arg(long, value_name = "ADDR", value_parser = flags::addr)]
+    metrics_addr: Option<SocketAddr>,
 }
 
 /// Serve until SIGINT or SIGTERM, then stop gracefully.
@@ -47,6 +51,14 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let termination =
         iomodels_sys::signals::Termination::block().context("blocking SIGINT and SIGTERM")?;
     let server = Server::start(config, Echo)?;
+    let exporter = match crate::metrics::start(args.metrics_addr, || Source::engine(&server)) {
+        Ok(exporter) => exporter,
+        Err(e) => {
+            // The exporter's error is the one to report; the server only has to go.
+            let _ = server.stop();
+            return Err(e.into());
+        }
+    };
     let threads = match server.config().worker_count() {
         _ if !model.has_workers() => "two threads per connection".to_string(),
         1 => "1 worker".to_string(),
@@ -54,14 +66,16 @@ pub fn run(args: ServeArgs) -> Result<()> {
     };
     // Compare reads the address after "echo server on".
     eprintln!(
-        "iomodels: {model} echo server on {} ({threads}, up to {descriptors} descriptors)",
-        server.local_addr()
+        "iomodels: {model} echo server on {} ({threads}, up to {descriptors} descriptors){}",
+        server.local_addr(),
+        crate::metrics::banner(exporter.as_ref())
     );
     let signal = termination.wait();
     tracing::info!(signal, "stopping");
     let handle = server.handle();
     handle.shutdown();
     server.join()?;
+    drop(exporter);
     let stats = handle.stats();
     eprintln!(
         "iomodels: stopped; accepted {}, refused {}, bytes in {}, bytes out {}",

@@ -15,13 +15,20 @@ pub fn output(args: &[&str]) -> Output {
 }
 
 /// Spawn a server command and read its banner, the first line of its stderr; returns the
-/// child, the banner and the address in it (read as compare reads it).
-pub fn spawn_server(command: &mut Command) -> (Child, String, String) {
+/// child and the banner.
+pub fn spawn_with_banner(command: &mut Command) -> (Child, String) {
     let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stderr.as_mut().unwrap())
         .read_line(&mut line)
         .unwrap();
+    (child, line)
+}
+
+/// Spawn a server command and read its banner, the first line of its stderr; returns the
+/// child, the banner and the address in it (read as compare reads it).
+pub fn spawn_server(command: &mut Command) -> (Child, String, String) {
+    let (child, line) = spawn_with_banner(command);
     // "iomodels: epoll echo server on 127.0.0.1:PORT (N workers, ...)".
     let addr = iomodels_compare::process::announced_addr(&line)
         .unwrap_or_else(|| panic!("no address in {line:?}"))
