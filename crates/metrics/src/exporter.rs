@@ -14,8 +14,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// Connections served at once; one more is answered `503` and closed. Each is cut off after
-/// at most [`http::HEAD_TIMEOUT`] for its request and a few seconds for its answer, so a
-/// slow or silent client holds its slot for seconds, never for ever.
+/// at most 5 s for its request head and a few seconds for its answer, so a slow or silent
+/// client holds its slot for seconds, never for ever.
 pub const MAX_CONNECTIONS: usize = 16;
 
 /// Serves `GET /metrics` on an address until dropped or [stopped](Exporter::stop).
@@ -36,7 +36,7 @@ pub const MAX_CONNECTIONS: usize = 16;
 #[derive(Debug)]
 pub struct Exporter {
     local_addr: SocketAddr,
-    stopping: Arc<AtomicBool>,
+    shared: Arc<Shared>,
     /// The listener thread; `None` once stopped.
     thread: Option<JoinHandle<()>>,
 }
@@ -51,19 +51,21 @@ impl Exporter {
         let local_addr = listener
             .local_addr()
             .map_err(|source| Error::Listen { addr, source })?;
-        let registry = Arc::new(source.registry());
-        let stopping = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(Shared {
+            registry: source.registry(),
+            stopping: AtomicBool::new(false),
+        });
         let thread = std::thread::Builder::new()
             .name("metrics".into())
             .spawn({
-                let stopping = stopping.clone();
-                move || accept_loop(&listener, &registry, &stopping)
+                let shared = shared.clone();
+                move || accept_loop(&listener, &shared)
             })
             .map_err(Error::Thread)?;
         tracing::info!(addr = %local_addr, "serving metrics");
         Ok(Exporter {
             local_addr,
-            stopping,
+            shared,
             thread: Some(thread),
         })
     }
@@ -83,7 +85,7 @@ impl Exporter {
         let Some(thread) = self.thread.take() else {
             return;
         };
-        self.stopping.store(true, Ordering::SeqCst);
+        self.shared.stopping.store(true, Ordering::SeqCst);
         // The listener thread is blocked in accept: a connection wakes it to see the flag.
         match TcpStream::connect_timeout(&wake_addr(self.local_addr), Duration::from_secs(5)) {
             Ok(_) => {
@@ -100,6 +102,22 @@ impl Exporter {
 impl Drop for Exporter {
     fn drop(&mut self) {
         self.shut_down();
+    }
+}
+
+/// What the exporter's threads share.
+struct Shared {
+    /// What a scrape encodes.
+    registry: Registry,
+    /// Set by [`Exporter::stop`]: every thread ends.
+    stopping: AtomicBool,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("stopping", &self.stopping)
+            .finish_non_exhaustive()
     }
 }
 
@@ -130,13 +148,13 @@ impl Live {
 
 /// Accept until `stopping`, serving each connection on a thread of its own; then cut the
 /// connections still open short and wait for their threads.
-fn accept_loop(listener: &TcpListener, registry: &Arc<Registry>, stopping: &AtomicBool) {
+fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
     let live = Arc::new(Live::default());
     let mut threads: Vec<JoinHandle<()>> = Vec::new();
     let mut next_id = 0u64;
     loop {
         let accepted = listener.accept();
-        if stopping.load(Ordering::SeqCst) {
+        if shared.stopping.load(Ordering::SeqCst) {
             break;
         }
         let stream = match accepted {
@@ -155,11 +173,13 @@ fn accept_loop(listener: &TcpListener, registry: &Arc<Registry>, stopping: &Atom
             continue;
         }
         next_id += 1;
-        match start_connection(next_id, stream, registry, &live) {
+        match start_connection(next_id, stream, shared, &live) {
             Ok(thread) => threads.push(thread),
             Err(e) => tracing::warn!(error = %e, "metrics: cannot serve a connection"),
         }
     }
+    // Where it wakes a blocked read (Linux); elsewhere the threads see `stopping` within
+    // a read slice.
     for socket in live.sockets().values() {
         let _ = socket.shutdown(Shutdown::Both);
     }
@@ -172,16 +192,16 @@ fn accept_loop(listener: &TcpListener, registry: &Arc<Registry>, stopping: &Atom
 fn start_connection(
     id: u64,
     stream: TcpStream,
-    registry: &Arc<Registry>,
+    shared: &Arc<Shared>,
     live: &Arc<Live>,
 ) -> io::Result<JoinHandle<()>> {
     live.sockets().insert(id, stream.try_clone()?);
-    let registry = registry.clone();
+    let shared = shared.clone();
     let thread_live = live.clone();
     let spawned = std::thread::Builder::new()
         .name("metrics-connection".into())
         .spawn(move || {
-            http::serve(stream, &registry);
+            http::serve(stream, &shared.registry, &shared.stopping);
             thread_live.sockets().remove(&id);
         });
     if spawned.is_err() {

@@ -9,6 +9,7 @@
 use prometheus_client::registry::Registry;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// The longest request head read, request line and headers: 8 KiB.
@@ -22,6 +23,9 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 const LINGER: Duration = Duration::from_secs(1);
 /// And how much at most.
 const LINGER_BYTES: usize = 64 * 1024;
+/// The longest a connection's thread waits in one read before looking whether the
+/// exporter is stopping.
+const SLICE: Duration = Duration::from_millis(100);
 
 /// The `Content-Type` of the OpenMetrics text format prometheus-client writes.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -210,29 +214,43 @@ enum Head {
     Gone,
 }
 
-/// Read a request head by `deadline`.
-fn read_head(stream: &mut TcpStream, deadline: Instant) -> io::Result<Head> {
-    let mut head = Vec::with_capacity(1024);
-    let mut chunk = [0; 1024];
+/// Read into `buf` by `deadline`, in slices of at most [`SLICE`] so that `stopping` is seen
+/// soon even where shutting the socket down does not wake a blocked read (Wine). `None`
+/// when the deadline passed or the exporter is stopping.
+fn read_by(
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+    deadline: Instant,
+    stopping: &AtomicBool,
+) -> io::Result<Option<usize>> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Ok(Head::Gone);
+        if left.is_zero() || stopping.load(Ordering::SeqCst) {
+            return Ok(None);
         }
-        stream.set_read_timeout(Some(left))?;
-        let n = match stream.read(&mut chunk) {
-            Ok(0) => return Ok(Head::Gone),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+        stream.set_read_timeout(Some(left.min(SLICE)))?;
+        match stream.read(buf) {
+            Ok(n) => return Ok(Some(n)),
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Ok(Head::Gone)
-            }
+                    io::ErrorKind::Interrupted
+                        | io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                ) => {}
             Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Read a request head by `deadline`.
+fn read_head(stream: &mut TcpStream, deadline: Instant, stopping: &AtomicBool) -> io::Result<Head> {
+    let mut head = Vec::with_capacity(1024);
+    let mut chunk = [0; 1024];
+    loop {
+        let n = match read_by(stream, &mut chunk, deadline, stopping)? {
+            None | Some(0) => return Ok(Head::Gone),
+            Some(n) => n,
         };
         // Look for the blank line from just before the new bytes, in case it straddles.
         let from = head.len().saturating_sub(3);
@@ -257,11 +275,11 @@ fn blank_line(bytes: &[u8]) -> Option<usize> {
         .find(|&i| bytes[i..].starts_with(b"\r\n\r\n") || bytes[i..].starts_with(b"\n\n"))
 }
 
-/// Serve one connection: read its request, answer it, close. Errors are the client's
-/// (gone, reset, too slow) and only logged.
-pub(crate) fn serve(mut stream: TcpStream, registry: &Registry) {
+/// Serve one connection: read its request, answer it, close; give up at once when
+/// `stopping`. Errors are the client's (gone, reset, too slow) and only logged.
+pub(crate) fn serve(mut stream: TcpStream, registry: &Registry, stopping: &AtomicBool) {
     let deadline = Instant::now() + HEAD_TIMEOUT;
-    let request = match read_head(&mut stream, deadline) {
+    let request = match read_head(&mut stream, deadline, stopping) {
         Ok(Head::Complete(head)) => parse(&head),
         Ok(Head::TooLarge) => Err(Refusal::TooLarge),
         Ok(Head::Gone) => return,
@@ -278,13 +296,13 @@ pub(crate) fn serve(mut stream: TcpStream, registry: &Registry) {
         tracing::debug!(error = %e, "metrics: writing an answer");
         return;
     }
-    linger(stream);
+    linger(stream, stopping);
 }
 
 /// Close after an answer: send FIN, then read what the client still sends for a moment,
 /// so that closing with unread input does not reset the connection (a reset can destroy
 /// the answer before the client has read it).
-fn linger(mut stream: TcpStream) {
+fn linger(mut stream: TcpStream, stopping: &AtomicBool) {
     if stream.shutdown(Shutdown::Write).is_err() {
         return;
     }
@@ -292,15 +310,9 @@ fn linger(mut stream: TcpStream) {
     let mut scratch = [0; 4096];
     let mut read = 0;
     while read < LINGER_BYTES {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
-            return;
-        }
-        match stream.read(&mut scratch) {
-            Ok(0) => return,
-            Ok(n) => read += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return,
+        match read_by(&mut stream, &mut scratch, deadline, stopping) {
+            Ok(Some(0) | None) | Err(_) => return,
+            Ok(Some(n)) => read += n,
         }
     }
 }
