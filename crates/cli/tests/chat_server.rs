@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use util::{iomodels, spawn_server, stop};
+use util::{iomodels, spawn_with_banner, stop};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -49,12 +49,27 @@ impl Drop for Reaper {
 }
 
 fn chat_server(model: &str, extra: &[&str]) -> (Child, SocketAddr) {
-    let (child, _, addr) = spawn_server(
+    spawn_chat(
         iomodels()
             .args(["chat-server", "--model", model, "--addr", "127.0.0.1:0"])
             .args(extra),
-    );
-    (child, addr.parse().unwrap())
+    )
+}
+
+/// Spawn a chat server and read the address from its banner ("iomodels: chat server on
+/// ADDR (...)"); the rest of its stderr is drained on a thread, so that its log never
+/// fills the pipe and blocks it.
+fn spawn_chat(command: &mut Command) -> (Child, SocketAddr) {
+    let (mut child, banner) = spawn_with_banner(command);
+    let addr = banner
+        .split("chat server on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {banner:?}"));
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || std::io::copy(&mut BufReader::new(stderr), &mut std::io::sink()));
+    (child, addr)
 }
 
 /// A user logged in as `name` and in `room`.
@@ -193,9 +208,8 @@ fn running_out_of_descriptors_hurts_no_logged_in_user() {
             "--max-anonymous",
             "100000",
         ]);
-        let (server, _, addr) = spawn_server(&mut command);
+        let (server, addr) = spawn_chat(&mut command);
         let mut server = Reaper(Some(server));
-        let addr: SocketAddr = addr.parse().unwrap();
         let mut members: Vec<_> = (0..10).map(|i| member(addr, &format!("m{i}"), 0)).collect();
         // Far more connections than it has descriptors.
         let flood: Vec<_> = (0..400)
