@@ -90,24 +90,25 @@ fn try_member(
         password: b"pw".to_vec(),
     })
     .map_err(|e| e.to_string())?;
-    let mut expect = |what: &dyn Fn(&Response) -> bool| match c.recv(wait) {
-        Ok(r) if what(&r) => Ok(()),
-        Ok(r) => Err(format!("unexpected {r:?}")),
-        Err(e) => Err(e.to_string()),
-    };
-    expect(&|r| *r == Response::Login { result: 0 })?;
-    drop(expect);
+    expect(&mut c, wait, |r| *r == Response::Login { result: 0 })?;
     c.send(&Request::RoomEnter { room })
         .map_err(|e| e.to_string())?;
-    let mut expect = |what: &dyn Fn(&Response) -> bool| match c.recv(wait) {
+    expect(&mut c, wait, |r| *r == Response::RoomEnter { result: 0 })?;
+    expect(&mut c, wait, |r| matches!(r, Response::RoomUserList(_)))?;
+    Ok(c)
+}
+
+/// The next packet on `c`, which must come within `wait` and be what `what` accepts.
+fn expect(
+    c: &mut Connection,
+    wait: Duration,
+    what: impl Fn(&Response) -> bool,
+) -> Result<(), String> {
+    match c.recv(wait) {
         Ok(r) if what(&r) => Ok(()),
         Ok(r) => Err(format!("unexpected {r:?}")),
         Err(e) => Err(e.to_string()),
-    };
-    expect(&|r| *r == Response::RoomEnter { result: 0 })?;
-    expect(&|r| matches!(r, Response::RoomUserList(_)))?;
-    drop(expect);
-    Ok(c)
+    }
 }
 
 /// `c` says `text` and hears it back, within `limit`.
