@@ -128,8 +128,9 @@ pub struct ChatConfig {
     /// A session not logged in this long after it connected is closed with
     /// [`iomodels_engine::CloseReason::LoginTimeout`]. `None`: never.
     pub login_timeout: Option<Duration>,
-    /// Sessions not logged in yet, at most: a connection past it is closed at once with
-    /// [`iomodels_engine::CloseReason::OverCapacity`].
+    /// Sessions not logged in yet, at most: past it the *oldest* of them is closed with
+    /// [`iomodels_engine::CloseReason::OverCapacity`] to make room, so that silent
+    /// connections cannot lock out players, who log in a round trip after connecting.
     pub max_anonymous: usize,
     /// Sessions from one source address, at most (`None`: no cap). Off by default: players
     /// behind one NAT share an address, and so do loopback tests.

@@ -7,9 +7,12 @@
 //!   broadcasts it causes come no faster than the game logic takes its requests.
 //! - [`TokenBucket`]: a rate limit per session and kind of request; a session over it is
 //!   closed with [`CloseReason::RateLimited`].
-//! - [`Admission`]: caps on sessions not logged in yet and on sessions per source address,
-//!   checked when a session opens ([`CloseReason::OverCapacity`]).
-//! - [`Deadlines`]: one thread that closes sessions still not logged in at their deadline
+//! - [`Admission`]: the cap on sessions per source address, checked when a session opens
+//!   (a session past it is closed: [`CloseReason::OverCapacity`]).
+//! - [`Lobby`]: the sessions not logged in yet, oldest first. Past the cap on them, the
+//!   *oldest* is closed to make room ([`CloseReason::OverCapacity`]), not the newcomer: a
+//!   flood of silent connections then cannot lock real players out, who log in within a
+//!   round trip of connecting. A thread closes those still not logged in at their deadline
 //!   ([`CloseReason::LoginTimeout`]). Every session gets the same timeout, so deadlines
 //!   come in the order sessions opened: a queue, not a timer wheel.
 
@@ -132,57 +135,31 @@ impl TokenBucket {
     }
 }
 
-/// Caps checked when a session opens.
+/// The cap on sessions per source address.
 #[derive(Debug)]
 pub(crate) struct Admission {
-    max_anonymous: usize,
     per_address: Option<(usize, Mutex<HashMap<IpAddr, usize>>)>,
 }
 
-/// Which cap turned a session away.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Cap {
-    /// Too many sessions not logged in yet.
-    Anonymous,
-    /// Too many sessions from its address.
-    Address,
-}
-
-impl Cap {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Cap::Anonymous => "too many sessions not logged in",
-            Cap::Address => "too many sessions from its address",
-        }
-    }
-}
-
 impl Admission {
-    pub(crate) fn new(max_anonymous: usize, max_per_address: Option<usize>) -> Admission {
+    pub(crate) fn new(max_per_address: Option<usize>) -> Admission {
         Admission {
-            max_anonymous,
             per_address: max_per_address.map(|max| (max, Mutex::new(HashMap::new()))),
         }
     }
 
-    /// Admit a session from `peer`, already counted as anonymous in `counters`. On `Ok`,
+    /// Admit a session from `peer`: `false` if its address is at its cap. Once admitted,
     /// the session counts against its address until [`Admission::left`].
-    pub(crate) fn admit(&self, peer: IpAddr, counters: &Counters) -> Result<(), Cap> {
-        if counters.anonymous.load(Relaxed) > self.max_anonymous {
-            return Err(Cap::Anonymous);
-        }
+    pub(crate) fn admit(&self, peer: IpAddr) -> bool {
         if let Some((max, addresses)) = &self.per_address {
             let mut addresses = addresses.lock().unwrap_or_else(|p| p.into_inner());
             let count = addresses.entry(peer).or_insert(0);
             if *count >= *max {
-                if *count == 0 {
-                    addresses.remove(&peer);
-                }
-                return Err(Cap::Address);
+                return false;
             }
             *count += 1;
         }
-        Ok(())
+        true
     }
 
     /// A session admitted from `peer` ended.
@@ -199,23 +176,40 @@ impl Admission {
     }
 }
 
-/// Sessions waiting for their login deadline, oldest first.
+/// Sessions not logged in yet, oldest first, each with its deadline.
 struct Queue {
     waiting: VecDeque<(Instant, Session, Arc<Inflow>)>,
     stop: bool,
 }
 
-/// The login deadline: a thread that closes every session still not logged in
-/// `timeout` after it opened.
-pub(crate) struct Deadlines {
-    timeout: Duration,
+impl Queue {
+    /// Drop the entries at the front that need nothing more (logged in, or closed).
+    fn prune(&mut self) {
+        while let Some((_, session, inflow)) = self.waiting.front() {
+            if inflow.is_anonymous() && !session.is_closed() {
+                return;
+            }
+            self.waiting.pop_front();
+        }
+    }
+}
+
+/// The sessions not logged in yet: the cap on them, and their login deadline.
+pub(crate) struct Lobby {
+    max_anonymous: usize,
+    timeout: Option<Duration>,
     queue: Arc<(Mutex<Queue>, Condvar)>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl Deadlines {
-    /// Start the deadline thread.
-    pub(crate) fn start(timeout: Duration, counters: Arc<Counters>) -> std::io::Result<Deadlines> {
+impl Lobby {
+    /// A lobby of at most `max_anonymous` sessions, each closed if not logged in by
+    /// `timeout` (a thread enforces it; none without a timeout).
+    pub(crate) fn start(
+        max_anonymous: usize,
+        timeout: Option<Duration>,
+        counters: Arc<Counters>,
+    ) -> std::io::Result<Lobby> {
         let queue = Arc::new((
             Mutex::new(Queue {
                 waiting: VecDeque::new(),
@@ -223,36 +217,61 @@ impl Deadlines {
             }),
             Condvar::new(),
         ));
-        let thread = {
-            let queue = queue.clone();
-            std::thread::Builder::new()
-                .name("chat-deadlines".into())
-                .spawn(move || enforce(&queue, &counters))?
+        let thread = match timeout {
+            Some(_) => {
+                let queue = queue.clone();
+                Some(
+                    std::thread::Builder::new()
+                        .name("chat-deadlines".into())
+                        .spawn(move || enforce(&queue, &counters))?,
+                )
+            }
+            None => None,
         };
-        Ok(Deadlines {
+        Ok(Lobby {
+            max_anonymous,
             timeout,
             queue,
-            thread: Some(thread),
+            thread,
         })
     }
 
-    /// Watch a new session.
-    pub(crate) fn watch(&self, session: &Session, inflow: &Arc<Inflow>) {
+    /// A new session (counted anonymous already) enters the lobby. If that takes the
+    /// lobby past its cap, the oldest session still in it is closed to make room, and
+    /// returned.
+    pub(crate) fn enter(
+        &self,
+        session: &Session,
+        inflow: &Arc<Inflow>,
+        counters: &Counters,
+    ) -> Option<Session> {
         let (queue, wake) = &*self.queue;
         let mut queue = queue.lock().unwrap_or_else(|p| p.into_inner());
+        queue.prune();
+        let mut evicted = None;
+        if counters.anonymous.load(Relaxed) > self.max_anonymous {
+            if let Some((_, oldest, its_inflow)) = queue.waiting.pop_front() {
+                // Not anonymous from now on: the count drops at once, so that a burst of
+                // newcomers evicts one session each, not one per close still on its way.
+                its_inflow.not_anonymous(counters);
+                oldest.close_for(CloseReason::OverCapacity);
+                evicted = Some(oldest);
+                queue.prune();
+            }
+        }
         let was_empty = queue.waiting.is_empty();
-        queue.waiting.push_back((
-            Instant::now() + self.timeout,
-            session.clone(),
-            inflow.clone(),
-        ));
-        if was_empty {
+        let deadline = Instant::now() + self.timeout.unwrap_or_default();
+        queue
+            .waiting
+            .push_back((deadline, session.clone(), inflow.clone()));
+        if was_empty && self.thread.is_some() {
             wake.notify_one();
         }
+        evicted
     }
 }
 
-impl Drop for Deadlines {
+impl Drop for Lobby {
     fn drop(&mut self) {
         let (queue, wake) = &*self.queue;
         queue.lock().unwrap_or_else(|p| p.into_inner()).stop = true;
@@ -331,29 +350,14 @@ mod tests {
 
     #[test]
     fn the_address_cap_counts_per_address_and_frees_on_leave() {
-        let counters = Counters::default();
-        let admission = Admission::new(100, Some(2));
+        let admission = Admission::new(Some(2));
         let a: IpAddr = [127, 0, 0, 1].into();
         let b: IpAddr = [127, 0, 0, 2].into();
-        assert_eq!(admission.admit(a, &counters), Ok(()));
-        assert_eq!(admission.admit(a, &counters), Ok(()));
-        assert_eq!(admission.admit(a, &counters), Err(Cap::Address));
-        assert_eq!(admission.admit(b, &counters), Ok(()));
+        assert!(admission.admit(a));
+        assert!(admission.admit(a));
+        assert!(!admission.admit(a));
+        assert!(admission.admit(b));
         admission.left(a);
-        assert_eq!(admission.admit(a, &counters), Ok(()));
-    }
-
-    #[test]
-    fn the_anonymous_cap_counts_sessions_not_logged_in() {
-        let counters = Counters::default();
-        let admission = Admission::new(2, None);
-        let peer: IpAddr = [127, 0, 0, 1].into();
-        let inflows: Vec<_> = (0..3).map(|_| Inflow::new(&counters)).collect();
-        // The third is counted before it is checked: over the cap of 2.
-        assert_eq!(admission.admit(peer, &counters), Err(Cap::Anonymous));
-        inflows[0].not_anonymous(&counters);
-        inflows[0].not_anonymous(&counters);
-        assert_eq!(counters.anonymous.load(Relaxed), 2);
-        assert_eq!(admission.admit(peer, &counters), Ok(()));
+        assert!(admission.admit(a));
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::config::{ChatConfig, Mode, RateLimit};
 use crate::error::Error;
-use crate::guard::{Admission, Deadlines, Inflow, TokenBucket};
+use crate::guard::{Admission, Inflow, Lobby, TokenBucket};
 use crate::stats::{ChatStats, Counters};
 use crate::store::UserStore;
 use crate::verify::{Done, Verified, Verifiers};
@@ -121,7 +121,7 @@ pub struct ChatHandler {
     shared: Arc<Shared>,
     limits: Limits,
     admission: Admission,
-    deadlines: Option<Deadlines>,
+    lobby: Lobby,
     verifiers: Option<Arc<Verifiers>>,
 }
 
@@ -171,11 +171,8 @@ impl ChatHandler {
             chat: config.chat_limit,
             other: config.request_limit,
         };
-        let admission = Admission::new(config.max_anonymous, config.max_per_address);
-        let deadlines = config
-            .login_timeout
-            .map(|timeout| Deadlines::start(timeout, counters.clone()))
-            .transpose()
+        let admission = Admission::new(config.max_per_address);
+        let lobby = Lobby::start(config.max_anonymous, config.login_timeout, counters.clone())
             .map_err(Error::io("starting the login deadline thread"))?;
         // The verifiers hand results to the logic (its queue, or the shared world), which
         // is built after them: they find it through this.
@@ -236,7 +233,7 @@ impl ChatHandler {
             shared,
             limits,
             admission,
-            deadlines,
+            lobby,
             verifiers,
         })
     }
@@ -352,26 +349,27 @@ impl Handler for ChatHandler {
         let counters = &self.shared.counters;
         let inflow = Arc::new(Inflow::new(counters));
         let now = Instant::now();
-        let admitted = match self.admission.admit(session.peer().ip(), counters) {
-            Ok(()) => {
-                if let Some(deadlines) = &self.deadlines {
-                    deadlines.watch(session, &inflow);
-                }
-                true
-            }
-            Err(cap) => {
+        let admitted = self.admission.admit(session.peer().ip());
+        if admitted {
+            if let Some(oldest) = self.lobby.enter(session, &inflow, counters) {
                 counters.over_capacity.fetch_add(1, Relaxed);
                 tracing::info!(
-                    peer = %session.peer(),
-                    session = %session.id(),
-                    "turned away {}: {}",
-                    session.peer(),
-                    cap.name()
+                    peer = %oldest.peer(),
+                    session = %oldest.id(),
+                    "closed {}, the oldest of too many sessions not logged in",
+                    oldest.peer()
                 );
-                session.close_for(CloseReason::OverCapacity);
-                false
             }
-        };
+        } else {
+            counters.over_capacity.fetch_add(1, Relaxed);
+            tracing::info!(
+                peer = %session.peer(),
+                session = %session.id(),
+                "turned away {}: too many sessions from its address",
+                session.peer()
+            );
+            session.close_for(CloseReason::OverCapacity);
+        }
         SessionState {
             pending: 0,
             rejected: !admitted,

@@ -61,8 +61,8 @@ pub struct ChatServerArgs {
     /// close reason "login timeout").
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = flags::login_timeout)]
     pub login_timeout: LoginTimeout,
-    /// Sessions not logged in yet, at most; past it a new connection is closed at once
-    /// (close reason "over capacity").
+    /// Sessions not logged in yet, at most; past it the oldest of them is closed to make
+    /// room (close reason "over capacity").
     #[arg(long, default_value_t = DEFAULT_MAX_ANONYMOUS, value_parser = flags::bounded(1, usize::MAX))]
     pub max_anonymous: usize,
     /// Sessions from one source address, at most (default: no cap; close reason "over
