@@ -103,6 +103,19 @@ pub enum Error {
     /// A connection to the chat server failed.
     #[error(transparent)]
     Client(#[from] crate::client::ClientError),
+    /// A chaos scenario could not run: the server could not be reached, or refused what
+    /// the scenario needs before its attack begins (a login, a room). A scenario that runs
+    /// and finds the server wanting is not an error but a failed verdict.
+    #[error("{scenario}: {what}")]
+    Chaos {
+        /// The scenario.
+        scenario: crate::chaos::ChaosScenario,
+        /// What could not be done.
+        what: String,
+        /// The error behind it, if any (a connection's, or reading the server's process).
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     /// Printing the JSON summary failed.
     #[error("cannot write the JSON summary")]
     Json(#[from] serde_json::Error),

@@ -15,6 +15,9 @@
 //!   hashes ([`PasswordFile::add_user`] writes one).
 //! - [`run_swarm`] runs a bot swarm in-process and returns its [`BotsReport`]
 //!   ([`run_swarm_with_progress`] reports progress through a callback).
+//! - [`run_chaos`] runs a chaos scenario ([`ChaosScenario`]: flood) against any server that
+//!   speaks the protocol and returns a [`ChaosReport`]: a verdict, its reasons, and the
+//!   numbers.
 //! - [`interactive`] is the interactive client on standard input and output.
 //!
 //! The command-line front ends (`chat-server`, `chat-bots`, `chat-client`) and their flags
@@ -24,6 +27,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod bots;
+mod chaos;
 mod client;
 mod config;
 mod error;
@@ -37,6 +41,10 @@ mod world;
 
 pub use bots::{
     run_swarm, run_swarm_with_progress, BotsReport, Latency, Scenario, SwarmConfig, SwarmProgress,
+};
+pub use chaos::{
+    run_chaos, ChaosConfig, ChaosDetails, ChaosReport, ChaosScenario, Closure, FloodReport,
+    FlooderFate, MemberReport, ServerUsage,
 };
 pub use client::{interactive, ClientError, Connection};
 pub use config::{
