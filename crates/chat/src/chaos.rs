@@ -14,17 +14,31 @@
 //!   resident memory must not grow past a bound while the flood lasts (the flooder's
 //!   backlog must not pile up in the server). The flooder's fate (cut after how long and
 //!   how many bytes, or slowed) is reported, not judged: either is a defence.
+//! - **anonymous**: connections that never log in cannot hold the server. Many are opened
+//!   and left silent; meanwhile two real users log in, enter a room and chat, each step
+//!   answered within `max_round_trip`. Every silent connection must be closed by the server
+//!   between `login_timeout - 1 s` and `login_timeout + slack` after it connected; one
+//!   closed at once (a server with a cap on anonymous connections turns the extras away)
+//!   is counted apart and accepted.
+//! - **stall**: the same with connections that send the first 3 bytes of a 5-byte header
+//!   and then nothing: a server waiting for the rest of a packet must still enforce its
+//!   login deadline.
 //!
 //! The scenarios use plain blocking sockets through [`Connection`](crate::Connection), a
-//! thread per well-behaved member.
+//! thread per well-behaved member; the many silent connections of `anonymous` and `stall`
+//! are watched for their close with epoll (Linux) or `WSAPoll` (Windows), so that each
+//! close is timed when it happens.
 
 mod flood;
 mod member;
 mod sample;
+mod silent;
+mod watch;
 
 pub use flood::{FloodReport, FlooderFate};
 pub use member::MemberReport;
 pub use sample::ServerUsage;
+pub use silent::{RealUserStep, SilentReport};
 
 use crate::client::{ClientError, Connection};
 use crate::error::Error;
@@ -43,16 +57,31 @@ pub enum ChaosScenario {
     /// gap-free prefix 0..k with the same k everywhere; with the server's pid, its memory
     /// grew less than the bound. The flooder's fate (cut, or slowed) is reported.
     Flood,
+    /// Many connections that never send anything, while two real users log in, enter a
+    /// room and chat. A pass: every silent connection was closed by the server between
+    /// `login_timeout - 1 s` and `login_timeout + slack` after it connected (or refused at
+    /// once, by a cap), and every step of the real users took under `max_round_trip`.
+    Anonymous,
+    /// As [`ChaosScenario::Anonymous`], with connections that send 3 bytes of a 5-byte
+    /// header and then nothing: a server waiting for a packet's end must still enforce its
+    /// login deadline.
+    Stall,
 }
 
 impl ChaosScenario {
     /// Every chaos scenario.
-    pub const ALL: [ChaosScenario; 1] = [ChaosScenario::Flood];
+    pub const ALL: [ChaosScenario; 3] = [
+        ChaosScenario::Flood,
+        ChaosScenario::Anonymous,
+        ChaosScenario::Stall,
+    ];
 
     /// The name used on the command line and in the JSON report.
     pub fn name(self) -> &'static str {
         match self {
             ChaosScenario::Flood => "flood",
+            ChaosScenario::Anonymous => "anonymous",
+            ChaosScenario::Stall => "stall",
         }
     }
 
@@ -61,6 +90,12 @@ impl ChaosScenario {
         match self {
             ChaosScenario::Flood => {
                 "chaos: one member floods its room and never reads; the readers must not suffer"
+            }
+            ChaosScenario::Anonymous => {
+                "chaos: silent connections must be closed by the login timeout; real users served"
+            }
+            ChaosScenario::Stall => {
+                "chaos: connections stalled inside a header must be closed by the login timeout"
             }
         }
     }
@@ -87,10 +122,19 @@ pub struct ChaosConfig {
     pub readers: usize,
     /// flood: chats per second of each well-behaved member (5).
     pub rate: f64,
+    /// anonymous, stall: hostile connections (2000, 500).
+    pub connections: usize,
+    /// anonymous, stall: the login deadline the server is expected to enforce (the chat
+    /// server's default, 10 s).
+    pub login_timeout: Duration,
+    /// anonymous, stall: how late after the deadline a close still counts (5 s).
+    pub slack: Duration,
+    /// anonymous, stall: the longest a real user's step may take (1 s).
+    pub max_round_trip: Duration,
     /// The room the well-behaved users meet in (0).
     pub room: i32,
-    /// The server's process, to sample its resident memory and CPU time (judged by flood).
-    /// `None`: not sampled.
+    /// The server's process, to sample its resident memory and CPU time (judged by flood,
+    /// reported by the others). `None`: not sampled.
     pub server_pid: Option<u32>,
     /// flood: the most the server's resident memory may grow during the flood (64 MiB).
     /// Bytes.
@@ -116,6 +160,14 @@ impl ChaosConfig {
             duration: Duration::from_secs(10),
             readers: 4,
             rate: 5.0,
+            connections: match scenario {
+                ChaosScenario::Anonymous => 2000,
+                ChaosScenario::Stall => 500,
+                ChaosScenario::Flood => 0,
+            },
+            login_timeout: crate::config::DEFAULT_LOGIN_TIMEOUT,
+            slack: Duration::from_secs(5),
+            max_round_trip: Duration::from_secs(1),
             room: 0,
             server_pid: None,
             rss_bound: 64 * MIB,
@@ -152,6 +204,13 @@ impl ChaosConfig {
                 (1..=126).contains(&self.readers),
                 "--readers must be 1 to 126 (a room holds at most 127 users)",
             ),
+            ChaosScenario::Anonymous | ChaosScenario::Stall => {
+                needs(self.connections >= 1, "--connections must be at least 1")?;
+                needs(
+                    !self.login_timeout.is_zero(),
+                    "--login-timeout must be above 0",
+                )
+            }
         }
     }
 }
@@ -162,6 +221,10 @@ impl ChaosConfig {
 pub enum ChaosDetails {
     /// flood.
     Flood(FloodReport),
+    /// anonymous.
+    Anonymous(SilentReport),
+    /// stall.
+    Stall(SilentReport),
 }
 
 /// What a chaos scenario found: the verdict, its reasons and the numbers.
@@ -192,6 +255,7 @@ impl fmt::Display for ChaosReport {
         )?;
         match &self.details {
             ChaosDetails::Flood(report) => write!(f, "{report}")?,
+            ChaosDetails::Anonymous(report) | ChaosDetails::Stall(report) => write!(f, "{report}")?,
         }
         if let Some(server) = &self.server {
             writeln!(f, "server:       {server}")?;
@@ -217,6 +281,7 @@ pub fn run_chaos(config: &ChaosConfig) -> Result<ChaosReport, Error> {
     let tag = run_tag();
     let outcome = match config.scenario {
         ChaosScenario::Flood => flood::run(config, &tag)?,
+        ChaosScenario::Anonymous | ChaosScenario::Stall => silent::run(config, &tag)?,
     };
     Ok(ChaosReport {
         scenario: config.scenario,
@@ -256,6 +321,54 @@ pub struct Closure {
     pub after_secs: f64,
     /// How: "closed by the server" (EOF or reset), or the error.
     pub how: String,
+}
+
+/// A distribution of times, in seconds.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Spread {
+    /// Samples.
+    pub count: usize,
+    /// Smallest.
+    pub min_secs: f64,
+    /// Median.
+    pub p50_secs: f64,
+    /// Largest.
+    pub max_secs: f64,
+}
+
+impl Spread {
+    /// The spread of `samples`; `None` when there are none.
+    fn of(mut samples: Vec<f64>) -> Option<Spread> {
+        if samples.is_empty() {
+            return None;
+        }
+        samples.sort_by(f64::total_cmp);
+        Some(Spread {
+            count: samples.len(),
+            min_secs: samples[0],
+            p50_secs: samples[samples.len() / 2],
+            max_secs: samples[samples.len() - 1],
+        })
+    }
+}
+
+impl fmt::Display for Spread {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Milliseconds when everything is under a second.
+        let (scale, unit) = if self.max_secs < 1.0 {
+            (1e3, "ms")
+        } else {
+            (1.0, "s")
+        };
+        write!(
+            f,
+            "min {:.2} {unit}, p50 {:.2} {unit}, max {:.2} {unit} ({} samples)",
+            self.min_secs * scale,
+            self.p50_secs * scale,
+            self.max_secs * scale,
+            self.count
+        )
+    }
 }
 
 /// Why a step of a well-behaved client failed.
@@ -412,8 +525,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn spreads_sort_their_samples() {
+        assert_eq!(Spread::of(Vec::new()), None);
+        let spread = Spread::of(vec![3.0, 1.0, 2.0]).unwrap();
+        assert_eq!(
+            (
+                spread.count,
+                spread.min_secs,
+                spread.p50_secs,
+                spread.max_secs
+            ),
+            (3, 1.0, 2.0, 3.0)
+        );
+    }
+
+    #[test]
     fn defaults_follow_the_scenario() {
         let addr: SocketAddr = "127.0.0.1:7001".parse().unwrap();
+        assert_eq!(
+            ChaosConfig::new(ChaosScenario::Anonymous, addr).connections,
+            2000
+        );
+        assert_eq!(
+            ChaosConfig::new(ChaosScenario::Stall, addr).connections,
+            500
+        );
         assert_eq!(
             ChaosConfig::new(ChaosScenario::Flood, addr).rss_bound,
             64 * MIB
