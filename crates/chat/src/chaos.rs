@@ -23,6 +23,11 @@
 //! - **stall**: the same with connections that send the first 3 bytes of a 5-byte header
 //!   and then nothing: a server waiting for the rest of a packet must still enforce its
 //!   login deadline.
+//! - **spray**: garbage on some connections does not disturb the others. Connections send
+//!   random bytes from a seeded generator (random lengths; valid headers with garbage
+//!   bodies; huge declared lengths; unknown ids; partial headers), each reconnecting when
+//!   the server closes it, while two members chat with each other at a steady rate: both
+//!   must stay connected and get every chat of the other, in order.
 //!
 //! The scenarios use plain blocking sockets through [`Connection`](crate::Connection), a
 //! thread per well-behaved member; the many silent connections of `anonymous` and `stall`
@@ -33,12 +38,14 @@ mod flood;
 mod member;
 mod sample;
 mod silent;
+mod spray;
 mod watch;
 
 pub use flood::{FloodReport, FlooderFate};
 pub use member::MemberReport;
 pub use sample::ServerUsage;
 pub use silent::{RealUserStep, SilentReport};
+pub use spray::SprayReport;
 
 use crate::client::{ClientError, Connection};
 use crate::error::Error;
@@ -66,14 +73,20 @@ pub enum ChaosScenario {
     /// header and then nothing: a server waiting for a packet's end must still enforce its
     /// login deadline.
     Stall,
+    /// Connections that send seeded random bytes (garbage, valid headers with garbage
+    /// bodies, huge declared lengths, partial headers), reconnecting when closed, while two
+    /// members chat. A pass: both stayed connected and got every chat of the other, in
+    /// order. How many spray connections the server closed, and how fast, is reported.
+    Spray,
 }
 
 impl ChaosScenario {
     /// Every chaos scenario.
-    pub const ALL: [ChaosScenario; 3] = [
+    pub const ALL: [ChaosScenario; 4] = [
         ChaosScenario::Flood,
         ChaosScenario::Anonymous,
         ChaosScenario::Stall,
+        ChaosScenario::Spray,
     ];
 
     /// The name used on the command line and in the JSON report.
@@ -82,6 +95,7 @@ impl ChaosScenario {
             ChaosScenario::Flood => "flood",
             ChaosScenario::Anonymous => "anonymous",
             ChaosScenario::Stall => "stall",
+            ChaosScenario::Spray => "spray",
         }
     }
 
@@ -96,6 +110,9 @@ impl ChaosScenario {
             }
             ChaosScenario::Stall => {
                 "chaos: connections stalled inside a header must be closed by the login timeout"
+            }
+            ChaosScenario::Spray => {
+                "chaos: connections spraying random bytes must not disturb two members chatting"
             }
         }
     }
@@ -116,13 +133,13 @@ pub struct ChaosConfig {
     pub addr: SocketAddr,
     /// What to run.
     pub scenario: ChaosScenario,
-    /// flood: how long the attack lasts (10 s).
+    /// flood, spray: how long the attack lasts (10 s).
     pub duration: Duration,
     /// flood: members that read and chat beside the flooder (4).
     pub readers: usize,
-    /// flood: chats per second of each well-behaved member (5).
+    /// flood, spray: chats per second of each well-behaved member (5).
     pub rate: f64,
-    /// anonymous, stall: hostile connections (2000, 500).
+    /// anonymous, stall, spray: hostile connections (2000, 500, 50).
     pub connections: usize,
     /// anonymous, stall: the login deadline the server is expected to enforce (the chat
     /// server's default, 10 s).
@@ -139,9 +156,12 @@ pub struct ChaosConfig {
     /// flood: the most the server's resident memory may grow during the flood (64 MiB).
     /// Bytes.
     pub rss_bound: u64,
+    /// spray: the seed of the random bytes (1); one seed, one spray.
+    pub seed: u64,
     /// How long any one answer may take before it counts as lost (10 s).
     pub response_timeout: Duration,
-    /// flood: how long members wait after the attack for what is still on its way (10 s).
+    /// flood, spray: how long members wait after the attack for what is still on its way
+    /// (10 s).
     pub drain_timeout: Duration,
     /// User ids start with this (at most 12 bytes), then a tag of the run, so that runs
     /// against one server do not collide ("chaos").
@@ -163,6 +183,7 @@ impl ChaosConfig {
             connections: match scenario {
                 ChaosScenario::Anonymous => 2000,
                 ChaosScenario::Stall => 500,
+                ChaosScenario::Spray => 50,
                 ChaosScenario::Flood => 0,
             },
             login_timeout: crate::config::DEFAULT_LOGIN_TIMEOUT,
@@ -171,6 +192,7 @@ impl ChaosConfig {
             room: 0,
             server_pid: None,
             rss_bound: 64 * MIB,
+            seed: 1,
             response_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(10),
             user_prefix: "chaos".into(),
@@ -211,6 +233,9 @@ impl ChaosConfig {
                     "--login-timeout must be above 0",
                 )
             }
+            ChaosScenario::Spray => {
+                needs(self.connections >= 1, "--connections must be at least 1")
+            }
         }
     }
 }
@@ -225,6 +250,8 @@ pub enum ChaosDetails {
     Anonymous(SilentReport),
     /// stall.
     Stall(SilentReport),
+    /// spray.
+    Spray(SprayReport),
 }
 
 /// What a chaos scenario found: the verdict, its reasons and the numbers.
@@ -256,6 +283,7 @@ impl fmt::Display for ChaosReport {
         match &self.details {
             ChaosDetails::Flood(report) => write!(f, "{report}")?,
             ChaosDetails::Anonymous(report) | ChaosDetails::Stall(report) => write!(f, "{report}")?,
+            ChaosDetails::Spray(report) => write!(f, "{report}")?,
         }
         if let Some(server) = &self.server {
             writeln!(f, "server:       {server}")?;
@@ -282,6 +310,7 @@ pub fn run_chaos(config: &ChaosConfig) -> Result<ChaosReport, Error> {
     let outcome = match config.scenario {
         ChaosScenario::Flood => flood::run(config, &tag)?,
         ChaosScenario::Anonymous | ChaosScenario::Stall => silent::run(config, &tag)?,
+        ChaosScenario::Spray => spray::run(config, &tag)?,
     };
     Ok(ChaosReport {
         scenario: config.scenario,
@@ -550,6 +579,7 @@ mod tests {
             ChaosConfig::new(ChaosScenario::Stall, addr).connections,
             500
         );
+        assert_eq!(ChaosConfig::new(ChaosScenario::Spray, addr).connections, 50);
         assert_eq!(
             ChaosConfig::new(ChaosScenario::Flood, addr).rss_bound,
             64 * MIB

@@ -15,9 +15,9 @@
 //!   hashes ([`PasswordFile::add_user`] writes one).
 //! - [`run_swarm`] runs a bot swarm in-process and returns its [`BotsReport`]
 //!   ([`run_swarm_with_progress`] reports progress through a callback).
-//! - [`run_chaos`] runs a chaos scenario ([`ChaosScenario`]: flood, anonymous, stall)
-//!   against any server that speaks the protocol and returns a [`ChaosReport`]: a verdict,
-//!   its reasons, and the numbers.
+//! - [`run_chaos`] runs a chaos scenario ([`ChaosScenario`]: flood, anonymous, stall,
+//!   spray) against any server that speaks the protocol and returns a [`ChaosReport`]: a
+//!   verdict, its reasons, and the numbers.
 //! - [`interactive`] is the interactive client on standard input and output.
 //!
 //! The command-line front ends (`chat-server`, `chat-bots`, `chat-client`) and their flags
@@ -44,7 +44,7 @@ pub use bots::{
 };
 pub use chaos::{
     run_chaos, ChaosConfig, ChaosDetails, ChaosReport, ChaosScenario, Closure, FloodReport,
-    FlooderFate, MemberReport, RealUserStep, ServerUsage, SilentReport, Spread,
+    FlooderFate, MemberReport, RealUserStep, ServerUsage, SilentReport, SprayReport, Spread,
 };
 pub use client::{interactive, ClientError, Connection};
 pub use config::{
