@@ -28,12 +28,17 @@
 //!   bodies; huge declared lengths; unknown ids; partial headers), each reconnecting when
 //!   the server closes it, while two members chat with each other at a steady rate: both
 //!   must stay connected and get every chat of the other, in order.
+//! - **churn**: sessions come and go without leaking. Rounds of connections each connect,
+//!   log in with a fresh user id, enter a room, leave and close (the server must close its
+//!   side after ours); every step must be answered correctly, and with the server's pid
+//!   its resident memory after each round must stay flat.
 //!
 //! The scenarios use plain blocking sockets through [`Connection`](crate::Connection), a
 //! thread per well-behaved member; the many silent connections of `anonymous` and `stall`
 //! are watched for their close with epoll (Linux) or `WSAPoll` (Windows), so that each
 //! close is timed when it happens.
 
+mod churn;
 mod flood;
 mod member;
 mod sample;
@@ -41,6 +46,7 @@ mod silent;
 mod spray;
 mod watch;
 
+pub use churn::{ChurnReport, ChurnRound};
 pub use flood::{FloodReport, FlooderFate};
 pub use member::MemberReport;
 pub use sample::ServerUsage;
@@ -78,15 +84,21 @@ pub enum ChaosScenario {
     /// members chat. A pass: both stayed connected and got every chat of the other, in
     /// order. How many spray connections the server closed, and how fast, is reported.
     Spray,
+    /// Rounds of connections that each log in with a fresh user id, enter a room, leave
+    /// and close. A pass: every step of every connection was answered correctly (the
+    /// server closing its side after ours included), and with the server's pid its memory
+    /// after the last round is within the bound of the first's.
+    Churn,
 }
 
 impl ChaosScenario {
     /// Every chaos scenario.
-    pub const ALL: [ChaosScenario; 4] = [
+    pub const ALL: [ChaosScenario; 5] = [
         ChaosScenario::Flood,
         ChaosScenario::Anonymous,
         ChaosScenario::Stall,
         ChaosScenario::Spray,
+        ChaosScenario::Churn,
     ];
 
     /// The name used on the command line and in the JSON report.
@@ -96,6 +108,7 @@ impl ChaosScenario {
             ChaosScenario::Anonymous => "anonymous",
             ChaosScenario::Stall => "stall",
             ChaosScenario::Spray => "spray",
+            ChaosScenario::Churn => "churn",
         }
     }
 
@@ -113,6 +126,9 @@ impl ChaosScenario {
             }
             ChaosScenario::Spray => {
                 "chaos: connections spraying random bytes must not disturb two members chatting"
+            }
+            ChaosScenario::Churn => {
+                "chaos: rounds of log in, enter, leave, close; answers right, memory flat"
             }
         }
     }
@@ -141,6 +157,10 @@ pub struct ChaosConfig {
     pub rate: f64,
     /// anonymous, stall, spray: hostile connections (2000, 500, 50).
     pub connections: usize,
+    /// churn: rounds (5).
+    pub rounds: usize,
+    /// churn: connections per round (300).
+    pub per_round: usize,
     /// anonymous, stall: the login deadline the server is expected to enforce (the chat
     /// server's default, 10 s).
     pub login_timeout: Duration,
@@ -150,12 +170,16 @@ pub struct ChaosConfig {
     pub max_round_trip: Duration,
     /// The room the well-behaved users meet in (0).
     pub room: i32,
-    /// The server's process, to sample its resident memory and CPU time (judged by flood,
-    /// reported by the others). `None`: not sampled.
+    /// The server's process, to sample its resident memory and CPU time (judged by flood
+    /// and churn, reported by the others). `None`: not sampled.
     pub server_pid: Option<u32>,
-    /// flood: the most the server's resident memory may grow during the flood (64 MiB).
-    /// Bytes.
+    /// flood: the most the server's resident memory may grow during the flood (64 MiB);
+    /// churn: the most it may differ between the first round and the last (8 MiB). Bytes.
     pub rss_bound: u64,
+    /// churn: how long to let the server settle before sampling its memory after a round
+    /// (500 ms). No event says that a server has given memory back; this is a pause
+    /// before a measurement, not a wait for an answer.
+    pub settle: Duration,
     /// spray: the seed of the random bytes (1); one seed, one spray.
     pub seed: u64,
     /// How long any one answer may take before it counts as lost (10 s).
@@ -184,14 +208,20 @@ impl ChaosConfig {
                 ChaosScenario::Anonymous => 2000,
                 ChaosScenario::Stall => 500,
                 ChaosScenario::Spray => 50,
-                ChaosScenario::Flood => 0,
+                ChaosScenario::Flood | ChaosScenario::Churn => 0,
             },
+            rounds: 5,
+            per_round: 300,
             login_timeout: crate::config::DEFAULT_LOGIN_TIMEOUT,
             slack: Duration::from_secs(5),
             max_round_trip: Duration::from_secs(1),
             room: 0,
             server_pid: None,
-            rss_bound: 64 * MIB,
+            rss_bound: match scenario {
+                ChaosScenario::Churn => 8 * MIB,
+                _ => 64 * MIB,
+            },
+            settle: Duration::from_millis(500),
             seed: 1,
             response_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(10),
@@ -233,9 +263,11 @@ impl ChaosConfig {
                     "--login-timeout must be above 0",
                 )
             }
-            ChaosScenario::Spray => {
-                needs(self.connections >= 1, "--connections must be at least 1")
-            }
+            ChaosScenario::Spray => needs(self.connections >= 1, "--connections must be at least 1"),
+            ChaosScenario::Churn => needs(
+                self.rounds >= 2 && self.per_round >= 1,
+                "--rounds must be at least 2 (memory is compared between rounds) and --per-round at least 1",
+            ),
         }
     }
 }
@@ -252,6 +284,8 @@ pub enum ChaosDetails {
     Stall(SilentReport),
     /// spray.
     Spray(SprayReport),
+    /// churn.
+    Churn(ChurnReport),
 }
 
 /// What a chaos scenario found: the verdict, its reasons and the numbers.
@@ -284,6 +318,7 @@ impl fmt::Display for ChaosReport {
             ChaosDetails::Flood(report) => write!(f, "{report}")?,
             ChaosDetails::Anonymous(report) | ChaosDetails::Stall(report) => write!(f, "{report}")?,
             ChaosDetails::Spray(report) => write!(f, "{report}")?,
+            ChaosDetails::Churn(report) => write!(f, "{report}")?,
         }
         if let Some(server) = &self.server {
             writeln!(f, "server:       {server}")?;
@@ -311,6 +346,7 @@ pub fn run_chaos(config: &ChaosConfig) -> Result<ChaosReport, Error> {
         ChaosScenario::Flood => flood::run(config, &tag)?,
         ChaosScenario::Anonymous | ChaosScenario::Stall => silent::run(config, &tag)?,
         ChaosScenario::Spray => spray::run(config, &tag)?,
+        ChaosScenario::Churn => churn::run(config, &tag)?,
     };
     Ok(ChaosReport {
         scenario: config.scenario,
@@ -511,6 +547,16 @@ fn enter(
     }
 }
 
+/// Leave the room and wait for the answer.
+fn leave(connection: &mut Connection, timeout: Duration) -> Result<(), StepError> {
+    connection.send(&Request::RoomLeave)?;
+    match reply(connection, Instant::now() + timeout)? {
+        Response::RoomLeave { result: 0 } => Ok(()),
+        Response::RoomLeave { result } => Err(StepError::Refused(result.into())),
+        other => Err(StepError::Unexpected(other.id())),
+    }
+}
+
 /// Connect as `user`, log in and enter `config.room`: the setup of a well-behaved member.
 /// A failure is an [`Error::Chaos`] naming the user and the step.
 fn join(config: &ChaosConfig, user: &[u8]) -> Result<member::Joined, Error> {
@@ -580,6 +626,10 @@ mod tests {
             500
         );
         assert_eq!(ChaosConfig::new(ChaosScenario::Spray, addr).connections, 50);
+        assert_eq!(
+            ChaosConfig::new(ChaosScenario::Churn, addr).rss_bound,
+            8 * MIB
+        );
         assert_eq!(
             ChaosConfig::new(ChaosScenario::Flood, addr).rss_bound,
             64 * MIB

@@ -16,8 +16,8 @@
 //! - [`run_swarm`] runs a bot swarm in-process and returns its [`BotsReport`]
 //!   ([`run_swarm_with_progress`] reports progress through a callback).
 //! - [`run_chaos`] runs a chaos scenario ([`ChaosScenario`]: flood, anonymous, stall,
-//!   spray) against any server that speaks the protocol and returns a [`ChaosReport`]: a
-//!   verdict, its reasons, and the numbers.
+//!   spray, churn) against any server that speaks the protocol and returns a
+//!   [`ChaosReport`]: a verdict, its reasons, and the numbers.
 //! - [`interactive`] is the interactive client on standard input and output.
 //!
 //! The command-line front ends (`chat-server`, `chat-bots`, `chat-client`) and their flags
@@ -43,8 +43,9 @@ pub use bots::{
     run_swarm, run_swarm_with_progress, BotsReport, Latency, Scenario, SwarmConfig, SwarmProgress,
 };
 pub use chaos::{
-    run_chaos, ChaosConfig, ChaosDetails, ChaosReport, ChaosScenario, Closure, FloodReport,
-    FlooderFate, MemberReport, RealUserStep, ServerUsage, SilentReport, SprayReport, Spread,
+    run_chaos, ChaosConfig, ChaosDetails, ChaosReport, ChaosScenario, ChurnReport, ChurnRound,
+    Closure, FloodReport, FlooderFate, MemberReport, RealUserStep, ServerUsage, SilentReport,
+    SprayReport, Spread,
 };
 pub use client::{interactive, ClientError, Connection};
 pub use config::{

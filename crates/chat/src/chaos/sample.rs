@@ -118,6 +118,13 @@ impl Sampler {
         })
     }
 
+    /// The resident memory now, KiB.
+    pub(super) fn resident_kib(&self) -> Result<u64, String> {
+        process::memory(self.pid)
+            .map(|m| m.resident_kib)
+            .map_err(|e| one_line(&e))
+    }
+
     /// Stop sampling and take the last sample.
     pub(super) fn finish(self) -> ServerUsage {
         let _ = self.stop.send(());
