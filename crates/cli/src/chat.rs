@@ -1,12 +1,12 @@
 //! `iomodels chat-server`, `chat-bots` and `chat-client`: the flags, and running the chat
 //! library from them.
 
-use crate::flags::{self, IdleTimeout, LoginTimeout};
+use crate::flags::{self, BotsScenario, IdleTimeout, LoginTimeout};
 use crate::progress::Progress;
 use anyhow::{Context, Result};
 use iomodels_chat::{
-    engine_config, start, AcceptAll, ChatConfig, Mode, PasswordFile, RateLimit, Scenario,
-    SwarmConfig, UserStore, DEFAULT_MAX_ANONYMOUS, DEFAULT_MAX_PENDING, MAX_ROOMS,
+    engine_config, start, AcceptAll, ChatConfig, Mode, PasswordFile, RateLimit, SwarmConfig,
+    UserStore, DEFAULT_MAX_ANONYMOUS, DEFAULT_MAX_PENDING, MAX_ROOMS,
 };
 use iomodels_engine::Model;
 use iomodels_metrics::Source;
@@ -157,30 +157,39 @@ pub struct ChatBotsArgs {
     /// Rooms to spread the bots over (bot i uses room i mod R), at most 100000.
     #[arg(long, default_value_t = 10, value_parser = flags::bounded(1, MAX_ROOMS))]
     pub rooms: usize,
-    /// What the bots do.
+    /// What the bots do: a swarm's scenario, or a chaos scenario (a verdict on how the
+    /// server stands up to hostile clients).
     #[arg(long, default_value = "room-chat", value_parser = flags::scenario())]
-    pub scenario: Scenario,
-    /// Operations per second per bot (chats, logins, reconnects or enter/leave cycles).
-    #[arg(long, default_value = "10", value_parser = flags::rate)]
-    pub rate: f64,
+    pub scenario: BotsScenario,
+    /// Operations per second per bot (chats, logins, reconnects or enter/leave cycles)
+    /// [default: 10; chaos: the well-behaved members' chats, 5].
+    #[arg(long, value_parser = flags::rate)]
+    pub rate: Option<f64>,
     /// How long to run, in seconds.
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = flags::positive_seconds)]
     pub duration: Duration,
     /// Print the report as one line of JSON on stdout (the text report goes to stderr).
     #[arg(long)]
     pub json: bool,
+    /// The chaos scenarios' own flags.
+    #[command(flatten)]
+    pub chaos: crate::chaos::ChaosArgs,
 }
 
-/// Run the swarm; the report goes to stdout (one JSON line with `--json`, the text report
-/// then going to stderr), progress to stderr. A swarm that saw anything wrong is an error
-/// that says what.
+/// Run the swarm (or the chaos scenario named); the report goes to stdout (one JSON line
+/// with `--json`, the text report then going to stderr), progress to stderr. A swarm that
+/// saw anything wrong is an error that says what.
 pub fn run_bots(args: ChatBotsArgs) -> Result<()> {
+    let scenario = match args.scenario {
+        BotsScenario::Swarm(scenario) => scenario,
+        BotsScenario::Chaos(scenario) => return crate::chaos::run(scenario, &args),
+    };
     let config = SwarmConfig {
         addr: args.addr,
         bots: args.bots,
         rooms: args.rooms,
-        scenario: args.scenario,
-        rate: args.rate,
+        scenario,
+        rate: args.rate.unwrap_or(10.0),
         duration: args.duration,
         ..SwarmConfig::default()
     };

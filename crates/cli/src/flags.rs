@@ -1,7 +1,8 @@
 //! Value parsers every subcommand shares, so a flag of the same name has one type, one
 //! meaning and one error everywhere.
 //!
-//! - `--model`, `--mode`, `--scenario`: the library enums, parsed from their `ALL` lists,
+//! - `--model`, `--mode`, `--scenario`: the library enums, parsed from their `ALL` lists
+//!   (`--scenario` from both the swarm's and the chaos suite's),
 //!   so `--help` lists every name with its one-line description (the libraries stay free
 //!   of clap).
 //! - `--addr`: an `IP:PORT` (or `HOST:PORT`, resolved once, first address).
@@ -62,10 +63,44 @@ pub fn mode() -> impl TypedValueParser<Value = iomodels_chat::Mode> {
     choice(&Mode::ALL, Mode::name, Mode::description)
 }
 
-/// `--scenario`: what the chat bots do.
-pub fn scenario() -> impl TypedValueParser<Value = iomodels_chat::Scenario> {
-    use iomodels_chat::Scenario;
-    choice(&Scenario::ALL, Scenario::name, Scenario::description)
+/// What `chat-bots --scenario` runs: a swarm, or a chaos scenario.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BotsScenario {
+    /// A swarm of bots ([`iomodels_chat::run_swarm`]).
+    Swarm(iomodels_chat::Scenario),
+    /// A chaos scenario ([`iomodels_chat::run_chaos`]).
+    Chaos(iomodels_chat::ChaosScenario),
+}
+
+impl BotsScenario {
+    fn all() -> Vec<BotsScenario> {
+        let swarm = iomodels_chat::Scenario::ALL.map(BotsScenario::Swarm);
+        let chaos = iomodels_chat::ChaosScenario::ALL.map(BotsScenario::Chaos);
+        swarm.into_iter().chain(chaos).collect()
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            BotsScenario::Swarm(s) => s.name(),
+            BotsScenario::Chaos(s) => s.name(),
+        }
+    }
+
+    fn description(self) -> &'static str {
+        match self {
+            BotsScenario::Swarm(s) => s.description(),
+            BotsScenario::Chaos(s) => s.description(),
+        }
+    }
+}
+
+/// `--scenario`: what the chat bots do, a swarm's scenario or a chaos scenario.
+pub fn scenario() -> impl TypedValueParser<Value = BotsScenario> {
+    choice(
+        &BotsScenario::all(),
+        BotsScenario::name,
+        BotsScenario::description,
+    )
 }
 
 /// `--addr`: `IP:PORT`, or `HOST:PORT` resolved to its first address.
@@ -184,6 +219,22 @@ mod tests {
             idle_timeout("2.5"),
             Ok(IdleTimeout(Some(Duration::from_millis(2500))))
         );
+    }
+
+    #[test]
+    fn scenarios_name_swarms_and_chaos() {
+        use clap::builder::TypedValueParser;
+        let command = clap::Command::new("test");
+        let parse = |name: &str| scenario().parse_ref(&command, None, std::ffi::OsStr::new(name));
+        assert_eq!(
+            parse("room-chat").unwrap(),
+            BotsScenario::Swarm(iomodels_chat::Scenario::RoomChat)
+        );
+        assert_eq!(
+            parse("flood").unwrap(),
+            BotsScenario::Chaos(iomodels_chat::ChaosScenario::Flood)
+        );
+        assert!(parse("stampede").is_err());
     }
 
     #[test]

@@ -12,6 +12,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod bench;
+mod chaos;
 mod chat;
 mod client;
 mod compare;
