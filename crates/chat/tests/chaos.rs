@@ -14,7 +14,7 @@ mod common;
 use common::{every_model, server_with};
 use iomodels_chat::{
     run_chaos, AcceptAll, ChaosConfig, ChaosDetails, ChaosReport, ChaosScenario, ChatConfig,
-    ChatServer, Error,
+    ChatServer, Error, RateLimit,
 };
 use iomodels_engine::{Config, Model};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -36,10 +36,20 @@ const LOGIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// A server on `model` for chaos: room for `connections` more connections than the usual
 /// tests, and a short login timeout.
 fn server(model: Model, connections: usize) -> Option<ChatServer> {
-    let chat = ChatConfig {
+    server_tweaked(model, connections, |_| {})
+}
+
+/// [`server`] with its chat settings changed by `tweak`.
+fn server_tweaked(
+    model: Model,
+    connections: usize,
+    tweak: impl FnOnce(&mut ChatConfig),
+) -> Option<ChatServer> {
+    let mut chat = ChatConfig {
         login_timeout: Some(LOGIN_TIMEOUT),
         ..ChatConfig::default()
     };
+    tweak(&mut chat);
     server_with(model, chat, Arc::new(AcceptAll), |config: &mut Config| {
         config.max_connections = connections + 100;
     })
@@ -66,14 +76,25 @@ macro_rules! scalable_models {
     };
 }
 
-every_model!(flood);
+every_model!(flood, flood_without_a_rate_limit);
 scalable_models!(anonymous, stall, spray, churn);
 
 /// A flooder that never reads, beside four readers chatting: the readers stay connected
 /// and agree on everything, and the server's memory stays within the bound.
 fn flood(model: Model) {
+    flood_with(model, |_| {});
+}
+
+/// The same flood with the chat rate limit off: the flooder is never cut, and only the
+/// bound on its pending requests (its socket is not read while the game logic is behind
+/// it) keeps the readers whole. Before that bound, this is what cut every reader.
+fn flood_without_a_rate_limit(model: Model) {
+    flood_with(model, |chat| chat.chat_limit = RateLimit::OFF);
+}
+
+fn flood_with(model: Model, tweak: impl FnOnce(&mut ChatConfig)) {
     let _turn = turn();
-    let Some(server) = server(model, 10) else {
+    let Some(server) = server_tweaked(model, 10, tweak) else {
         return;
     };
     let mut config = ChaosConfig::new(ChaosScenario::Flood, server.local_addr());
