@@ -171,6 +171,10 @@ pub struct ChatBotsArgs {
     /// Print the report as one line of JSON on stdout (the text report goes to stderr).
     #[arg(long)]
     pub json: bool,
+    /// User ids are this prefix and the bot's number (swarms run side by side against one
+    /// server need different prefixes: a user logs in once).
+    #[arg(long, default_value = "bot", value_parser = flags::user_prefix)]
+    pub user_prefix: String,
     /// The chaos scenarios' own flags.
     #[command(flatten)]
     pub chaos: crate::chaos::ChaosArgs,
@@ -191,6 +195,7 @@ pub fn run_bots(args: ChatBotsArgs) -> Result<()> {
         scenario,
         rate: args.rate.unwrap_or(10.0),
         duration: args.duration,
+        user_prefix: args.user_prefix.clone(),
         ..SwarmConfig::default()
     };
     let total = config.duration.as_millis() as u64;

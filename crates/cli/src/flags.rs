@@ -183,6 +183,22 @@ pub fn login_timeout(text: &str) -> Result<LoginTimeout, String> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LoginTimeout(pub Option<Duration>);
 
+/// `--user-prefix`: 1 to 24 bytes of letters, digits, `-` and `_` (a bot's number follows,
+/// and a user id is at most 32 bytes).
+pub fn user_prefix(text: &str) -> Result<String, String> {
+    if (1..=24).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "'{text}' is not 1 to 24 letters, digits, '-' or '_'"
+        ))
+    }
+}
+
 /// A parser for a whole number from `min` to `max`, saying the range when refused.
 pub fn bounded(min: usize, max: usize) -> impl TypedValueParser<Value = usize> {
     move |text: &str| -> Result<usize, String> {

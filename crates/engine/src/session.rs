@@ -424,7 +424,9 @@ impl Session {
         for part in parts {
             outbox.buf.extend_from_slice(part);
         }
-        self.shared.owner.counters().message_out();
+        let counters = self.shared.owner.counters();
+        counters.message_out();
+        counters.queue_depth(outbox.len());
         self.schedule(&mut outbox);
         Ok(())
     }

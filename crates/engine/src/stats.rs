@@ -16,6 +16,7 @@ pub(crate) struct Counters {
     bytes_out: AtomicU64,
     messages_in: AtomicU64,
     messages_out: AtomicU64,
+    send_queue_peak: AtomicU64,
 }
 
 impl Counters {
@@ -37,6 +38,14 @@ impl Counters {
     }
     pub(crate) fn message_out(&self) {
         self.messages_out.fetch_add(1, Relaxed);
+    }
+    /// A session's send queue holds `bytes` now: keep the largest seen. A plain load
+    /// first, so that the common case (not a new peak) writes nothing shared.
+    pub(crate) fn queue_depth(&self, bytes: usize) {
+        let bytes = bytes as u64;
+        if bytes > self.send_queue_peak.load(Relaxed) {
+            self.send_queue_peak.fetch_max(bytes, Relaxed);
+        }
     }
 }
 
@@ -74,6 +83,7 @@ impl CounterSet {
             stats.bytes_out += w.bytes_out.load(Relaxed);
             stats.messages_in += w.messages_in.load(Relaxed);
             stats.messages_out += w.messages_out.load(Relaxed);
+            stats.send_queue_peak = stats.send_queue_peak.max(w.send_queue_peak.load(Relaxed));
         }
         let closed: u64 = stats.closed.iter().sum();
         stats.active = stats.accepted.saturating_sub(closed);
@@ -101,6 +111,9 @@ pub struct Stats {
     pub messages_in: u64,
     /// Messages queued with [`crate::Session::send`].
     pub messages_out: u64,
+    /// The most bytes any one session's send queue has held (a high-water mark since the
+    /// server started): how close a slow reader came to [`crate::Config::send_queue_limit`].
+    pub send_queue_peak: u64,
 }
 
 impl Stats {

@@ -17,8 +17,9 @@
 //! Keep the README's list and the crate doc's table in step.
 
 use crate::table::Metric;
-use iomodels_chat::ChatStats;
+use iomodels_chat::{ChatStats, RequestKind};
 use iomodels_engine::{CloseReason, Stats};
+use iomodels_proto::ResultCode;
 
 /// The engine's counters ([`Stats`]), labelled `model`.
 #[rustfmt::skip] // One line per metric.
@@ -35,6 +36,7 @@ pub(crate) const ENGINE: &[Metric<Stats>] = &[
     Metric::counter("sent_bytes", "Bytes written to sockets.", |s| s.bytes_out),
     Metric::counter("received_messages", "Reads delivered to the handler.", |s| s.messages_in),
     Metric::counter("sent_messages", "Messages queued for sending.", |s| s.messages_out),
+    Metric::gauge("send_queue_peak_bytes", "The most bytes one session's send queue has held since the start.", |s| s.send_queue_peak),
 ];
 
 /// The chat's counters ([`ChatStats`]), labelled `model` and `mode`.
@@ -46,6 +48,19 @@ pub(crate) const CHAT: &[Metric<ChatStats>] = &[
     Metric::counter("chat_truncated", "Sessions whose peer closed in the middle of a packet.", |s| s.truncated),
     Metric::counter("chat_requests", "Requests decoded.", |s| s.requests),
     Metric::counter("chat_requests_dropped", "Requests decoded after shutdown began, dropped unanswered.", |s| s.dropped),
+    Metric::counters("chat_answers", "Requests answered, by request packet and result code.", |s, out| {
+        for kind in RequestKind::ALL {
+            for code in ResultCode::ALL {
+                out.add(&[("packet", &kind.packet_id().to_string()), ("request", kind.name()), ("result", &code.code().to_string())], s.answered(kind, code));
+            }
+        }
+    }),
+    Metric::gauge("chat_sessions_anonymous", "Sessions open now that have not logged in.", |s| s.anonymous),
+    Metric::gauge("chat_requests_pending", "Requests read and not yet handled (the logic queue's depth, with logins waiting for their password check and what waits behind them).", |s| s.pending),
+    Metric::gauge("chat_logins_verifying", "Logins waiting for their password check.", |s| s.verifying),
+    Metric::counter("chat_rate_limited", "Sessions closed for going over a rate limit.", |s| s.rate_limited),
+    Metric::counter("chat_login_timeouts", "Sessions closed for not logging in by the deadline.", |s| s.login_timeouts),
+    Metric::counter("chat_over_capacity", "Sessions turned away by a cap (the oldest not logged in past --max-anonymous, past --max-per-address).", |s| s.over_capacity),
 ];
 
 /// This process's CPU time, threads and memory, labelled `model`. A value the system

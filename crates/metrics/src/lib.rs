@@ -37,12 +37,20 @@
 //! | `iomodels_sent_bytes_total` | counter | [`Stats::bytes_out`](iomodels_engine::Stats::bytes_out) |
 //! | `iomodels_received_messages_total` | counter | [`Stats::messages_in`](iomodels_engine::Stats::messages_in) |
 //! | `iomodels_sent_messages_total` | counter | [`Stats::messages_out`](iomodels_engine::Stats::messages_out) |
+//! | `iomodels_send_queue_peak_bytes` | gauge | [`Stats::send_queue_peak`](iomodels_engine::Stats::send_queue_peak) |
 //! | `iomodels_chat_logins_total` | counter | [`ChatStats::logins`](iomodels_chat::ChatStats::logins) |
 //! | `iomodels_chat_chats_total` | counter | [`ChatStats::chats`](iomodels_chat::ChatStats::chats) |
 //! | `iomodels_chat_protocol_errors_total` | counter | [`ChatStats::protocol_errors`](iomodels_chat::ChatStats::protocol_errors) |
 //! | `iomodels_chat_truncated_total` | counter | [`ChatStats::truncated`](iomodels_chat::ChatStats::truncated) |
 //! | `iomodels_chat_requests_total` | counter | [`ChatStats::requests`](iomodels_chat::ChatStats::requests) |
 //! | `iomodels_chat_requests_dropped_total` | counter | [`ChatStats::dropped`](iomodels_chat::ChatStats::dropped) |
+//! | `iomodels_chat_answers_total{packet,request,result}` | counter | [`ChatStats::answered`](iomodels_chat::ChatStats::answered), per [`RequestKind`](iomodels_chat::RequestKind) and result code |
+//! | `iomodels_chat_sessions_anonymous` | gauge | [`ChatStats::anonymous`](iomodels_chat::ChatStats::anonymous) |
+//! | `iomodels_chat_requests_pending` | gauge | [`ChatStats::pending`](iomodels_chat::ChatStats::pending) |
+//! | `iomodels_chat_logins_verifying` | gauge | [`ChatStats::verifying`](iomodels_chat::ChatStats::verifying) |
+//! | `iomodels_chat_rate_limited_total` | counter | [`ChatStats::rate_limited`](iomodels_chat::ChatStats::rate_limited) |
+//! | `iomodels_chat_login_timeouts_total` | counter | [`ChatStats::login_timeouts`](iomodels_chat::ChatStats::login_timeouts) |
+//! | `iomodels_chat_over_capacity_total` | counter | [`ChatStats::over_capacity`](iomodels_chat::ChatStats::over_capacity) |
 //! | `iomodels_process_cpu_seconds_total` | counter | user plus system CPU time ([`iomodels_sys::process::usage`]) |
 //! | `iomodels_process_threads` | gauge | threads ([`iomodels_sys::process::usage`]) |
 //! | `iomodels_process_resident_memory_bytes` | gauge | resident set, Windows' working set ([`iomodels_sys::process::memory`]) |
