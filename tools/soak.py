@@ -42,7 +42,7 @@ def cpu_seconds(pid):
 def start_server(args):
     server = subprocess.Popen(
         [BIN, "chat-server", "--model", args.model, "--addr", "127.0.0.1:0",
-         "--rooms", str(args.rooms), "--room-capacity", "40",
+         "--rooms", str(2 * args.rooms), "--room-capacity", "40",
          "--max-users", str(args.bots * 2)],
         stderr=subprocess.PIPE, text=True)
     banner = server.stderr.readline()
@@ -53,10 +53,11 @@ def start_server(args):
     return server, addr
 
 
-def swarm(addr, scenario, bots, rooms, seconds, prefix, rate):
+def swarm(addr, scenario, bots, rooms, first_room, seconds, prefix, rate):
     return subprocess.Popen(
         [BIN, "chat-bots", "--addr", addr, "--scenario", scenario, "--bots", str(bots),
-         "--rooms", str(rooms), "--rate", str(rate), "--duration", str(seconds),
+         "--rooms", str(rooms), "--first-room", str(first_room), "--rate", str(rate),
+         "--duration", str(seconds),
          "--user-prefix", prefix, "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
@@ -66,7 +67,7 @@ def main():
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--model", default="epoll")
     parser.add_argument("--bots", type=int, default=1000, help="bots in all (70%% chat, 30%% churn rooms)")
-    parser.add_argument("--rooms", type=int, default=50)
+    parser.add_argument("--rooms", type=int, default=50, help="rooms per swarm")
     parser.add_argument("--round", type=int, default=60, help="seconds per swarm round")
     parser.add_argument("--csv", default="soak.csv")
     args = parser.parse_args()
@@ -88,10 +89,11 @@ def main():
                 seconds = max(5, min(args.round, int(end - time.time())))
                 # A fresh user prefix each round: new logins, new sessions.
                 procs = [
-                    ("room-chat", swarm(addr, "room-chat", chatters, args.rooms, seconds,
+                    # Rooms of their own: each swarm checks every notify of its rooms.
+                    ("room-chat", swarm(addr, "room-chat", chatters, args.rooms, 0, seconds,
                                         f"c{round_no}x", 2)),
-                    ("room-inout", swarm(addr, "room-inout", churners, args.rooms, seconds,
-                                         f"i{round_no}x", 2)),
+                    ("room-inout", swarm(addr, "room-inout", churners, args.rooms, args.rooms,
+                                         seconds, f"i{round_no}x", 2)),
                 ]
                 while any(p.poll() is None for _, p in procs):
                     now = time.time() - start

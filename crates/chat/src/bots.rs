@@ -100,8 +100,11 @@ pub struct SwarmConfig {
     pub addr: SocketAddr,
     /// Number of bots.
     pub bots: usize,
-    /// Rooms the bots spread over: bot `i` uses room `i mod rooms`.
+    /// Rooms the bots spread over: bot `i` uses room `first_room + i mod rooms`.
     pub rooms: usize,
+    /// The first room the bots use (swarms side by side against one server keep to rooms
+    /// of their own: a bot checks every notify of its room).
+    pub first_room: usize,
     /// What the bots do.
     pub scenario: Scenario,
     /// Operations per second per bot.
@@ -122,6 +125,7 @@ impl Default for SwarmConfig {
             addr: ([127, 0, 0, 1], 7001).into(),
             bots: 100,
             rooms: 10,
+            first_room: 0,
             scenario: Scenario::RoomChat,
             rate: 10.0,
             duration: Duration::from_secs(10),
@@ -350,7 +354,7 @@ impl Swarm {
     }
 
     fn room_of(&self, bot: usize) -> usize {
-        bot % self.config.rooms
+        self.config.first_room + bot % self.config.rooms
     }
 
     fn period(&self) -> Duration {
@@ -453,9 +457,11 @@ pub fn run_swarm_with_progress(
     config: &SwarmConfig,
     mut progress: impl FnMut(&SwarmProgress),
 ) -> Result<BotsReport, Error> {
-    if config.bots == 0 || config.rooms == 0 || config.rooms > MAX_ROOMS {
+    if config.bots == 0 || config.rooms == 0 || config.first_room + config.rooms > MAX_ROOMS {
         return Err(Error::Config {
-            what: format!("the swarm needs at least one bot and 1 to {MAX_ROOMS} rooms"),
+            what: format!(
+                "the swarm needs at least one bot and 1 to {MAX_ROOMS} rooms, the last below {MAX_ROOMS}"
+            ),
         });
     }
     if !config.rate.is_finite() || config.rate <= 0.0 {

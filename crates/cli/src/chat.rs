@@ -171,6 +171,10 @@ pub struct ChatBotsArgs {
     /// Print the report as one line of JSON on stdout (the text report goes to stderr).
     #[arg(long)]
     pub json: bool,
+    /// The first room the bots use: bot i uses room FIRST + i mod R (swarms side by side
+    /// against one server need rooms of their own).
+    #[arg(long, value_name = "FIRST", default_value_t = 0, value_parser = flags::bounded(0, MAX_ROOMS - 1))]
+    pub first_room: usize,
     /// User ids are this prefix and the bot's number (swarms run side by side against one
     /// server need different prefixes: a user logs in once).
     #[arg(long, default_value = "bot", value_parser = flags::user_prefix)]
@@ -196,6 +200,7 @@ pub fn run_bots(args: ChatBotsArgs) -> Result<()> {
         rate: args.rate.unwrap_or(10.0),
         duration: args.duration,
         user_prefix: args.user_prefix.clone(),
+        first_room: args.first_room,
         ..SwarmConfig::default()
     };
     let total = config.duration.as_millis() as u64;
