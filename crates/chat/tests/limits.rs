@@ -299,6 +299,11 @@ fn a_sessions_pending_requests_are_bounded_and_answered_in_order(model: Model, m
         "the client wrote everything: nothing held it back"
     );
     store.open();
+    // A close says why in the server's counters.
+    let next = |c: &mut Connection| match c.recv(WAIT) {
+        Ok(response) => response,
+        Err(e) => panic!("{model} {mode:?}: {e}; server: {:?}", server.stats()),
+    };
     assert_eq!(next(&mut c), Response::Login { result: 0 });
     assert_eq!(next(&mut c), Response::RoomEnter { result: 0 });
     assert_eq!(next(&mut c), Response::RoomUserList(Vec::new()));

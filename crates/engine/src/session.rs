@@ -297,13 +297,17 @@ impl Peer {
     }
 }
 
-/// Input flows: the driver reads the socket and calls the handler.
-const INPUT_RUNNING: u8 = 0;
+/// Bits of a session's input state. None set: input flows, the driver reads the socket
+/// and calls the handler.
+///
 /// [`Session::pause_input`]: the driver neither reads nor calls the handler.
 const INPUT_PAUSED: u8 = 1;
-/// [`Session::resume_input`] after a pause: input flows, and the driver has yet to hand
-/// the handler what it left unconsumed ([`Session::take_resumed`]).
+/// [`Session::resume_input`] after a pause: the driver has yet to hand the handler what it
+/// left unconsumed ([`Session::take_resumed`]).
 const INPUT_RESUMED: u8 = 2;
+/// A pause happened since the driver last asked ([`Session::take_pause_noted`]): it tells
+/// a pause and a resume that both came during one handler call from no pause at all.
+const INPUT_NOTED: u8 = 4;
 
 /// What every handle of one session shares: 120 bytes with the `Arc`'s counts, allocated
 /// once per connection.
@@ -312,8 +316,8 @@ struct Shared {
     peer: Peer,
     /// Driver-private: where the owner keeps the connection (a slab index, a ring slot).
     slot: u32,
-    /// Whether the application paused its input: [`INPUT_RUNNING`], [`INPUT_PAUSED`] or
-    /// [`INPUT_RESUMED`]. In the padding after `slot`: it costs the session no byte.
+    /// Whether the application paused its input: the `INPUT_*` bits. In the padding after
+    /// `slot`: it costs the session no byte.
     input: AtomicU8,
     owner: Arc<dyn Owner>,
     outbox: Mutex<Outbox>,
@@ -374,7 +378,7 @@ impl Session {
                 id: SessionId::next(),
                 peer: peer.into(),
                 slot: u32::try_from(slot).expect("a slot fits in u32"),
-                input: AtomicU8::new(INPUT_RUNNING),
+                input: AtomicU8::new(0),
                 owner,
                 outbox: Mutex::new(Outbox::new(send_queue_limit)),
             }),
@@ -478,7 +482,11 @@ impl Session {
     /// the session's driver looks (it is woken to). Output, closing and the idle timeout
     /// are unaffected: a paused session still receives what is sent to it.
     pub fn pause_input(&self) {
-        if self.shared.input.swap(INPUT_PAUSED, Ordering::AcqRel) == INPUT_PAUSED {
+        let before = self
+            .shared
+            .input
+            .fetch_or(INPUT_PAUSED | INPUT_NOTED, Ordering::AcqRel);
+        if before & INPUT_PAUSED != 0 {
             return;
         }
         let mut outbox = self.outbox();
@@ -492,17 +500,13 @@ impl Session {
     /// nothing new arrives. Any thread may call it; it does nothing on a session whose
     /// input is not paused.
     pub fn resume_input(&self) {
-        if self
-            .shared
-            .input
-            .compare_exchange(
-                INPUT_PAUSED,
-                INPUT_RESUMED,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_err()
-        {
+        let resumed =
+            self.shared
+                .input
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |state| {
+                    (state & INPUT_PAUSED != 0).then_some((state & !INPUT_PAUSED) | INPUT_RESUMED)
+                });
+        if resumed.is_err() {
             return;
         }
         let mut outbox = self.outbox();
@@ -513,22 +517,24 @@ impl Session {
 
     /// Whether the application paused this session's input ([`Session::pause_input`]).
     pub fn input_paused(&self) -> bool {
-        self.shared.input.load(Ordering::Acquire) == INPUT_PAUSED
+        self.shared.input.load(Ordering::Acquire) & INPUT_PAUSED != 0
     }
 
     /// For the driver, when it decides whether to read: if the input was resumed since it
-    /// last asked, mark it running and return `true` (the driver then hands the handler
+    /// last asked, clear the mark and return `true` (the driver then hands the handler
     /// what it left unconsumed: [`crate::runtime::conn::Conn::redeliver`]).
     pub(crate) fn take_resumed(&self) -> bool {
         self.shared
             .input
-            .compare_exchange(
-                INPUT_RESUMED,
-                INPUT_RUNNING,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok()
+            .fetch_and(!INPUT_RESUMED, Ordering::AcqRel)
+            & INPUT_RESUMED
+            != 0
+    }
+
+    /// For [`crate::runtime::conn::Conn`], around a handler call: whether a pause came
+    /// since it last asked (clearing the mark), even one resumed since.
+    pub(crate) fn take_pause_noted(&self) -> bool {
+        self.shared.input.fetch_and(!INPUT_NOTED, Ordering::AcqRel) & INPUT_NOTED != 0
     }
 
     /// Whether the session was closed or is closing.

@@ -13,6 +13,11 @@ pub(crate) struct Conn<S> {
     state: Option<S>,
     /// Bytes received and not consumed by the handler yet.
     input: Vec<u8>,
+    /// The handler paused its input during its last call and left input unconsumed: the
+    /// socket is not read until a call consumes without pausing (a redelivery after
+    /// [`Session::resume_input`]), so that a handler taking requests a few at a time is
+    /// not handed a new read between every few (which grew the buffer to its limit).
+    stalled: bool,
 }
 
 /// Unconsumed input beyond this capacity is given back once consumed.
@@ -29,12 +34,19 @@ impl<S: Send + 'static> Conn<S> {
             session,
             state: Some(state),
             input: Vec::new(),
+            stalled: false,
         }
     }
 
     /// The session.
     pub(crate) fn session(&self) -> &Session {
         &self.session
+    }
+
+    /// Whether the handler left a backlog when it paused (see `stalled`): read nothing
+    /// from the socket until it is redelivered.
+    pub(crate) fn stalled(&self) -> bool {
+        self.stalled
     }
 
     /// Hand freshly received bytes to the handler, after whatever it left unconsumed; or,
@@ -51,7 +63,13 @@ impl<S: Send + 'static> Conn<S> {
         if self.session.input_paused() {
             // A receive that was on its way when the input was paused.
             self.input.extend_from_slice(data);
-        } else if self.input.is_empty() {
+            if self.input.len() > core.config.input_limit {
+                return Err(CloseReason::InputOverflow);
+            }
+            return Ok(());
+        }
+        self.session.take_pause_noted();
+        if self.input.is_empty() {
             let _scope = CallbackScope::enter(&self.session);
             // The common case: no copy, the handler reads the driver's buffer.
             let used = core
@@ -73,6 +91,7 @@ impl<S: Send + 'static> Conn<S> {
                 self.input = Vec::new();
             }
         }
+        self.stalled = self.session.take_pause_noted() && !self.input.is_empty();
         if self.input.len() > core.config.input_limit {
             return Err(CloseReason::InputOverflow);
         }

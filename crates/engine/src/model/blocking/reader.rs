@@ -125,8 +125,9 @@ impl<H: Handler> Reader<H> {
         let mut spare = Vec::new();
         let mut acks = AckWatch::default();
         while let Some(closing) = self.may_read(&mut spare) {
-            if !closing && self.session.take_resumed() {
-                // The application resumed its input: first what it left unconsumed.
+            if !closing && (self.session.take_resumed() || conn.stalled()) {
+                // The application resumed its input: first what it left unconsumed (and
+                // nothing new read while a backlog waits).
                 if let Err(reason) = conn.redeliver(&self.core) {
                     self.session
                         .outbox()

@@ -73,7 +73,7 @@ pub(super) fn drive<H: Handler>(entry: &mut Entry<H::State>, turn: &mut Turn<'_,
             // It may have paused again: then read nothing more until it resumes.
             entry.flow.held = entry.conn.session().input_paused();
         }
-        if entry.readable && entry.flow.wants_read() {
+        if entry.readable && entry.flow.wants_read() && !entry.conn.stalled() {
             if reads == READ_BUDGET {
                 // Let the others have a turn; come back without waiting for an event.
                 turn.ready.push(turn.token);

@@ -50,6 +50,7 @@ impl<H: Handler> Worker<H> {
         drop(outbox);
 
         let redeliver = entry.flow.redeliver;
+        let conn_stalled = entry.conn.as_ref().is_some_and(|c| c.stalled());
         if let Some(buf) = send {
             let fd = entry.fd.as_raw_fd();
             self.submit_send(slot, fd, buf);
@@ -62,7 +63,9 @@ impl<H: Handler> Worker<H> {
         }
         let want = match next {
             Next::Close(reason, how) => return self.close(slot, reason, how),
-            Next::Keep { read, .. } => read,
+            // A handler that left a backlog when it paused reads nothing new until it
+            // has been handed the backlog again.
+            Next::Keep { read, .. } => read && !conn_stalled,
         };
         // A failed send submission closed it.
         let Some(entry) = self.conns.get_mut(slot as usize) else {

@@ -503,7 +503,9 @@ impl<H: Handler, S: Source> Worker<H, S> {
         let Some(entry) = self.conns.get(slot as usize) else {
             return;
         };
-        if entry.conn.is_none() || !want || entry.receiving {
+        // A handler that left a backlog when it paused reads nothing new until it has been
+        // handed the backlog again.
+        if !want || entry.receiving || entry.conn.as_ref().is_none_or(|c| c.stalled()) {
             return;
         }
         if let Err(e) = self.post_recv(slot) {
