@@ -250,6 +250,19 @@ impl UserStore for GateStore {
     }
 }
 
+/// The wire of a login as "slow" (whose check waits for the gate) and, pipelined behind
+/// it, an enter of `room`.
+fn slow_login_then_enter(room: i32) -> Vec<u8> {
+    let mut wire = Vec::new();
+    Request::Login {
+        user_id: b"slow".to_vec(),
+        password: b"pw".to_vec(),
+    }
+    .encode(&mut wire);
+    Request::RoomEnter { room }.encode(&mut wire);
+    wire
+}
+
 /// A session pipelines a login whose check is stuck, then thousands of chats: the server
 /// holds at most its bound of them and stops reading the rest (its counters stop well
 /// short of the total); once the check comes back, every request is answered, the login's
@@ -266,13 +279,7 @@ fn a_sessions_pending_requests_are_bounded_and_answered_in_order(model: Model, m
         return;
     };
     let mut c = connect(&server);
-    let mut wire = Vec::new();
-    Request::Login {
-        user_id: b"slow".to_vec(),
-        password: b"pw".to_vec(),
-    }
-    .encode(&mut wire);
-    Request::RoomEnter { room: 1 }.encode(&mut wire);
+    let mut wire = slow_login_then_enter(1);
     for i in 0..CHATS {
         Request::RoomChat {
             message: format!("{i:0>200}").into_bytes(),
@@ -352,14 +359,7 @@ fn shutdown_answers_a_login_out_for_its_check(mode: Mode) {
     let store = Arc::new(GateStore::default());
     let server = server(mode, store.clone(), |_| {});
     let mut c = connect(&server);
-    let mut wire = Vec::new();
-    Request::Login {
-        user_id: b"slow".to_vec(),
-        password: b"pw".to_vec(),
-    }
-    .encode(&mut wire);
-    Request::RoomEnter { room: 2 }.encode(&mut wire);
-    c.send_raw(&wire).unwrap();
+    c.send_raw(&slow_login_then_enter(2)).unwrap();
     let deadline = Instant::now() + WAIT;
     while server.chat_stats().verifying == 0 {
         assert!(Instant::now() < deadline);
