@@ -524,17 +524,21 @@ impl Session {
     /// last asked, clear the mark and return `true` (the driver then hands the handler
     /// what it left unconsumed: [`crate::runtime::conn::Conn::redeliver`]).
     pub(crate) fn take_resumed(&self) -> bool {
-        self.shared
-            .input
-            .fetch_and(!INPUT_RESUMED, Ordering::AcqRel)
-            & INPUT_RESUMED
-            != 0
+        self.take_bit(INPUT_RESUMED)
     }
 
     /// For [`crate::runtime::conn::Conn`], around a handler call: whether a pause came
     /// since it last asked (clearing the mark), even one resumed since.
     pub(crate) fn take_pause_noted(&self) -> bool {
-        self.shared.input.fetch_and(!INPUT_NOTED, Ordering::AcqRel) & INPUT_NOTED != 0
+        self.take_bit(INPUT_NOTED)
+    }
+
+    /// Clear `bit` of the input state and say whether it was set. A plain load first: these
+    /// run on every delivery and every service, where the bit is almost never set, and a
+    /// load costs no locked read-modify-write.
+    fn take_bit(&self, bit: u8) -> bool {
+        self.shared.input.load(Ordering::Acquire) & bit != 0
+            && self.shared.input.fetch_and(!bit, Ordering::AcqRel) & bit != 0
     }
 
     /// Whether the session was closed or is closing.
