@@ -524,19 +524,26 @@ pub struct FinalStats {
 /// A running chat server: the engine's [`Server`] with a [`ChatHandler`], stopped in the
 /// order that answers every request read before the stop (see [`ChatServer::shutdown`]).
 pub struct ChatServer {
-    server: Server<ChatHandler>,
+    /// Taken only by [`ChatServer::join`]; a server dropped with it still here is stopped.
+    server: Option<Server<ChatHandler>>,
     shared: Arc<Shared>,
 }
 
 impl ChatServer {
+    fn engine(&self) -> &Server<ChatHandler> {
+        self.server
+            .as_ref()
+            .expect("the engine is taken only by join")
+    }
+
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
-        self.server.local_addr()
+        self.engine().local_addr()
     }
 
     /// The engine's counters now.
     pub fn stats(&self) -> Stats {
-        self.server.stats()
+        self.engine().stats()
     }
 
     /// The chat's counters now.
@@ -546,18 +553,18 @@ impl ChatServer {
 
     /// The handler.
     pub fn handler(&self) -> &ChatHandler {
-        self.server.handler()
+        self.engine().handler()
     }
 
     /// The engine configuration in force.
     pub fn config(&self) -> &Config {
-        self.server.config()
+        self.engine().config()
     }
 
     /// A handle for stopping the server or reading its counters from another thread.
     pub fn handle(&self) -> ChatServerHandle {
         ChatServerHandle {
-            engine: self.server.handle(),
+            engine: self.engine().handle(),
             shared: self.shared.clone(),
         }
     }
@@ -569,15 +576,18 @@ impl ChatServer {
 
     /// Wait until the server has stopped and return its final counters; the first error
     /// of the engine's threads wins.
-    pub fn join(self) -> Result<FinalStats, Error> {
-        let ChatServer { server, shared } = self;
+    pub fn join(mut self) -> Result<FinalStats, Error> {
+        let server = self
+            .server
+            .take()
+            .expect("the engine is taken only by join");
         let handle = server.handle();
         server.join()?;
         // The I/O threads are gone, every close event is queued: once the logic thread
         // has reached this barrier, nothing can change the counters.
-        shared.settle();
+        self.shared.settle();
         Ok(FinalStats {
-            chat: shared.counters.snapshot(),
+            chat: self.shared.counters.snapshot(),
             engine: handle.stats(),
         })
     }
@@ -586,6 +596,19 @@ impl ChatServer {
     pub fn stop(self) -> Result<FinalStats, Error> {
         self.shutdown();
         self.join()
+    }
+}
+
+/// A chat server dropped without [`ChatServer::join`] is stopped as by
+/// [`ChatServer::stop`], in the same order (every request read is answered first); it does
+/// not go on serving behind its owner's back.
+impl Drop for ChatServer {
+    fn drop(&mut self) {
+        if self.server.is_some() {
+            self.shutdown();
+            // The engine's own drop joins its threads; the handler's joins the logic thread.
+            self.server = None;
+        }
     }
 }
 
@@ -646,5 +669,8 @@ pub fn start(
     let handler = ChatHandler::new(chat, store)?;
     let shared = handler.shared.clone();
     let server = Server::start(engine, handler)?;
-    Ok(ChatServer { server, shared })
+    Ok(ChatServer {
+        server: Some(server),
+        shared,
+    })
 }

@@ -132,10 +132,21 @@ impl<H: Handler> Server<H> {
     }
 
     /// Wait until every thread of the server has ended; the first error wins.
-    pub fn join(self) -> Result<(), Error> {
+    pub fn join(mut self) -> Result<(), Error> {
+        self.join_threads()
+    }
+
+    /// Shut down and wait.
+    pub fn stop(self) -> Result<(), Error> {
+        self.shutdown();
+        self.join()
+    }
+
+    /// Join the threads not joined yet; the first error wins.
+    fn join_threads(&mut self) -> Result<(), Error> {
         let model = self.core.config.model;
         let mut result = Ok(());
-        for thread in self.threads {
+        for thread in std::mem::take(&mut self.threads) {
             let outcome = thread.join().unwrap_or_else(|panic| {
                 let message = panic
                     .downcast_ref::<&str>()
@@ -150,10 +161,19 @@ impl<H: Handler> Server<H> {
         }
         result
     }
+}
 
-    /// Shut down and wait.
-    pub fn stop(self) -> Result<(), Error> {
+/// A server dropped without [`Server::join`] is stopped as by [`Server::stop`]: it does
+/// not go on serving, listening and holding its threads behind its owner's back. An error
+/// of its threads is logged, since nobody is left to return it to.
+impl<H: Handler> Drop for Server<H> {
+    fn drop(&mut self) {
+        if self.threads.is_empty() {
+            return;
+        }
         self.shutdown();
-        self.join()
+        if let Err(error) = self.join_threads() {
+            tracing::error!(%error, "stopping a dropped server");
+        }
     }
 }

@@ -88,6 +88,7 @@ scenarios!(
     idle_timeout_spares_a_slow_reader,
     connect_storm_during_shutdown,
     pause_and_resume_input,
+    dropped_server_stops,
 );
 
 /// Scenarios that open hundreds of descriptors: they run alone (see `util::descriptors`).
@@ -413,6 +414,35 @@ fn graceful_shutdown(model: Model) {
     let stats = handle.stats();
     assert_eq!(stats.active, 0);
     assert_eq!(stats.closed_for(CloseReason::ServerShutdown), 1);
+}
+
+/// Scenario 8b: A server dropped without `join` stops as by `stop`: the drop returns once
+/// its threads have ended, having flushed what was queued, and nothing listens any more.
+fn dropped_server_stops(model: Model) {
+    let Some(server) = start(config(model), Registry::default()) else {
+        return;
+    };
+    let addr = server.local_addr();
+    let mut client = connect(addr);
+    assert!(wait_until(Duration::from_secs(10), || {
+        server.handler().sessions.lock().unwrap().len() == 1
+    }));
+    let session = server.handler().sessions.lock().unwrap()[0].clone();
+    session.send(b"last words").unwrap();
+    let handle = server.handle();
+    drop(server);
+    // The drop has returned, so the session is closed: no wait is needed for what follows.
+    let stats = handle.stats();
+    assert_eq!(stats.active, 0);
+    assert_eq!(stats.closed_for(CloseReason::ServerShutdown), 1);
+    let (received, reset) = read_to_end(&mut client);
+    assert!(!reset, "the dropped server reset instead of flushing");
+    assert_eq!(received, b"last words");
+    let connected = TcpStream::connect_timeout(&addr, Duration::from_secs(2));
+    assert!(
+        connected.is_err(),
+        "a dropped server still accepts on {addr}"
+    );
 }
 
 /// Scenario 9: A consumer that never reads while another thread keeps sending: it is closed with
