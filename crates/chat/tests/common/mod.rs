@@ -2,6 +2,8 @@
 //! kernel or the build cannot run), and talk to it.
 #![allow(dead_code)]
 
+pub mod redis;
+
 use iomodels_chat::{
     engine_config, start, AcceptAll, ChatConfig, ChatServer, Connection, Mode, UserStore,
 };
