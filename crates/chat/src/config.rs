@@ -1,6 +1,7 @@
 //! How a chat server runs: its settings, the mode its game logic runs in, and the engine
 //! configuration it starts from.
 
+use crate::cluster::ClusterConfig;
 use crate::error::Error;
 use iomodels_engine::{Config, Model};
 use std::net::SocketAddr;
@@ -138,6 +139,9 @@ pub struct ChatConfig {
     /// Threads that check passwords (a hash check costs milliseconds by design and never
     /// runs on an I/O or logic thread).
     pub verifier_threads: usize,
+    /// Join a cluster of instances over Redis (`None`: one instance on its own, as the
+    /// tutorial's server).
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Default for ChatConfig {
@@ -154,6 +158,7 @@ impl Default for ChatConfig {
             max_anonymous: DEFAULT_MAX_ANONYMOUS,
             max_per_address: None,
             verifier_threads: 2,
+            cluster: None,
         }
     }
 }
@@ -186,6 +191,8 @@ impl ChatConfig {
             "--max-per-address must be at least 1".into()
         } else if self.verifier_threads == 0 {
             "--verifier-threads must be at least 1".into()
+        } else if let Some(cluster) = &self.cluster {
+            return cluster.validate();
         } else {
             return Ok(());
         };

@@ -116,6 +116,23 @@ pub enum Error {
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
+    /// Redis could not be reached (at start), or refused a command.
+    // Not a `#[source]`: the client's message already ends with its own cause, which the
+    // binary's one-line error chain would print twice.
+    #[error("cannot reach Redis at {url}: {error}")]
+    Redis {
+        /// The URL given (`--redis`).
+        url: String,
+        /// What the client said.
+        error: redis::RedisError,
+    },
+    /// This instance cannot join the cluster: its name is taken by a live instance, or
+    /// its settings differ from the cluster's.
+    #[error("cannot join the cluster: {what}")]
+    Cluster {
+        /// Why, and what to do.
+        what: String,
+    },
     /// Printing the JSON summary failed.
     #[error("cannot write the JSON summary")]
     Json(#[from] serde_json::Error),

@@ -13,6 +13,8 @@
 //!   ([`Mode::Io`]). Both run the same [`world`](crate::ChatConfig) code.
 //! - Logins go through a [`UserStore`]: [`AcceptAll`] or a [`PasswordFile`] of argon2
 //!   hashes ([`PasswordFile::add_user`] writes one).
+//! - With [`ChatConfig::cluster`] set, instances form one chat world over Redis
+//!   ([`ClusterConfig`]; issue 11, in progress: logins and liveness so far).
 //! - [`run_swarm`] runs a bot swarm in-process and returns its [`BotsReport`]
 //!   ([`run_swarm_with_progress`] reports progress through a callback).
 //! - [`run_chaos`] runs a chaos scenario ([`ChaosScenario`]: flood, anonymous, stall,
@@ -29,6 +31,7 @@
 mod bots;
 mod chaos;
 mod client;
+mod cluster;
 mod config;
 mod error;
 mod guard;
@@ -48,6 +51,7 @@ pub use chaos::{
     SprayReport, Spread,
 };
 pub use client::{interactive, ClientError, Connection};
+pub use cluster::{ClusterConfig, DEFAULT_INSTANCE_TTL};
 pub use config::{
     engine_config, ChatConfig, Mode, RateLimit, DEFAULT_CHAT_LIMIT, DEFAULT_IDLE_TIMEOUT,
     DEFAULT_LOGIN_TIMEOUT, DEFAULT_MAX_ANONYMOUS, DEFAULT_MAX_PENDING, DEFAULT_REQUEST_LIMIT,

@@ -1,5 +1,6 @@
 //! The chat server: the engine handler, its two modes, and starting it.
 
+use crate::cluster::{Cluster, Notice, Notify};
 use crate::config::{ChatConfig, Mode, RateLimit};
 use crate::error::Error;
 use crate::guard::{Admission, Inflow, Lobby, TokenBucket};
@@ -24,6 +25,8 @@ enum Event {
     Closed(Session),
     /// A password check came back.
     Verified(Verified),
+    /// The cluster's threads have news: a claim came back, or the instance was reaped.
+    Cluster(Notice),
     /// Shutdown: answer `()` on the channel once every event queued before this one has
     /// been applied (and every password check it waits for is back), and drop every
     /// request queued after it.
@@ -123,6 +126,7 @@ pub struct ChatHandler {
     admission: Admission,
     lobby: Lobby,
     verifiers: Option<Arc<Verifiers>>,
+    cluster: Option<Arc<Cluster>>,
 }
 
 /// The per-session limits the I/O threads apply.
@@ -199,7 +203,35 @@ impl ChatHandler {
         } else {
             None
         };
-        let world = World::new(config, store, verifiers.clone(), counters.clone());
+        let cluster = match &config.cluster {
+            Some(cluster) => {
+                let deliver = deliver.clone();
+                let notify: Notify = Arc::new(move |notice| match deliver.get() {
+                    Some(Deliver::Queue(queue)) => {
+                        if let Some(queue) = lock(queue).as_ref() {
+                            let _ = queue.send(Event::Cluster(notice));
+                        }
+                    }
+                    Some(Deliver::World(world, checked)) => {
+                        if let Some(world) = world.upgrade() {
+                            lock(&world).notice(notice);
+                            checked.notify_all();
+                        }
+                    }
+                    None => {}
+                });
+                let started = Cluster::start(cluster, config.rooms, config.room_capacity, notify);
+                Some(Arc::new(started?))
+            }
+            None => None,
+        };
+        let world = World::new(
+            config,
+            store,
+            verifiers.clone(),
+            cluster.clone(),
+            counters.clone(),
+        );
         let (logic, fence) = match mode {
             Mode::Io => {
                 let world = Arc::new(Mutex::new(world));
@@ -235,6 +267,7 @@ impl ChatHandler {
             admission,
             lobby,
             verifiers,
+            cluster,
         })
     }
 
@@ -329,6 +362,7 @@ fn run_logic(mut world: World, events: mpsc::Receiver<Event>) {
             }
             Event::Closed(session) => world.closed(&session),
             Event::Verified(verified) => world.verified(verified),
+            Event::Cluster(notice) => world.notice(notice),
             Event::Barrier(ack) => {
                 stopped = true;
                 barriers.push(ack);
@@ -507,6 +541,11 @@ impl Drop for ChatHandler {
         }
         if let Some(verifiers) = &self.verifiers {
             verifiers.join();
+        }
+        // Every close event is handled and its release queued: the cluster runs them,
+        // then leaves.
+        if let Some(cluster) = &self.cluster {
+            cluster.close();
         }
     }
 }

@@ -2,6 +2,7 @@
 //! the logic thread owns a `World` outright ([`crate::Mode::Logic`]), or the I/O threads
 //! take turns under one lock ([`crate::Mode::Io`]).
 
+use crate::cluster::{Claimed, Cluster, Notice};
 use crate::config::ChatConfig;
 use crate::guard::Inflow;
 use crate::stats::{Counters, RequestKind};
@@ -9,7 +10,7 @@ use crate::store::{Refusal, UserStore};
 use crate::verify::{Job, Verified, Verifiers};
 use iomodels_engine::{Session, SessionId};
 use iomodels_proto::{Request, Response, ResultCode, RoomUser, MAX_MESSAGE_LEN, MAX_USER_ID_LEN};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ struct User {
 
 /// A session the logic has heard from.
 struct Client {
+    session: Session,
     user: Option<User>,
     inflow: Arc<Inflow>,
     /// A login of this session is out for its password check: its later requests wait in
@@ -42,8 +44,18 @@ struct Member {
 enum Step {
     /// Answered.
     Done,
-    /// A login gone for its password check: answered when [`World::verified`] runs.
+    /// A login gone for its password check, or its cluster-wide claim: answered when
+    /// [`World::verified`] or [`World::claimed`] runs.
     Verifying,
+}
+
+/// What [`World::admit`] did with a login.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Admit {
+    /// Answered with this result.
+    Done(ResultCode),
+    /// Gone to the cluster for its claim: answered when [`World::claimed`] runs.
+    Claiming,
 }
 
 pub(crate) struct World {
@@ -51,6 +63,11 @@ pub(crate) struct World {
     store: Arc<dyn UserStore>,
     /// Where costly password checks go (`None`: the store answers at once).
     verifiers: Option<Arc<Verifiers>>,
+    /// The cluster this instance belongs to, if any: logins are claimed there.
+    cluster: Option<Arc<Cluster>>,
+    /// The user ids whose claims are out to the cluster and not yet back: they count
+    /// against `max_users`, and a second login of one waits for no claim (31 at once).
+    claiming: HashSet<String>,
     counters: Arc<Counters>,
     clients: HashMap<SessionId, Client>,
     /// Logged-in user ids, so a user logs in once and the user limit holds.
@@ -68,6 +85,7 @@ impl World {
         config: ChatConfig,
         store: Arc<dyn UserStore>,
         verifiers: Option<Arc<Verifiers>>,
+        cluster: Option<Arc<Cluster>>,
         counters: Arc<Counters>,
     ) -> World {
         World {
@@ -75,6 +93,8 @@ impl World {
             config,
             store,
             verifiers,
+            cluster,
+            claiming: HashSet::new(),
             counters,
             clients: HashMap::new(),
             users: HashMap::new(),
@@ -84,8 +104,8 @@ impl World {
         }
     }
 
-    /// Password checks out and not yet back: a shutdown waits for them, since the logins
-    /// they answer (and the requests held behind them) were read before it.
+    /// Password checks and cluster claims out and not yet back: a shutdown waits for them,
+    /// since the logins they answer (and the requests held behind them) were read before it.
     pub(crate) fn verifying(&self) -> usize {
         self.verifying
     }
@@ -94,6 +114,7 @@ impl World {
     /// out for its password check.
     pub(crate) fn request(&mut self, session: &Session, request: Request, inflow: &Arc<Inflow>) {
         let client = self.clients.entry(session.id()).or_insert_with(|| Client {
+            session: session.clone(),
             user: None,
             inflow: inflow.clone(),
             verifying: false,
@@ -166,9 +187,13 @@ impl World {
             return Step::Done;
         }
         let checked = self.store.check(&user_id, &password);
-        let result = self.admit(session, user_id, checked);
-        self.answer(session, RequestKind::Login, result);
-        Step::Done
+        match self.admit(session, user_id, checked) {
+            Admit::Done(result) => {
+                self.answer(session, RequestKind::Login, result);
+                Step::Done
+            }
+            Admit::Claiming => Step::Verifying,
+        }
     }
 
     /// A password check came back: answer the login, then run the requests the session
@@ -187,9 +212,69 @@ impl World {
         };
         client.verifying = false;
         let inflow = client.inflow.clone();
-        let result = self.admit(&session, user_id, result);
+        match self.admit(&session, user_id, result) {
+            Admit::Done(result) => self.answer(&session, RequestKind::Login, result),
+            // Still held: answered (and the held requests run) when the claim is back.
+            Admit::Claiming => return,
+        }
+        inflow.handled(&session, self.config.max_pending, &self.counters);
+        self.run_held(&session, &inflow);
+    }
+
+    /// A cluster claim came back: log the session in with its unique id, or answer why
+    /// not; then run the requests it held back.
+    pub(crate) fn claimed(&mut self, claimed: Claimed) {
+        self.verifying -= 1;
+        self.claiming.remove(&claimed.user_id);
+        self.counters.verifying.fetch_sub(1, Relaxed);
+        let Claimed {
+            session,
+            user_id,
+            result,
+        } = claimed;
+        let Some(client) = self.clients.get_mut(&session.id()) else {
+            // The session ended meanwhile: give back what it won.
+            if let (Ok(_), Some(cluster)) = (result, &self.cluster) {
+                cluster.release(user_id);
+            }
+            return;
+        };
+        client.verifying = false;
+        let inflow = client.inflow.clone();
+        let result = match result {
+            Ok(unique_id) => {
+                self.log_in(&session, user_id, unique_id);
+                ResultCode::None
+            }
+            Err(result) => result,
+        };
         self.answer(&session, RequestKind::Login, result);
         inflow.handled(&session, self.config.max_pending, &self.counters);
+        self.run_held(&session, &inflow);
+    }
+
+    /// News from the cluster's threads.
+    pub(crate) fn notice(&mut self, notice: Notice) {
+        match notice {
+            Notice::Claimed(claimed) => self.claimed(claimed),
+            Notice::Evicted => self.evicted(),
+        }
+    }
+
+    /// This instance was reaped from the cluster: its users are free there and may log in
+    /// elsewhere, so every session logged in here is closed (its close event then does
+    /// what a disconnect does).
+    pub(crate) fn evicted(&mut self) {
+        for id in self.users.values() {
+            if let Some(client) = self.clients.get(id) {
+                client.session.close();
+            }
+        }
+    }
+
+    /// Run the requests `session` held back behind a login, until one is another login
+    /// out for its check.
+    fn run_held(&mut self, session: &Session, inflow: &Arc<Inflow>) {
         loop {
             let Some(client) = self.clients.get_mut(&session.id()) else {
                 return;
@@ -200,31 +285,46 @@ impl World {
             let Some(request) = client.deferred.pop_front() else {
                 return;
             };
-            if self.handle(&session, request) == Step::Done {
-                inflow.handled(&session, self.config.max_pending, &self.counters);
+            if self.handle(session, request) == Step::Done {
+                inflow.handled(session, self.config.max_pending, &self.counters);
             }
         }
     }
 
     /// Log `session` in as `user_id` if its password `checked` out and the user may.
-    fn admit(
-        &mut self,
-        session: &Session,
-        user_id: String,
-        checked: Result<(), Refusal>,
-    ) -> ResultCode {
-        let id = session.id();
+    fn admit(&mut self, session: &Session, user_id: String, checked: Result<(), Refusal>) -> Admit {
         if let Err(Refusal::InvalidPassword) = checked {
-            return ResultCode::InvalidPassword;
+            return Admit::Done(ResultCode::InvalidPassword);
         }
-        if self.users.contains_key(&user_id) {
-            return ResultCode::UserAlreadyLoggedIn;
+        if self.users.contains_key(&user_id) || self.claiming.contains(&user_id) {
+            return Admit::Done(ResultCode::UserAlreadyLoggedIn);
         }
-        if self.users.len() >= self.config.max_users {
-            return ResultCode::ServerFull;
+        if self.users.len() + self.claiming.len() >= self.config.max_users {
+            return Admit::Done(ResultCode::ServerFull);
+        }
+        if let Some(cluster) = &self.cluster {
+            // One login per user id cluster-wide, and the unique id, come from Redis.
+            if !cluster.claim(session.clone(), user_id.clone()) {
+                // The cluster is closed: the server is going away.
+                return Admit::Done(ResultCode::ServerFull);
+            }
+            self.claiming.insert(user_id);
+            self.verifying += 1;
+            self.counters.verifying.fetch_add(1, Relaxed);
+            if let Some(client) = self.clients.get_mut(&session.id()) {
+                client.verifying = true;
+            }
+            return Admit::Claiming;
         }
         let unique_id = self.next_unique_id;
         self.next_unique_id += 1;
+        self.log_in(session, user_id, unique_id);
+        Admit::Done(ResultCode::None)
+    }
+
+    /// Log `session` in as `user_id`, known by `unique_id`.
+    fn log_in(&mut self, session: &Session, user_id: String, unique_id: i64) {
+        let id = session.id();
         self.users.insert(user_id.clone(), id);
         if let Some(client) = self.clients.get_mut(&id) {
             client.inflow.not_anonymous(&self.counters);
@@ -235,7 +335,6 @@ impl World {
             });
         }
         self.counters.login();
-        ResultCode::None
     }
 
     fn enter(&mut self, session: &Session, room: i32) {
@@ -353,6 +452,9 @@ impl World {
         if let Some(client) = self.clients.remove(&session.id()) {
             if let Some(user) = client.user {
                 self.users.remove(&user.user_id);
+                if let Some(cluster) = &self.cluster {
+                    cluster.release(user.user_id);
+                }
             }
             // Its login out for a check, and what waited behind it, will not be answered.
             let held = client.deferred.len() + usize::from(client.verifying);

@@ -21,3 +21,291 @@ fn the_test_redis_starts_restarts_and_dies_with_its_guard() {
     drop(redis);
     assert!(!ping(addr), "a dropped Redis is gone");
 }
+
+use common::{ask, connect, enter, login, next, server_with, WAIT};
+use iomodels_chat::{AcceptAll, ChatConfig, ChatServer, ClusterConfig, Connection, Error, Mode};
+use iomodels_engine::Model;
+use iomodels_proto::{Request, Response};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// An instance named `name` of the cluster on `redis`: 4 rooms of 8, up to 16 users, in
+/// `mode`, its cluster settings changed by `tweak`.
+fn instance(
+    redis: &Redis,
+    name: &str,
+    mode: Mode,
+    tweak: impl FnOnce(&mut ClusterConfig),
+) -> ChatServer {
+    let mut cluster = ClusterConfig::new(redis.url(), name);
+    tweak(&mut cluster);
+    let chat = chat_config(mode, cluster);
+    server_with(Model::SCALABLE[0], chat, Arc::new(AcceptAll), |_| {})
+        .expect("the first scalable model runs everywhere")
+}
+
+fn chat_config(mode: Mode, cluster: ClusterConfig) -> ChatConfig {
+    ChatConfig {
+        rooms: 4,
+        room_capacity: 8,
+        max_users: 16,
+        mode,
+        cluster: Some(cluster),
+        ..ChatConfig::default()
+    }
+}
+
+/// A command's answer from the test's own connection to `redis`.
+fn redis_query<T: redis::FromRedisValue>(redis: &Redis, command: &mut redis::Cmd) -> T {
+    let client = redis::Client::open(redis.url()).expect("the URL");
+    let mut con = client
+        .get_connection()
+        .expect("connecting to the test's Redis");
+    command.query(&mut con).expect("the test's Redis command")
+}
+
+/// Log in as `user` on `server` until the answer is 0 (a release or a reap is on its way),
+/// at most `within`: the session logged in, and how long it took.
+fn login_eventually(server: &ChatServer, user: &str, within: Duration) -> (Connection, Duration) {
+    let start = Instant::now();
+    loop {
+        let mut c = connect(server);
+        let got = ask(
+            &mut c,
+            Request::Login {
+                user_id: user.into(),
+                password: b"pw".to_vec(),
+            },
+        );
+        match got {
+            Response::Login { result: 0 } => return (c, start.elapsed()),
+            Response::Login { result: 31 } if start.elapsed() < within => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => panic!("login as {user} after {:?}: {other:?}", start.elapsed()),
+        }
+    }
+}
+
+#[test]
+fn a_user_logs_in_once_across_instances() {
+    for mode in Mode::ALL {
+        let Some(redis) = Redis::start("a_user_logs_in_once_across_instances") else {
+            return;
+        };
+        let a = instance(&redis, "a", mode, |_| {});
+        let b = instance(&redis, "b", mode, |_| {});
+        let mut alice = connect(&a);
+        login(&mut alice, "alice", 0);
+        // Wherever the second login comes, it is refused.
+        login(&mut connect(&b), "alice", 31);
+        login(&mut connect(&a), "alice", 31);
+        // Redis says who holds her.
+        let holder: String = redis_query(&redis, redis::cmd("GET").arg("iomodels:user:alice"));
+        assert_eq!(holder, "a");
+        // Gone from a, she may log in on b (once a's release has run).
+        drop(alice);
+        let _alice = login_eventually(&b, "alice", WAIT);
+        login(&mut connect(&a), "alice", 31);
+        let holder: String = redis_query(&redis, redis::cmd("GET").arg("iomodels:user:alice"));
+        assert_eq!(holder, "b", "{mode} mode");
+        a.stop().unwrap();
+        b.stop().unwrap();
+    }
+}
+
+#[test]
+fn unique_ids_are_unique_across_instances() {
+    let Some(redis) = Redis::start("unique_ids_are_unique_across_instances") else {
+        return;
+    };
+    let servers = [
+        instance(&redis, "a", Mode::Logic, |_| {}),
+        instance(&redis, "b", Mode::Io, |_| {}),
+    ];
+    // On each instance, a watcher in room 0 hears each newcomer's unique id (rooms are
+    // still per instance).
+    let mut ids = Vec::new();
+    let mut keep = Vec::new();
+    for (i, server) in servers.iter().enumerate() {
+        let mut watcher = connect(server);
+        login(&mut watcher, &format!("watcher{i}"), 0);
+        enter(&mut watcher, 0);
+        for n in 0..5 {
+            let mut c = connect(server);
+            login(&mut c, &format!("user{i}-{n}"), 0);
+            let list = enter(&mut c, 0);
+            match next(&mut watcher) {
+                Response::RoomNewUser(user) => ids.push(user.unique_id),
+                other => panic!("expected a 208, got {other:?}"),
+            }
+            ids.extend(list.iter().map(|u| u.unique_id));
+            keep.push(c);
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    // 5 newcomers and one watcher per instance.
+    assert_eq!(ids.len(), 12, "every login has its own unique id: {ids:?}");
+    let last: i64 = redis_query(&redis, redis::cmd("GET").arg("iomodels:next_unique_id"));
+    assert_eq!(last, 12);
+    for server in servers {
+        server.stop().unwrap();
+    }
+}
+
+#[test]
+fn the_cluster_wide_cap_holds() {
+    let Some(redis) = Redis::start("the_cluster_wide_cap_holds") else {
+        return;
+    };
+    let cap = |c: &mut ClusterConfig| c.max_users = Some(2);
+    let a = instance(&redis, "a", Mode::Logic, cap);
+    let b = instance(&redis, "b", Mode::Logic, cap);
+    let _first = common::user(&a, "first");
+    let _second = common::user(&b, "second");
+    login(&mut connect(&a), "third", 32);
+    login(&mut connect(&b), "third", 32);
+    let count: i64 = redis_query(&redis, redis::cmd("GET").arg("iomodels:users"));
+    assert_eq!(count, 2);
+    a.stop().unwrap();
+    b.stop().unwrap();
+}
+
+#[test]
+fn an_instance_that_stops_gracefully_frees_its_users_at_once() {
+    let Some(redis) = Redis::start("an_instance_that_stops_gracefully_frees_its_users_at_once")
+    else {
+        return;
+    };
+    // A TTL far longer than the test: only the graceful exit can free her in time.
+    let long = |c: &mut ClusterConfig| c.instance_ttl = Duration::from_secs(60);
+    let a = instance(&redis, "a", Mode::Logic, long);
+    let b = instance(&redis, "b", Mode::Logic, long);
+    let _alice = common::user(&a, "alice");
+    a.stop().unwrap();
+    login(&mut connect(&b), "alice", 0);
+    let names: Vec<String> = redis_query(&redis, redis::cmd("SMEMBERS").arg("iomodels:instances"));
+    assert_eq!(names, ["b"]);
+    let alive: i64 = redis_query(&redis, redis::cmd("EXISTS").arg("iomodels:instance:a"));
+    assert_eq!(alive, 0);
+    b.stop().unwrap();
+}
+
+#[test]
+fn a_dead_instance_is_reaped_within_the_bound() {
+    let Some(redis) = Redis::start("a_dead_instance_is_reaped_within_the_bound") else {
+        return;
+    };
+    // A dead instance as it is left in Redis: its liveness key about to expire, a user it
+    // held, the count. (The binary's tests kill a real process with SIGKILL.)
+    let ttl = Duration::from_millis(900);
+    redis_query::<()>(
+        &redis,
+        redis::cmd("SET")
+            .arg("iomodels:instance:ghost")
+            .arg(1)
+            .arg("PX")
+            .arg(ttl.as_millis() as u64),
+    );
+    redis_query::<()>(
+        &redis,
+        redis::cmd("SADD").arg("iomodels:instances").arg("ghost"),
+    );
+    redis_query::<()>(
+        &redis,
+        redis::cmd("SET").arg("iomodels:user:alice").arg("ghost"),
+    );
+    redis_query::<()>(
+        &redis,
+        redis::cmd("HSET")
+            .arg("iomodels:instance:ghost:users")
+            .arg("alice")
+            .arg(7),
+    );
+    redis_query::<()>(&redis, redis::cmd("SET").arg("iomodels:users").arg(1));
+    let died = Instant::now();
+    let a = instance(&redis, "a", Mode::Logic, |c| c.instance_ttl = ttl);
+    login(&mut connect(&a), "alice", 31);
+    let _alice = login_eventually(&a, "alice", ttl * 4);
+    let took = died.elapsed();
+    // The bound is TTL * 4/3; a little slack for the test's own round trips.
+    assert!(
+        took <= ttl * 4 / 3 + Duration::from_millis(500),
+        "reaped after {took:?}, bound {:?}",
+        ttl * 4 / 3
+    );
+    let names: Vec<String> = redis_query(&redis, redis::cmd("SMEMBERS").arg("iomodels:instances"));
+    assert_eq!(names, ["a"]);
+    let count: i64 = redis_query(&redis, redis::cmd("GET").arg("iomodels:users"));
+    assert_eq!(count, 1, "the ghost's alice freed, a's alice counted");
+    a.stop().unwrap();
+}
+
+#[test]
+fn an_instance_reaped_while_alive_logs_its_users_out() {
+    let Some(mut redis) = Redis::start("an_instance_reaped_while_alive_logs_its_users_out") else {
+        return;
+    };
+    let ttl = Duration::from_millis(900);
+    let a = instance(&redis, "a", Mode::Logic, |c| c.instance_ttl = ttl);
+    let mut alice = common::user(&a, "alice");
+    // Redis restarted empty: nothing says alice is logged in on a any more, so another
+    // instance could log her in. a finds itself gone at its next heartbeat and closes her.
+    redis.restart();
+    alice
+        .wait_closed(ttl * 4 + Duration::from_secs(6))
+        .expect("alice's session closed by the eviction");
+    // a registered again and serves logins.
+    let _alice = login_eventually(&a, "alice", WAIT);
+    let alive: i64 = redis_query(&redis, redis::cmd("EXISTS").arg("iomodels:instance:a"));
+    assert_eq!(alive, 1);
+    a.stop().unwrap();
+}
+
+#[test]
+fn joining_a_cluster_is_refused_with_a_reason() {
+    let Some(redis) = Redis::start("joining_a_cluster_is_refused_with_a_reason") else {
+        return;
+    };
+    let a = instance(&redis, "a", Mode::Logic, |_| {});
+    let start = |chat: ChatConfig| {
+        let config =
+            iomodels_chat::engine_config(Model::SCALABLE[0], "127.0.0.1:0".parse().unwrap());
+        iomodels_chat::start(config, chat, Arc::new(AcceptAll))
+    };
+    // The name of a live instance.
+    match start(chat_config(
+        Mode::Logic,
+        ClusterConfig::new(redis.url(), "a"),
+    )) {
+        Err(Error::Cluster { what }) => assert!(what.contains("is running"), "{what}"),
+        Err(e) => panic!("expected a refusal, got {e}"),
+        Ok(_) => panic!("a second instance named a started"),
+    }
+    // Other rooms than the cluster's.
+    let mut other = chat_config(Mode::Logic, ClusterConfig::new(redis.url(), "b"));
+    other.room_capacity = 9;
+    match start(other) {
+        Err(Error::Cluster { what }) => assert!(what.contains("--room-capacity"), "{what}"),
+        Err(e) => panic!("expected a refusal, got {e}"),
+        Ok(_) => panic!("an instance with other rooms joined"),
+    }
+    // No Redis there.
+    let nowhere = format!("redis://127.0.0.1:{}", free_port());
+    match start(chat_config(Mode::Logic, ClusterConfig::new(nowhere, "c"))) {
+        Err(Error::Redis { url, .. }) => assert!(url.starts_with("redis://127.0.0.1:")),
+        Err(e) => panic!("expected Redis unreachable, got {e}"),
+        Ok(_) => panic!("an instance started without its Redis"),
+    }
+    a.stop().unwrap();
+}
+
+/// A loopback port nothing listens on (just let go by the kernel's pick).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -5,8 +5,8 @@ use crate::flags::{self, BotsScenario, IdleTimeout, LoginTimeout};
 use crate::progress::Progress;
 use anyhow::{Context, Result};
 use iomodels_chat::{
-    engine_config, start, AcceptAll, ChatConfig, Mode, PasswordFile, RateLimit, SwarmConfig,
-    UserStore, DEFAULT_MAX_ANONYMOUS, DEFAULT_MAX_PENDING, MAX_ROOMS,
+    engine_config, start, AcceptAll, ChatConfig, ClusterConfig, Mode, PasswordFile, RateLimit,
+    SwarmConfig, UserStore, DEFAULT_MAX_ANONYMOUS, DEFAULT_MAX_PENDING, MAX_ROOMS,
 };
 use iomodels_engine::Model;
 use iomodels_metrics::Source;
@@ -75,6 +75,51 @@ pub struct ChatServerArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (off unless given).
     #[arg(long, value_name = "ADDR", value_parser = flags::addr)]
     pub metrics_addr: Option<SocketAddr>,
+    /// Join the instances that share this Redis as one chat world (redis://HOST:PORT).
+    /// Logins are then one per user id across the cluster (issue 11: rooms are still per
+    /// instance). An unreachable Redis at start is an error.
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
+    /// This instance's name in the cluster, unique among the running instances (default:
+    /// HOSTNAME:PORT, or HOSTNAME:pid-PID when the port is 0). Needs --redis.
+    #[arg(long, value_name = "NAME", requires = "redis")]
+    pub instance: Option<String>,
+    /// How long this instance's liveness key lives without a heartbeat: an instance that
+    /// dies is reaped, its users logged out, within 4/3 of it. Needs --redis.
+    #[arg(long, value_name = "SECS", default_value = "6", value_parser = flags::positive_seconds, requires = "redis")]
+    pub instance_ttl: Duration,
+    /// Users logged in across the cluster, at most (default: only --max-users per
+    /// instance). Needs --redis.
+    #[arg(long, value_parser = flags::bounded(1, usize::MAX), requires = "redis")]
+    pub cluster_max_users: Option<usize>,
+}
+
+/// The cluster settings of `args`, if it has `--redis`.
+fn cluster(args: &ChatServerArgs) -> Option<ClusterConfig> {
+    let url = args.redis.clone()?;
+    let instance = args.instance.clone().unwrap_or_else(|| {
+        let host = hostname();
+        match args.addr.port() {
+            0 => format!("{host}:pid-{}", std::process::id()),
+            port => format!("{host}:{port}"),
+        }
+    });
+    Some(ClusterConfig {
+        instance_ttl: args.instance_ttl,
+        max_users: args.cluster_max_users,
+        ..ClusterConfig::new(url, instance)
+    })
+}
+
+/// This machine's name, for the default instance name.
+fn hostname() -> String {
+    let from_file = std::fs::read_to_string("/etc/hostname").ok();
+    from_file
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty() && !name.contains(char::is_whitespace))
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// Run the chat server until SIGINT or SIGTERM, then shut down gracefully.
@@ -86,6 +131,11 @@ pub fn run_server(args: ChatServerArgs) -> Result<()> {
     let mut engine = engine_config(args.model, args.addr);
     engine.idle_timeout = args.idle_timeout.0;
     engine.workers = args.workers;
+    let cluster = cluster(&args);
+    let joined = match &cluster {
+        Some(c) => format!(", instance {} of the cluster at {}", c.instance, c.url),
+        None => String::new(),
+    };
     let chat = ChatConfig {
         rooms: args.rooms,
         room_capacity: args.room_capacity,
@@ -98,6 +148,7 @@ pub fn run_server(args: ChatServerArgs) -> Result<()> {
         max_anonymous: args.max_anonymous,
         max_per_address: args.max_per_address,
         verifier_threads: args.verifier_threads,
+        cluster,
     };
     let descriptors = crate::raise_open_file_limit();
     // Before any thread starts, so that none of them takes the signals.
@@ -115,7 +166,7 @@ pub fn run_server(args: ChatServerArgs) -> Result<()> {
     };
     eprintln!(
         "iomodels: chat server on {} ({} model, {} mode, {} rooms of {}, up to {descriptors} \
-         descriptors){}; Ctrl-C stops it",
+         descriptors){joined}{}; Ctrl-C stops it",
         server.local_addr(),
         args.model,
         args.mode,

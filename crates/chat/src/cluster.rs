@@ -1,0 +1,604 @@
+//! Many chat-server instances as one chat world, over one Redis (issue 11; the crate's
+//! README, "Many instances over Redis", has the design and every key).
+//!
+//! Built so far: registration and liveness (a heartbeat with a TTL, and a janitor on every
+//! instance that reaps the instances whose heartbeat stopped), and logins claimed
+//! cluster-wide (one login per user id, unique ids from one counter, an optional
+//! cluster-wide cap). Rooms are still per instance.
+//!
+//! Redis is only ever waited on by threads of this module: `chat-redis` runs the
+//! instance's claims and releases one at a time, in the order the game logic queued them;
+//! `chat-redis-beat` refreshes the liveness key and runs the janitor. Their answers go back
+//! to the game logic through the [`Notify`] callback, as password checks do.
+
+mod keys;
+mod scripts;
+
+use crate::error::Error;
+use iomodels_engine::Session;
+use iomodels_proto::ResultCode;
+use redis::{Client, Connection, RedisResult};
+use std::collections::VecDeque;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long an instance's liveness key lives unless set otherwise. Its heartbeat and the
+/// janitor run every third of it, so an instance that dies is reaped within 8 s.
+pub const DEFAULT_INSTANCE_TTL: Duration = Duration::from_secs(6);
+
+/// How long connecting to Redis, or one command, may take before Redis counts as lost.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The longest wait between two reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// How an instance joins a cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// Redis's URL, `redis://HOST:PORT`.
+    pub url: String,
+    /// This instance's name, unique among the running instances.
+    pub instance: String,
+    /// How long the instance's liveness key lives without a heartbeat; the heartbeat and
+    /// the janitor run every third of it. An instance that dies has its users freed within
+    /// `instance_ttl * 4 / 3`.
+    pub instance_ttl: Duration,
+    /// Users logged in across the whole cluster, at most (`None`: only each instance's
+    /// `max_users`).
+    pub max_users: Option<usize>,
+}
+
+impl ClusterConfig {
+    /// Join the cluster at `url` as `instance`, with the default TTL and no cluster-wide cap.
+    pub fn new(url: impl Into<String>, instance: impl Into<String>) -> ClusterConfig {
+        ClusterConfig {
+            url: url.into(),
+            instance: instance.into(),
+            instance_ttl: DEFAULT_INSTANCE_TTL,
+            max_users: None,
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        let what = if self.instance.is_empty()
+            || self
+                .instance
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            "--instance must be a name without whitespace".to_string()
+        } else if self.instance_ttl < Duration::from_millis(300) {
+            "--instance-ttl must be at least 0.3 s".into()
+        } else if self.max_users == Some(0) {
+            "--cluster-max-users must be at least 1".into()
+        } else {
+            return Ok(());
+        };
+        Err(Error::Config { what })
+    }
+}
+
+/// A claim's answer.
+pub(crate) struct Claimed {
+    pub(crate) session: Session,
+    pub(crate) user_id: String,
+    /// The user's unique id, or why not: 31 (logged in somewhere in the cluster), 32 (the
+    /// cluster is full, or Redis cannot be reached).
+    pub(crate) result: Result<i64, ResultCode>,
+}
+
+/// What the cluster's threads tell the game logic.
+pub(crate) enum Notice {
+    /// A login's claim came back.
+    Claimed(Claimed),
+    /// This instance was reaped (its heartbeat did not reach Redis in time, or Redis lost
+    /// its data): its users are free cluster-wide, so each must be logged out here.
+    Evicted,
+}
+
+/// Where notices go.
+pub(crate) type Notify = Arc<dyn Fn(Notice) + Send + Sync>;
+
+/// Work for the `chat-redis` thread.
+enum Op {
+    Claim { session: Session, user_id: String },
+    Release { user_id: String },
+}
+
+/// This instance's membership of the cluster: its threads and their queues.
+pub(crate) struct Cluster {
+    ops: Mutex<Option<mpsc::Sender<Op>>>,
+    stop: Mutex<Option<mpsc::Sender<()>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// What both threads need to know.
+#[derive(Clone)]
+struct Instance {
+    client: Client,
+    name: String,
+    ttl: Duration,
+    max_users: usize,
+}
+
+impl Cluster {
+    /// Connect, check that the cluster's settings agree with `rooms` and `room_capacity`,
+    /// register as the instance `config` names, and start the threads. Fails if Redis
+    /// cannot be reached, the settings differ, or the name is taken by a live instance.
+    pub(crate) fn start(
+        config: &ClusterConfig,
+        rooms: usize,
+        room_capacity: usize,
+        notify: Notify,
+    ) -> Result<Cluster, Error> {
+        config.validate()?;
+        let unreachable = |error| Error::Redis {
+            url: config.url.clone(),
+            error,
+        };
+        let client = Client::open(config.url.as_str()).map_err(|e| Error::Config {
+            what: format!("--redis {}: {e} (expected redis://HOST:PORT)", config.url),
+        })?;
+        let mut con = connect(&client).map_err(unreachable)?;
+        agree(&mut con, rooms, room_capacity).map_err(|e| match e {
+            Agreement::Redis(error) => unreachable(error),
+            Agreement::Differs(what) => Error::Cluster { what },
+        })?;
+        let instance = Instance {
+            client,
+            name: config.instance.clone(),
+            ttl: config.instance_ttl,
+            max_users: config.max_users.unwrap_or(0),
+        };
+        let incarnation = match register(&mut con, &instance, true).map_err(unreachable)? {
+            Some(incarnation) => incarnation,
+            None => {
+                return Err(Error::Cluster {
+                    what: format!(
+                        "instance {name:?} is running (its key {key} is alive): give this one \
+                         another --instance, or wait {ttl:?} for a dead one's to expire",
+                        name = instance.name,
+                        key = keys::instance(&instance.name),
+                        ttl = instance.ttl,
+                    ),
+                })
+            }
+        };
+        let link_con = connect(&instance.client).map_err(unreachable)?;
+        let (ops, ops_rx) = mpsc::channel();
+        let (stop, stop_rx) = mpsc::channel();
+        let cluster = Cluster {
+            ops: Mutex::new(Some(ops)),
+            stop: Mutex::new(Some(stop)),
+            threads: Mutex::new(Vec::new()),
+        };
+        let spawned = {
+            let (instance, notify) = (instance.clone(), notify.clone());
+            std::thread::Builder::new()
+                .name("chat-redis".into())
+                .spawn(move || run_link(instance, link_con, ops_rx, notify))
+        }
+        .and_then(|link| {
+            cluster.lock_threads().push(link);
+            std::thread::Builder::new()
+                .name("chat-redis-beat".into())
+                .spawn(move || run_beat(instance, con, incarnation, stop_rx, notify))
+        });
+        match spawned {
+            Ok(beat) => cluster.lock_threads().push(beat),
+            Err(e) => {
+                cluster.close();
+                return Err(Error::Io {
+                    context: "spawning the Redis threads",
+                    source: e,
+                });
+            }
+        }
+        Ok(cluster)
+    }
+
+    /// Queue a claim of `user_id` for `session`; its answer comes as a
+    /// [`Notice::Claimed`]. `false` if the cluster is closed (the server is going away).
+    pub(crate) fn claim(&self, session: Session, user_id: String) -> bool {
+        self.send(Op::Claim { session, user_id })
+    }
+
+    /// Queue the release of `user_id`'s login, behind every claim queued before.
+    pub(crate) fn release(&self, user_id: String) {
+        self.send(Op::Release { user_id });
+    }
+
+    fn send(&self, op: Op) -> bool {
+        match &*lock(&self.ops) {
+            Some(ops) => ops.send(op).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Stop: the releases queued so far are run, then the instance leaves the cluster
+    /// (what it still holds is freed and its key removed) and the threads end.
+    pub(crate) fn close(&self) {
+        lock(&self.ops).take();
+        let mut threads = std::mem::take(&mut *self.lock_threads());
+        // The link first: its releases come before the beat thread's unregistering.
+        if !threads.is_empty() {
+            let _ = threads.remove(0).join();
+        }
+        lock(&self.stop).take();
+        for thread in threads {
+            let _ = thread.join();
+        }
+    }
+
+    fn lock_threads(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
+        lock(&self.threads)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A connection whose every command gives up after [`REDIS_TIMEOUT`].
+fn connect(client: &Client) -> RedisResult<Connection> {
+    let con = client.get_connection_with_timeout(REDIS_TIMEOUT)?;
+    con.set_read_timeout(Some(REDIS_TIMEOUT))?;
+    con.set_write_timeout(Some(REDIS_TIMEOUT))?;
+    let mut con = con;
+    redis::cmd("PING").query::<String>(&mut con)?;
+    Ok(con)
+}
+
+/// Why the cluster's settings could not be agreed on.
+enum Agreement {
+    Redis(redis::RedisError),
+    Differs(String),
+}
+
+/// Write the settings every instance must share, if no instance has yet, and check ours
+/// against them.
+fn agree(con: &mut Connection, rooms: usize, room_capacity: usize) -> Result<(), Agreement> {
+    let key = keys::config();
+    let ours = [
+        (
+            "version",
+            keys::LAYOUT_VERSION.to_string(),
+            "key layout version",
+        ),
+        ("rooms", rooms.to_string(), "--rooms"),
+        (
+            "room_capacity",
+            room_capacity.to_string(),
+            "--room-capacity",
+        ),
+    ];
+    for (field, value, flag) in &ours {
+        redis::cmd("HSETNX")
+            .arg(&key)
+            .arg(field)
+            .arg(value)
+            .query::<i32>(con)
+            .map_err(Agreement::Redis)?;
+        let theirs: String = redis::cmd("HGET")
+            .arg(&key)
+            .arg(field)
+            .query(con)
+            .map_err(Agreement::Redis)?;
+        if &theirs != value {
+            return Err(Agreement::Differs(format!(
+                "the cluster has {flag} {theirs} ({key} {field}), this instance {value}: \
+                 every instance must agree"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Register `instance` (reaping what a dead process of its name left, if `reap`): its new
+/// incarnation, or `None` if a live process has the name.
+fn register(con: &mut Connection, instance: &Instance, reap: bool) -> RedisResult<Option<i64>> {
+    let incarnation: i64 = scripts::REGISTER
+        .key(keys::instance(&instance.name))
+        .key(keys::instances())
+        .key(keys::next_incarnation())
+        .arg(&instance.name)
+        .arg(ttl_ms(instance.ttl))
+        .arg(keys::PREFIX)
+        .arg(i32::from(reap))
+        .invoke(con)?;
+    Ok((incarnation >= 0).then_some(incarnation))
+}
+
+fn ttl_ms(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Reconnecting with back-off: 100 ms, doubling up to [`MAX_BACKOFF`]; the first failure
+/// of an outage is logged, and the return.
+struct Reconnect {
+    what: &'static str,
+    wait: Duration,
+    next: Instant,
+    down: bool,
+}
+
+impl Reconnect {
+    fn new(what: &'static str) -> Reconnect {
+        Reconnect {
+            what,
+            wait: Duration::from_millis(100),
+            next: Instant::now(),
+            down: false,
+        }
+    }
+
+    /// The connection was lost (or never made) because of `error`.
+    fn lost(&mut self, error: &redis::RedisError) {
+        if !self.down {
+            tracing::error!(%error, "{}: lost Redis; reconnecting", self.what);
+            self.down = true;
+        }
+        self.next = Instant::now() + self.wait;
+        self.wait = (self.wait * 2).min(MAX_BACKOFF);
+    }
+
+    /// A connection, if one is due and can be made.
+    fn attempt(&mut self, client: &Client) -> Option<Connection> {
+        if Instant::now() < self.next {
+            return None;
+        }
+        match connect(client) {
+            Ok(con) => {
+                if self.down {
+                    tracing::info!("{}: Redis is back", self.what);
+                }
+                self.down = false;
+                self.wait = Duration::from_millis(100);
+                Some(con)
+            }
+            Err(e) => {
+                self.lost(&e);
+                None
+            }
+        }
+    }
+
+    /// How long until the next attempt.
+    fn due_in(&self) -> Duration {
+        self.next.saturating_duration_since(Instant::now())
+    }
+}
+
+/// The `chat-redis` thread: claims and releases, one at a time, in queue order. A claim
+/// while Redis cannot be reached is answered 32 at once; a release is kept and retried
+/// when Redis is back.
+fn run_link(instance: Instance, con: Connection, ops: mpsc::Receiver<Op>, notify: Notify) {
+    let mut link = Link {
+        con: Some(con),
+        reconnect: Reconnect::new("chat-redis"),
+        instance,
+    };
+    let mut releases: VecDeque<String> = VecDeque::new();
+    loop {
+        let op = if releases.is_empty() {
+            match ops.recv() {
+                Ok(op) => Some(op),
+                Err(_) => break,
+            }
+        } else {
+            match ops.recv_timeout(link.reconnect.due_in().max(Duration::from_millis(10))) {
+                Ok(op) => Some(op),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        };
+        // Releases kept from an outage go first: they were queued before this op.
+        while let Some(user_id) = releases.front() {
+            if link.run(|c, i| release(c, i, user_id)).is_none() {
+                break;
+            }
+            releases.pop_front();
+        }
+        match op {
+            None => {}
+            Some(Op::Release { user_id }) => {
+                // Behind kept releases, or failing now: kept, in order.
+                let keep =
+                    !releases.is_empty() || link.run(|c, i| release(c, i, &user_id)).is_none();
+                if keep {
+                    releases.push_back(user_id);
+                }
+            }
+            Some(Op::Claim { session, user_id }) => {
+                let result = link
+                    .run(|c, i| claim(c, i, &user_id))
+                    .unwrap_or(Err(ResultCode::ServerFull));
+                notify(Notice::Claimed(Claimed {
+                    session,
+                    user_id,
+                    result,
+                }));
+            }
+        }
+    }
+    // What could not be released is freed when the beat thread unregisters.
+    for user_id in releases {
+        if link.run(|c, i| release(c, i, &user_id)).is_none() {
+            break;
+        }
+    }
+}
+
+/// The `chat-redis` thread's connection.
+struct Link {
+    con: Option<Connection>,
+    reconnect: Reconnect,
+    instance: Instance,
+}
+
+impl Link {
+    /// Run `step` on the connection: `None` if Redis cannot be reached. A step that fails
+    /// on a connection that was up is tried once more on a fresh one at once (it may be
+    /// stale, from before a Redis restart), so every step must be safe to run twice.
+    /// Without a connection, one is made only when the back-off allows.
+    fn run<T>(
+        &mut self,
+        mut step: impl FnMut(&mut Connection, &Instance) -> RedisResult<T>,
+    ) -> Option<T> {
+        let error = match self.con.as_mut() {
+            Some(c) => match step(c, &self.instance) {
+                Ok(answer) => return Some(answer),
+                Err(e) => {
+                    self.con = connect(&self.instance.client).ok();
+                    e
+                }
+            },
+            None => {
+                self.con = self.reconnect.attempt(&self.instance.client);
+                self.con.as_ref()?;
+                return self.run(step);
+            }
+        };
+        match self.con.as_mut().map(|c| step(c, &self.instance)) {
+            Some(Ok(answer)) => Some(answer),
+            Some(Err(e)) => {
+                self.reconnect.lost(&e);
+                self.con = None;
+                None
+            }
+            None => {
+                self.reconnect.lost(&error);
+                None
+            }
+        }
+    }
+}
+
+fn claim(
+    con: &mut Connection,
+    instance: &Instance,
+    user_id: &str,
+) -> RedisResult<Result<i64, ResultCode>> {
+    let answer: i64 = scripts::CLAIM
+        .key(keys::user(user_id))
+        .key(keys::users())
+        .key(keys::next_unique_id())
+        .key(keys::instance_users(&instance.name))
+        .arg(&instance.name)
+        .arg(user_id)
+        .arg(instance.max_users)
+        .invoke(con)?;
+    Ok(match answer {
+        -31 => Err(ResultCode::UserAlreadyLoggedIn),
+        id if id > 0 => Ok(id),
+        _ => Err(ResultCode::ServerFull),
+    })
+}
+
+fn release(con: &mut Connection, instance: &Instance, user_id: &str) -> RedisResult<()> {
+    scripts::RELEASE
+        .key(keys::user(user_id))
+        .key(keys::users())
+        .key(keys::instance_users(&instance.name))
+        .arg(&instance.name)
+        .arg(user_id)
+        .invoke::<i32>(con)?;
+    Ok(())
+}
+
+/// The `chat-redis-beat` thread: every third of the TTL, refresh the liveness key, then
+/// reap the instances whose key is gone. On a stop, leave the cluster.
+fn run_beat(
+    instance: Instance,
+    con: Connection,
+    mut incarnation: i64,
+    stop: mpsc::Receiver<()>,
+    notify: Notify,
+) {
+    let period = instance.ttl / 3;
+    let mut con = Some(con);
+    let mut reconnect = Reconnect::new("chat-redis-beat");
+    // Until a stop, or the cluster dropped.
+    while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(period) {
+        if con.is_none() {
+            con = reconnect.attempt(&instance.client);
+        }
+        let Some(c) = con.as_mut() else { continue };
+        if let Err(e) = beat(c, &instance, &mut incarnation, &notify) {
+            reconnect.lost(&e);
+            con = None;
+            continue;
+        }
+        if let Err(e) = janitor(c, &instance) {
+            reconnect.lost(&e);
+            con = None;
+        }
+    }
+    if let Some(c) = con.as_mut() {
+        let left = scripts::UNREGISTER
+            .key(keys::instance(&instance.name))
+            .arg(&instance.name)
+            .arg(incarnation)
+            .arg(keys::PREFIX)
+            .invoke::<i32>(c);
+        if let Err(error) = left {
+            tracing::warn!(%error, "could not leave the cluster; the janitor will reap this instance");
+        }
+    }
+}
+
+/// Refresh the liveness key; if this instance was reaped, say so and register again.
+fn beat(
+    con: &mut Connection,
+    instance: &Instance,
+    incarnation: &mut i64,
+    notify: &Notify,
+) -> RedisResult<()> {
+    let alive: i32 = scripts::BEAT
+        .key(keys::instance(&instance.name))
+        .arg(*incarnation)
+        .arg(ttl_ms(instance.ttl))
+        .invoke(con)?;
+    if alive == 1 {
+        return Ok(());
+    }
+    tracing::error!(
+        instance = %instance.name,
+        "this instance was reaped (its heartbeat did not reach Redis in time, or Redis lost \
+         its data); logging out its users and registering again"
+    );
+    notify(Notice::Evicted);
+    // Not reaping: the janitor that reaped us did; what claims made since is valid.
+    match register(con, instance, false)? {
+        Some(new) => *incarnation = new,
+        None => tracing::error!(
+            instance = %instance.name,
+            "another process registered as this instance meanwhile; retrying"
+        ),
+    }
+    Ok(())
+}
+
+/// Reap every other instance whose liveness key is gone.
+fn janitor(con: &mut Connection, instance: &Instance) -> RedisResult<()> {
+    let names: Vec<String> = redis::cmd("SMEMBERS").arg(keys::instances()).query(con)?;
+    for name in names.iter().filter(|n| **n != instance.name) {
+        let reaped: i32 = scripts::REAP
+            .key(keys::instance(name))
+            .arg(name)
+            .arg(keys::PREFIX)
+            .invoke(con)?;
+        if reaped == 1 {
+            tracing::warn!(instance = %name, "reaped instance {name}: its heartbeat stopped");
+        }
+    }
+    Ok(())
+}
