@@ -11,7 +11,7 @@
 //! `chat-redis-beat` refreshes the liveness key and runs the janitor. Their answers go back
 //! to the game logic through the [`Notify`] callback, as password checks do.
 
-mod keys;
+pub(crate) mod keys;
 mod scripts;
 
 use crate::error::Error;
@@ -248,7 +248,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// A connection whose every command gives up after [`REDIS_TIMEOUT`].
-fn connect(client: &Client) -> RedisResult<Connection> {
+pub(crate) fn connect(client: &Client) -> RedisResult<Connection> {
     let con = client.get_connection_with_timeout(REDIS_TIMEOUT)?;
     con.set_read_timeout(Some(REDIS_TIMEOUT))?;
     con.set_write_timeout(Some(REDIS_TIMEOUT))?;

@@ -60,4 +60,4 @@ pub use config::{
 pub use error::Error;
 pub use server::{start, ChatHandler, ChatServer, ChatServerHandle, FinalStats, SessionState};
 pub use stats::{Answers, ChatStats, RequestKind};
-pub use store::{AcceptAll, HashParams, PasswordFile, Refusal, UserChange, UserStore};
+pub use store::{AcceptAll, HashParams, PasswordFile, RedisUsers, Refusal, UserChange, UserStore};

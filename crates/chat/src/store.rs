@@ -1,9 +1,11 @@
-//! Where logins are checked: a small trait, ready for an external store, and two embedded
-//! stores: [`AcceptAll`] and the argon2-hashed [`PasswordFile`].
+//! Where logins are checked: a small trait and three stores: [`AcceptAll`], the
+//! argon2-hashed [`PasswordFile`], and the same hashes kept in Redis ([`RedisUsers`]).
 
 mod password_file;
+mod redis_users;
 
 pub use password_file::{HashParams, PasswordFile, UserChange};
+pub use redis_users::RedisUsers;
 
 /// Why a login was refused by the store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -11,6 +13,9 @@ pub use password_file::{HashParams, PasswordFile, UserChange};
 pub enum Refusal {
     /// The password does not match (or the user is unknown to the store).
     InvalidPassword,
+    /// The store could not be asked (Redis unreachable): nothing was refused, but the
+    /// login cannot go on now. Answered 32 (`SERVER_FULL`), not 33.
+    Unavailable,
 }
 
 /// Checks a login's credentials.

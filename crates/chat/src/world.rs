@@ -293,8 +293,10 @@ impl World {
 
     /// Log `session` in as `user_id` if its password `checked` out and the user may.
     fn admit(&mut self, session: &Session, user_id: String, checked: Result<(), Refusal>) -> Admit {
-        if let Err(Refusal::InvalidPassword) = checked {
-            return Admit::Done(ResultCode::InvalidPassword);
+        match checked {
+            Ok(()) => {}
+            Err(Refusal::InvalidPassword) => return Admit::Done(ResultCode::InvalidPassword),
+            Err(Refusal::Unavailable) => return Admit::Done(ResultCode::ServerFull),
         }
         if self.users.contains_key(&user_id) || self.claiming.contains(&user_id) {
             return Admit::Done(ResultCode::UserAlreadyLoggedIn);

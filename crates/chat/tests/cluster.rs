@@ -309,3 +309,94 @@ fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Hashing cheap enough for tests (it protects nothing).
+const CHEAP: iomodels_chat::HashParams = iomodels_chat::HashParams {
+    memory_kib: 8,
+    iterations: 1,
+    parallelism: 1,
+};
+
+/// A login as `user` with `password` on `server`: its result.
+fn login_with(server: &ChatServer, user: &str, password: &str) -> u16 {
+    match ask(
+        &mut connect(server),
+        Request::Login {
+            user_id: user.into(),
+            password: password.into(),
+        },
+    ) {
+        Response::Login { result } => result,
+        other => panic!("expected a login answer, got {other:?}"),
+    }
+}
+
+#[test]
+fn passwords_kept_in_redis_are_checked_on_every_instance() {
+    use iomodels_chat::{RedisUsers, UserChange};
+    let Some(mut redis) = Redis::start("passwords_kept_in_redis_are_checked_on_every_instance")
+    else {
+        return;
+    };
+    let url = redis.url();
+    assert_eq!(
+        RedisUsers::add_user(&url, "alice", b"first", &CHEAP).unwrap(),
+        UserChange::Added
+    );
+    assert_eq!(
+        RedisUsers::add_user(&url, "alice", b"secret", &CHEAP).unwrap(),
+        UserChange::Replaced
+    );
+    RedisUsers::add_user(&url, "bob", b"hunter2", &CHEAP).unwrap();
+    // Stored as a users file line holds it after the `:`.
+    let stored: String = redis_query(&redis, redis::cmd("GET").arg("iomodels:password:alice"));
+    assert!(
+        stored.starts_with("$argon2id$v=19$m=8,t=1,p=1$"),
+        "{stored}"
+    );
+    let servers: Vec<ChatServer> = ["a", "b"]
+        .into_iter()
+        .zip(Mode::ALL)
+        .map(|(name, mode)| {
+            let chat = chat_config(mode, ClusterConfig::new(redis.url(), name));
+            let store = Arc::new(RedisUsers::connect(&url).unwrap());
+            server_with(Model::SCALABLE[0], chat, store, |_| {}).unwrap()
+        })
+        .collect();
+    let (a, b) = (&servers[0], &servers[1]);
+    assert_eq!(login_with(a, "alice", "first"), 33, "the replaced password");
+    assert_eq!(login_with(b, "alice", "wrong"), 33);
+    assert_eq!(login_with(a, "carol", "secret"), 33, "an unknown user");
+    // A password added now counts at once, everywhere.
+    RedisUsers::add_user(&url, "carol", b"carol's", &CHEAP).unwrap();
+    let mut alice = connect(b);
+    login_with_on(&mut alice, "alice", "secret", 0);
+    assert_eq!(
+        login_with(a, "alice", "secret"),
+        31,
+        "right password, logged in on b"
+    );
+    let mut carol = connect(a);
+    login_with_on(&mut carol, "carol", "carol's", 0);
+    // Redis gone: a password cannot be checked, and the answer says the server cannot
+    // take the login (32), not that the password is wrong (33).
+    redis.kill();
+    assert_eq!(login_with(a, "bob", "hunter2"), 32);
+    assert_eq!(login_with(b, "bob", "hunter2"), 32);
+    drop((alice, carol));
+    for server in servers {
+        server.stop().unwrap();
+    }
+}
+
+/// Log `c` in as `user` with `password`, expecting `result`.
+fn login_with_on(c: &mut Connection, user: &str, password: &str, result: u16) {
+    let got = ask(
+        c,
+        Request::Login {
+            user_id: user.into(),
+            password: password.into(),
+        },
+    );
+    assert_eq!(got, Response::Login { result }, "login as {user}");
+}

@@ -6,7 +6,7 @@ use crate::progress::Progress;
 use anyhow::{Context, Result};
 use iomodels_chat::{
     engine_config, start, AcceptAll, ChatConfig, ClusterConfig, Mode, PasswordFile, RateLimit,
-    SwarmConfig, UserStore, DEFAULT_MAX_ANONYMOUS, DEFAULT_MAX_PENDING, MAX_ROOMS,
+    RedisUsers, SwarmConfig, UserStore, DEFAULT_MAX_ANONYMOUS, DEFAULT_MAX_PENDING, MAX_ROOMS,
 };
 use iomodels_engine::Model;
 use iomodels_metrics::Source;
@@ -39,9 +39,10 @@ pub struct ChatServerArgs {
     /// Where the game logic runs.
     #[arg(long, default_value = "logic", value_parser = flags::mode())]
     pub mode: Mode,
-    /// A users file of `user:argon2-hash` lines, written by `iomodels chat-users add`;
-    /// without it every password is accepted.
-    #[arg(long)]
+    /// A users file of `user:argon2-hash` lines, written by `iomodels chat-users add`, or
+    /// `redis`: the same hashes kept in the --redis Redis (`chat-users add --redis`; a file
+    /// named `redis` is `./redis`). Without it every password is accepted.
+    #[arg(long, value_name = "FILE|redis")]
     pub users: Option<PathBuf>,
     /// Worker threads of the model (default: the model's own).
     #[arg(long)]
@@ -125,6 +126,13 @@ fn hostname() -> String {
 /// Run the chat server until SIGINT or SIGTERM, then shut down gracefully.
 pub fn run_server(args: ChatServerArgs) -> Result<()> {
     let store: Arc<dyn UserStore> = match &args.users {
+        Some(path) if path.as_os_str() == "redis" => {
+            let url = args
+                .redis
+                .as_deref()
+                .ok_or_else(|| crate::usage("--users redis needs --redis URL"))?;
+            Arc::new(RedisUsers::connect(url)?)
+        }
         Some(path) => Arc::new(PasswordFile::load(path)?),
         None => Arc::new(AcceptAll),
     };

@@ -2,7 +2,7 @@
 //! library (hashing and the file format live there, in `PasswordFile`).
 
 use anyhow::{Context, Result};
-use iomodels_chat::{HashParams, PasswordFile, UserChange};
+use iomodels_chat::{HashParams, PasswordFile, RedisUsers, UserChange};
 use std::io::BufRead;
 use std::path::PathBuf;
 
@@ -15,7 +15,8 @@ pub struct ChatUsersArgs {
 
 #[derive(Debug, Clone, clap::Subcommand)]
 enum UsersCommand {
-    /// Add a user to the users file, or replace their password; other lines are kept.
+    /// Add a user to the users file (or to Redis), or replace their password; other lines
+    /// are kept.
     Add(AddArgs),
 }
 
@@ -23,14 +24,25 @@ enum UsersCommand {
 #[derive(Debug, Clone, clap::Args)]
 #[command(
     after_help = "The password is hashed with argon2id (m=19456 KiB, t=2, p=1: OWASP's \
-                  recommendation) and the file rewritten atomically, with mode 0600 on Unix."
+                  recommendation) and the file rewritten atomically, with mode 0600 on Unix. \
+                  With --redis it is written to the key iomodels:password:NAME instead, for \
+                  `chat-server --redis URL --users redis`."
 )]
 struct AddArgs {
     /// The user id: 1 to 32 bytes, no `:`, no whitespace, no control characters.
     name: String,
     /// The users file that `chat-server --users` reads; created if missing.
-    #[arg(long, value_name = "FILE")]
-    users: PathBuf,
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "redis",
+        conflicts_with = "redis"
+    )]
+    users: Option<PathBuf>,
+    /// Write to this Redis (redis://HOST:PORT) instead of a file, for `chat-server --redis
+    /// URL --users redis`.
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
     /// Read the password from the first line of standard input (its line end removed)
     /// instead of asking twice on the terminal.
     #[arg(long)]
@@ -52,8 +64,18 @@ fn add(args: AddArgs) -> Result<()> {
     } else {
         password_from_terminal(&args.name)?
     };
-    let change = PasswordFile::add_user(&args.users, &args.name, &password, &HashParams::OWASP)?;
-    let (name, file) = (&args.name, args.users.display());
+    let (change, file) = match (&args.users, &args.redis) {
+        (Some(path), _) => (
+            PasswordFile::add_user(path, &args.name, &password, &HashParams::OWASP)?,
+            path.display().to_string(),
+        ),
+        (None, Some(url)) => (
+            RedisUsers::add_user(url, &args.name, &password, &HashParams::OWASP)?,
+            url.clone(),
+        ),
+        (None, None) => unreachable!("clap requires --users or --redis"),
+    };
+    let name = &args.name;
     match change {
         UserChange::Added => eprintln!("iomodels: added {name} to {file}"),
         UserChange::Replaced => eprintln!("iomodels: replaced the password of {name} in {file}"),

@@ -62,12 +62,12 @@ fn instance(redis: &Redis, name: &str, extra: &[&str]) -> (Reaper, SocketAddr) {
     (Reaper(Some(child)), addr)
 }
 
-/// A login as `user` on `addr`: its connection and result.
-fn login(addr: SocketAddr, user: &str) -> (Connection, u16) {
+/// A login as `user` with `password` on `addr`: its connection and result.
+fn login(addr: SocketAddr, user: &str, password: &str) -> (Connection, u16) {
     let mut c = Connection::connect(addr).expect("connecting");
     c.send(&Request::Login {
         user_id: user.into(),
-        password: b"pw".to_vec(),
+        password: password.into(),
     })
     .expect("sending");
     match c.recv(WAIT).expect("an answer") {
@@ -117,16 +117,20 @@ fn an_instance_killed_with_sigkill_has_its_users_freed_in_time() {
     let bound = Duration::from_millis(2000);
     let (mut a, a_addr) = instance(&redis, "a", &ttl);
     let (mut b, b_addr) = instance(&redis, "b", &ttl);
-    let (_alice, result) = login(a_addr, "alice");
+    let (_alice, result) = login(a_addr, "alice", "pw");
     assert_eq!(result, 0);
-    assert_eq!(login(b_addr, "alice").1, 31, "alice is logged in on a");
+    assert_eq!(
+        login(b_addr, "alice", "pw").1,
+        31,
+        "alice is logged in on a"
+    );
     let mut killed = a.take();
     killed.kill().unwrap();
     killed.wait().unwrap();
     let died = Instant::now();
     // b's janitor frees her within the bound (plus the test's own polling).
     let took = loop {
-        let (_c, result) = login(b_addr, "alice");
+        let (_c, result) = login(b_addr, "alice", "pw");
         match result {
             0 => break died.elapsed(),
             31 if died.elapsed() < WAIT => std::thread::sleep(Duration::from_millis(50)),
@@ -139,4 +143,53 @@ fn an_instance_killed_with_sigkill_has_its_users_freed_in_time() {
         "alice freed {took:?} after the kill; bound {bound:?}"
     );
     assert!(stop(b.take()).success());
+}
+
+#[test]
+fn chat_users_add_redis_then_users_redis() {
+    let Some(redis) = Redis::start("chat_users_add_redis_then_users_redis") else {
+        return;
+    };
+    let url = redis.url();
+    let add = |password: &str| {
+        let mut child = iomodels()
+            .args([
+                "chat-users",
+                "add",
+                "alice",
+                "--redis",
+                &url,
+                "--password-stdin",
+            ])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert_eq!(add("first"), format!("iomodels: added alice to {url}\n"));
+    assert_eq!(
+        add("secret"),
+        format!("iomodels: replaced the password of alice in {url}\n")
+    );
+    let (mut a, addr) = instance(&redis, "a", &["--users", "redis"]);
+    assert_eq!(login(addr, "alice", "first").1, 33);
+    assert_eq!(login(addr, "bob", "secret").1, 33);
+    assert_eq!(login(addr, "alice", "secret").1, 0);
+    assert!(stop(a.take()).success());
+    // Without --redis, `--users redis` has nowhere to look.
+    let out = iomodels()
+        .args(["chat-server", "--addr", "127.0.0.1:0", "--users", "redis"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "iomodels: --users redis needs --redis URL\n"
+    );
 }

@@ -47,3 +47,8 @@ pub(crate) fn users() -> String {
 pub(crate) fn next_unique_id() -> String {
     format!("{PREFIX}next_unique_id")
 }
+
+/// `user`'s argon2 PHC string, for `--users redis`.
+pub(crate) fn password(user: &str) -> String {
+    format!("{PREFIX}password:{user}")
+}

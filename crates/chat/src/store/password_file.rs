@@ -190,10 +190,7 @@ impl PasswordFile {
                     argon2::Params::try_from(model).map_err(hash_error)?,
                 )
                 .map_err(hash_error)?,
-            None => HashParams::OWASP
-                .argon2()?
-                .hash_password_with_salt(DUMMY_PASSWORD, DUMMY_SALT)
-                .map_err(hash_error)?,
+            None => owasp_dummy()?,
         };
         Ok(PasswordFile { users, dummy })
     }
@@ -242,14 +239,7 @@ impl PasswordFile {
         params: &HashParams,
     ) -> Result<UserChange, Error> {
         PasswordFile::validate_user_id(user)?;
-        if password.is_empty() {
-            return Err(Error::UnusablePassword { why: "empty" });
-        }
-        if password.len() > MAX_PASSWORD_LEN {
-            return Err(Error::UnusablePassword {
-                why: "longer than the 32 bytes a login packet carries",
-            });
-        }
+        usable_password(password)?;
         let hash = PasswordFile::hash_password(password, params)?;
         let old = match std::fs::read_to_string(path) {
             Ok(text) => text,
@@ -272,21 +262,51 @@ impl PasswordFile {
 
 impl UserStore for PasswordFile {
     fn check(&self, user_id: &str, password: &[u8]) -> Result<(), Refusal> {
-        // Argon2::default() only sets the defaults; verifying takes the algorithm, version
-        // and costs from the stored hash.
-        let argon2 = Argon2::default();
-        match self.users.get(user_id) {
-            Some(hash) => argon2
-                .verify_password(password, hash)
-                .map_err(|_| Refusal::InvalidPassword),
-            None => {
-                // The same work as a known user's check, so that the time taken does not
-                // say whether the user exists; the result is ignored.
-                let _ = std::hint::black_box(argon2.verify_password(password, &self.dummy));
-                Err(Refusal::InvalidPassword)
-            }
+        verify(password, self.users.get(user_id), &self.dummy)
+    }
+}
+
+/// Check `password` against `hash`, or, for an unknown user (`None`), against `dummy`, at
+/// the same cost, and refuse it: the time taken does not say whether the user exists.
+pub(super) fn verify(
+    password: &[u8],
+    hash: Option<&PasswordHash>,
+    dummy: &PasswordHash,
+) -> Result<(), Refusal> {
+    // Argon2::default() only sets the defaults; verifying takes the algorithm, version
+    // and costs from the stored hash.
+    let argon2 = Argon2::default();
+    match hash {
+        Some(hash) => argon2
+            .verify_password(password, hash)
+            .map_err(|_| Refusal::InvalidPassword),
+        None => {
+            let _ = std::hint::black_box(argon2.verify_password(password, dummy));
+            Err(Refusal::InvalidPassword)
         }
     }
+}
+
+/// The dummy hash for unknown users when the store cannot say what most users' costs
+/// are: [`HashParams::OWASP`]'s, what `chat-users add` writes.
+pub(super) fn owasp_dummy() -> Result<PasswordHash, Error> {
+    HashParams::OWASP
+        .argon2()?
+        .hash_password_with_salt(DUMMY_PASSWORD, DUMMY_SALT)
+        .map_err(hash_error)
+}
+
+/// Refuse a password a login could not carry: empty, or over 32 bytes.
+pub(super) fn usable_password(password: &[u8]) -> Result<(), Error> {
+    if password.is_empty() {
+        return Err(Error::UnusablePassword { why: "empty" });
+    }
+    if password.len() > MAX_PASSWORD_LEN {
+        return Err(Error::UnusablePassword {
+            why: "longer than the 32 bytes a login packet carries",
+        });
+    }
+    Ok(())
 }
 
 /// The `(user, hash)` of a line, or `None` for a blank line or a `#` comment. A line with
@@ -316,7 +336,7 @@ fn validate_user_id(user: &str) -> Result<(), &'static str> {
 
 /// `text` parsed as a PHC string that argon2 can verify: an argon2 algorithm and version,
 /// valid costs, a salt and a hash.
-fn parse_hash(text: &str) -> Option<PasswordHash> {
+pub(super) fn parse_hash(text: &str) -> Option<PasswordHash> {
     let hash = PasswordHash::new(text).ok()?;
     Algorithm::try_from(hash.algorithm.as_str()).ok()?;
     if let Some(version) = hash.version {
