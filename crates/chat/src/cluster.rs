@@ -2,9 +2,10 @@
 //! README, "Many instances over Redis", has the design and every key).
 //!
 //! Built so far: registration and liveness (a heartbeat with a TTL, and a janitor on every
-//! instance that reaps the instances whose heartbeat stopped), and logins claimed
-//! cluster-wide (one login per user id, unique ids from one counter, an optional
-//! cluster-wide cap). Rooms are still per instance.
+//! instance that reaps the instances whose heartbeat stopped), logins claimed cluster-wide
+//! (one login per user id, unique ids from one counter, an optional cluster-wide cap),
+//! and the users claimed again when an instance finds it was reaped (Redis lost, or
+//! restarted empty). Rooms are still per instance.
 //!
 //! Redis is only ever waited on by threads of this module: `chat-redis` runs the
 //! instance's claims and releases one at a time, in the order the game logic queued them;
@@ -94,8 +95,12 @@ pub(crate) enum Notice {
     /// A login's claim came back.
     Claimed(Claimed),
     /// This instance was reaped (its heartbeat did not reach Redis in time, or Redis lost
-    /// its data): its users are free cluster-wide, so each must be logged out here.
+    /// its data) and has registered again: its users are to be claimed again
+    /// ([`Cluster::reclaim`]).
     Evicted,
+    /// A user of this instance, claimed again, is held by another instance now (logged in
+    /// there while this one was cut off): that login wins, this session is to be closed.
+    Lost(Session),
 }
 
 /// Where notices go.
@@ -105,6 +110,14 @@ pub(crate) type Notify = Arc<dyn Fn(Notice) + Send + Sync>;
 enum Op {
     Claim { session: Session, user_id: String },
     Release { user_id: String },
+    Reclaim(Vec<Held>),
+}
+
+/// A user logged in on this instance, as the game logic knows it.
+pub(crate) struct Held {
+    pub(crate) session: Session,
+    pub(crate) user_id: String,
+    pub(crate) unique_id: i64,
 }
 
 /// This instance's membership of the cluster: its threads and their queues.
@@ -121,6 +134,8 @@ struct Instance {
     name: String,
     ttl: Duration,
     max_users: usize,
+    rooms: usize,
+    room_capacity: usize,
 }
 
 impl Cluster {
@@ -151,6 +166,8 @@ impl Cluster {
             name: config.instance.clone(),
             ttl: config.instance_ttl,
             max_users: config.max_users.unwrap_or(0),
+            rooms,
+            room_capacity,
         };
         let incarnation = match register(&mut con, &instance, true).map_err(unreachable)? {
             Some(incarnation) => incarnation,
@@ -208,6 +225,13 @@ impl Cluster {
     /// Queue the release of `user_id`'s login, behind every claim queued before.
     pub(crate) fn release(&self, user_id: String) {
         self.send(Op::Release { user_id });
+    }
+
+    /// Queue claiming `users` again after an eviction, behind every claim and release
+    /// queued before; each one held by another instance now comes back as a
+    /// [`Notice::Lost`].
+    pub(crate) fn reclaim(&self, users: Vec<Held>) {
+        self.send(Op::Reclaim(users));
     }
 
     fn send(&self, op: Op) -> bool {
@@ -417,6 +441,24 @@ fn run_link(instance: Instance, con: Connection, ops: mpsc::Receiver<Op>, notify
                     releases.push_back(user_id);
                 }
             }
+            Some(Op::Reclaim(users)) => {
+                for held in users {
+                    match link.run(|c, i| reclaim(c, i, &held)) {
+                        Some(true) => {}
+                        Some(false) => {
+                            tracing::warn!(
+                                user = %held.user_id,
+                                "{} logged in on another instance while this one was cut off; \
+                                 closing this session",
+                                held.user_id
+                            );
+                            notify(Notice::Lost(held.session));
+                        }
+                        // Redis lost again: the next eviction claims them again.
+                        None => break,
+                    }
+                }
+            }
             Some(Op::Claim { session, user_id }) => {
                 let result = link
                     .run(|c, i| claim(c, i, &user_id))
@@ -503,6 +545,19 @@ fn claim(
     })
 }
 
+fn reclaim(con: &mut Connection, instance: &Instance, held: &Held) -> RedisResult<bool> {
+    let ours: i32 = scripts::RECLAIM
+        .key(keys::user(&held.user_id))
+        .key(keys::users())
+        .key(keys::next_unique_id())
+        .key(keys::instance_users(&instance.name))
+        .arg(&instance.name)
+        .arg(&held.user_id)
+        .arg(held.unique_id)
+        .invoke(con)?;
+    Ok(ours == 1)
+}
+
 fn release(con: &mut Connection, instance: &Instance, user_id: &str) -> RedisResult<()> {
     scripts::RELEASE
         .key(keys::user(user_id))
@@ -573,17 +628,25 @@ fn beat(
     tracing::error!(
         instance = %instance.name,
         "this instance was reaped (its heartbeat did not reach Redis in time, or Redis lost \
-         its data); logging out its users and registering again"
+         its data); registering again and claiming its users again"
     );
-    notify(Notice::Evicted);
+    // A Redis that came back empty has lost the settings too.
+    if let Err(Agreement::Differs(what)) = agree(con, instance.rooms, instance.room_capacity) {
+        tracing::error!("{what}");
+    }
     // Not reaping: the janitor that reaped us did; what claims made since is valid.
     match register(con, instance, false)? {
         Some(new) => *incarnation = new,
-        None => tracing::error!(
-            instance = %instance.name,
-            "another process registered as this instance meanwhile; retrying"
-        ),
+        None => {
+            tracing::error!(
+                instance = %instance.name,
+                "another process registered as this instance meanwhile; retrying"
+            );
+            return Ok(());
+        }
     }
+    // Registered: the game logic hands its users to the `chat-redis` thread.
+    notify(Notice::Evicted);
     Ok(())
 }
 

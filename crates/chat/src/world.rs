@@ -2,7 +2,7 @@
 //! the logic thread owns a `World` outright ([`crate::Mode::Logic`]), or the I/O threads
 //! take turns under one lock ([`crate::Mode::Io`]).
 
-use crate::cluster::{Claimed, Cluster, Notice};
+use crate::cluster::{Claimed, Cluster, Held, Notice};
 use crate::config::ChatConfig;
 use crate::guard::Inflow;
 use crate::stats::{Counters, RequestKind};
@@ -258,18 +258,28 @@ impl World {
         match notice {
             Notice::Claimed(claimed) => self.claimed(claimed),
             Notice::Evicted => self.evicted(),
+            Notice::Lost(session) => session.close(),
         }
     }
 
-    /// This instance was reaped from the cluster: its users are free there and may log in
-    /// elsewhere, so every session logged in here is closed (its close event then does
-    /// what a disconnect does).
+    /// This instance was reaped from the cluster and registered again: hand every user
+    /// logged in here to be claimed again (behind the releases and claims queued so far).
+    /// One that logged in on another instance meanwhile is closed here ([`Notice::Lost`]).
     pub(crate) fn evicted(&mut self) {
-        for id in self.users.values() {
-            if let Some(client) = self.clients.get(id) {
-                client.session.close();
-            }
-        }
+        let Some(cluster) = &self.cluster else { return };
+        let users = self
+            .users
+            .values()
+            .filter_map(|id| self.clients.get(id))
+            .filter_map(|client| {
+                client.user.as_ref().map(|user| Held {
+                    session: client.session.clone(),
+                    user_id: user.user_id.clone(),
+                    unique_id: user.unique_id,
+                })
+            })
+            .collect();
+        cluster.reclaim(users);
     }
 
     /// Run the requests `session` held back behind a login, until one is another login

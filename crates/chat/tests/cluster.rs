@@ -242,25 +242,110 @@ fn a_dead_instance_is_reaped_within_the_bound() {
     a.stop().unwrap();
 }
 
+/// Wait until `key` holds `value` in `redis`, at most [`WAIT`].
+fn wait_for_value(redis: &Redis, key: &str, value: &str) {
+    let start = Instant::now();
+    loop {
+        let now: Option<String> = redis_query(redis, redis::cmd("GET").arg(key));
+        if now.as_deref() == Some(value) {
+            return;
+        }
+        assert!(start.elapsed() < WAIT, "{key} is {now:?}, not {value}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
-fn an_instance_reaped_while_alive_logs_its_users_out() {
-    let Some(mut redis) = Redis::start("an_instance_reaped_while_alive_logs_its_users_out") else {
+fn a_restarted_redis_gets_every_logged_in_user_back() {
+    let Some(mut redis) = Redis::start("a_restarted_redis_gets_every_logged_in_user_back") else {
         return;
     };
-    let ttl = Duration::from_millis(900);
-    let a = instance(&redis, "a", Mode::Logic, |c| c.instance_ttl = ttl);
+    let ttl = |c: &mut ClusterConfig| c.instance_ttl = Duration::from_millis(900);
+    let a = instance(&redis, "a", Mode::Logic, ttl);
+    let b = instance(&redis, "b", Mode::Io, ttl);
     let mut alice = common::user(&a, "alice");
-    // Redis restarted empty: nothing says alice is logged in on a any more, so another
-    // instance could log her in. a finds itself gone at its next heartbeat and closes her.
+    let mut bob = common::user(&b, "bob");
+    // Redis restarted empty: each instance finds itself gone at its next heartbeat,
+    // registers again and claims its users again.
     redis.restart();
-    alice
-        .wait_closed(ttl * 4 + Duration::from_secs(6))
-        .expect("alice's session closed by the eviction");
-    // a registered again and serves logins.
-    let _alice = login_eventually(&a, "alice", WAIT);
-    let alive: i64 = redis_query(&redis, redis::cmd("EXISTS").arg("iomodels:instance:a"));
-    assert_eq!(alive, 1);
+    wait_for_value(&redis, "iomodels:user:alice", "a");
+    wait_for_value(&redis, "iomodels:user:bob", "b");
+    // Nobody was logged out, and nobody can log in twice.
+    common::assert_quiet(&mut alice);
+    common::assert_quiet(&mut bob);
+    login(&mut connect(&b), "alice", 31);
+    login(&mut connect(&a), "bob", 31);
+    let count: i64 = redis_query(&redis, redis::cmd("GET").arg("iomodels:users"));
+    assert_eq!(count, 2);
+    // The unique ids handed out before (1 and 2) are not handed out again.
+    let last: i64 = redis_query(&redis, redis::cmd("GET").arg("iomodels:next_unique_id"));
+    assert_eq!(last, 2);
+    let _carol = common::user(&a, "carol");
+    let last: i64 = redis_query(&redis, redis::cmd("GET").arg("iomodels:next_unique_id"));
+    assert_eq!(last, 3);
+    let names: Vec<String> = redis_query(&redis, redis::cmd("SMEMBERS").arg("iomodels:instances"));
+    let mut names = names;
+    names.sort();
+    assert_eq!(names, ["a", "b"]);
     a.stop().unwrap();
+    b.stop().unwrap();
+}
+
+#[test]
+fn a_login_made_elsewhere_while_an_instance_was_cut_off_wins() {
+    let Some(redis) = Redis::start("a_login_made_elsewhere_while_an_instance_was_cut_off_wins")
+    else {
+        return;
+    };
+    let ttl = |c: &mut ClusterConfig| c.instance_ttl = Duration::from_secs(3);
+    let a = instance(&redis, "a", Mode::Logic, ttl);
+    let b = instance(&redis, "b", Mode::Logic, ttl);
+    let mut old = common::user(&a, "alice");
+    // a cut off long enough to be reaped: what a janitor does, done here at once. Then
+    // alice logs in on b before a's next heartbeat (1 s apart); if a's heartbeat came
+    // first it claimed her back (b answers 31), and the test cuts a off again.
+    let mut new = None;
+    for _ in 0..5 {
+        let client = redis::Client::open(redis.url()).unwrap();
+        let mut con = client.get_connection().unwrap();
+        redis::pipe()
+            .atomic()
+            .cmd("DEL")
+            .arg("iomodels:instance:a")
+            .arg("iomodels:user:alice")
+            .arg("iomodels:instance:a:users")
+            .cmd("SREM")
+            .arg("iomodels:instances")
+            .arg("a")
+            .cmd("DECR")
+            .arg("iomodels:users")
+            .query::<()>(&mut con)
+            .unwrap();
+        let mut c = connect(&b);
+        match ask(
+            &mut c,
+            Request::Login {
+                user_id: "alice".into(),
+                password: b"pw".to_vec(),
+            },
+        ) {
+            Response::Login { result: 0 } => {
+                new = Some(c);
+                break;
+            }
+            Response::Login { result: 31 } => wait_for_value(&redis, "iomodels:user:alice", "a"),
+            other => panic!("login as alice on b: {other:?}"),
+        }
+    }
+    let mut new = new.expect("alice logged in on b while a was cut off");
+    // a comes back, finds her held by b, and closes its own session of hers.
+    old.wait_closed(WAIT).expect("a closes the older login");
+    common::assert_quiet(&mut new);
+    wait_for_value(&redis, "iomodels:user:alice", "b");
+    let count: i64 = redis_query(&redis, redis::cmd("GET").arg("iomodels:users"));
+    assert_eq!(count, 1);
+    a.stop().unwrap();
+    b.stop().unwrap();
 }
 
 #[test]

@@ -114,3 +114,25 @@ end
 return 0",
     )
 });
+
+/// A user logged in here before this instance was reaped (or Redis lost its data), claimed
+/// again. KEYS: the user's key, the users count, the unique-id counter, the instance's
+/// users hash. ARGV: instance name, user id, unique id. Returns 1 if the user is this
+/// instance's again, 0 if another instance holds it now (the user logged in there
+/// meanwhile: that login wins). The unique-id counter is raised to the user's id if it is
+/// below (a Redis that came back empty must not hand the id out again). No cap: the user
+/// was counted before.
+pub(crate) static RECLAIM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "local id = tonumber(ARGV[3])
+if tonumber(redis.call('GET', KEYS[3]) or '0') < id then redis.call('SET', KEYS[3], id) end
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('INCR', KEYS[2])
+end
+redis.call('HSET', KEYS[4], ARGV[2], id)
+return 1",
+    )
+});
