@@ -4,22 +4,28 @@
 //! Built so far: registration and liveness (a heartbeat with a TTL, and a janitor on every
 //! instance that reaps the instances whose heartbeat stopped), logins claimed cluster-wide
 //! (one login per user id, unique ids from one counter, an optional cluster-wide cap),
-//! and the users claimed again when an instance finds it was reaped (Redis lost, or
-//! restarted empty). Rooms are still per instance.
+//! the users claimed again when an instance finds it was reaped (Redis lost, or
+//! restarted empty), and rooms: each room request a script that publishes the room's next
+//! event, read back by every instance on `chat-redis-sub` (`world/rooms.rs` answers and
+//! fans them out).
 //!
 //! Redis is only ever waited on by threads of this module: `chat-redis` runs the
-//! instance's claims and releases one at a time, in the order the game logic queued them;
+//! instance's claims, releases and room scripts one at a time, in the order the game logic
+//! queued them;
 //! `chat-redis-beat` refreshes the liveness key and runs the janitor. Their answers go back
 //! to the game logic through the [`Notify`] callback, as password checks do.
 
+pub(crate) mod event;
 pub(crate) mod keys;
 mod scripts;
 
 use crate::error::Error;
+use event::{member_key, RoomEvent};
 use iomodels_engine::Session;
 use iomodels_proto::ResultCode;
 use redis::{Client, Connection, RedisResult};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -101,6 +107,13 @@ pub(crate) enum Notice {
     /// A user of this instance, claimed again, is held by another instance now (logged in
     /// there while this one was cut off): that login wins, this session is to be closed.
     Lost(Session),
+    /// A room's event, read from its channel.
+    Room(RoomEvent),
+    /// A room request that will have no event: answer it with this result (refused, or
+    /// Redis unreachable; for a leave whose member was gone already, 0).
+    RoomAnswer(Session, ResultCode),
+    /// The subscription to the rooms' channels broke: events may have been missed.
+    RoomsLost,
 }
 
 /// Where notices go.
@@ -108,9 +121,34 @@ pub(crate) type Notify = Arc<dyn Fn(Notice) + Send + Sync>;
 
 /// Work for the `chat-redis` thread.
 enum Op {
-    Claim { session: Session, user_id: String },
-    Release { user_id: String },
+    Claim {
+        session: Session,
+        user_id: String,
+    },
+    Release {
+        user_id: String,
+    },
     Reclaim(Vec<Held>),
+    Enter {
+        session: Session,
+        room: usize,
+        unique_id: i64,
+        user_id: String,
+    },
+    /// `session` is `None` for a disconnect: nobody to answer.
+    Leave {
+        session: Option<Session>,
+        room: usize,
+        unique_id: i64,
+        user_id: String,
+    },
+    Chat {
+        session: Session,
+        room: usize,
+        unique_id: i64,
+        user_id: String,
+        message: Vec<u8>,
+    },
 }
 
 /// A user logged in on this instance, as the game logic knows it.
@@ -125,6 +163,11 @@ pub(crate) struct Cluster {
     ops: Mutex<Option<mpsc::Sender<Op>>>,
     stop: Mutex<Option<mpsc::Sender<()>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Tells the subscriber thread to end (with a message on its control channel, which
+    /// wakes it).
+    sub_stop: Arc<AtomicBool>,
+    client: Client,
+    name: String,
 }
 
 /// What both threads need to know.
@@ -136,6 +179,9 @@ struct Instance {
     max_users: usize,
     rooms: usize,
     room_capacity: usize,
+    /// The subscriber thread is subscribed: a room script run now has its event seen
+    /// (or, if the subscription breaks first, a [`Notice::RoomsLost`] follows).
+    subscribed: Arc<AtomicBool>,
 }
 
 impl Cluster {
@@ -168,6 +214,7 @@ impl Cluster {
             max_users: config.max_users.unwrap_or(0),
             rooms,
             room_capacity,
+            subscribed: Arc::new(AtomicBool::new(false)),
         };
         let incarnation = match register(&mut con, &instance, true).map_err(unreachable)? {
             Some(incarnation) => incarnation,
@@ -190,7 +237,34 @@ impl Cluster {
             ops: Mutex::new(Some(ops)),
             stop: Mutex::new(Some(stop)),
             threads: Mutex::new(Vec::new()),
+            sub_stop: Arc::new(AtomicBool::new(false)),
+            client: instance.client.clone(),
+            name: instance.name.clone(),
         };
+        // Subscribed before the instance serves anyone: no event of its own is missed.
+        let (ready, subscribed) = mpsc::channel();
+        let sub = {
+            let (instance, notify, stop) =
+                (instance.clone(), notify.clone(), cluster.sub_stop.clone());
+            std::thread::Builder::new()
+                .name("chat-redis-sub".into())
+                .spawn(move || run_sub(instance, notify, stop, ready))
+        };
+        if let Err(e) = sub {
+            return Err(Error::Io {
+                context: "spawning the Redis threads",
+                source: e,
+            });
+        }
+        match subscribed.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return Err(unreachable(error)),
+            Err(_) => {
+                return Err(Error::Cluster {
+                    what: "the subscriber thread ended at start".into(),
+                })
+            }
+        }
         let spawned = {
             let (instance, notify) = (instance.clone(), notify.clone());
             std::thread::Builder::new()
@@ -227,6 +301,58 @@ impl Cluster {
         self.send(Op::Release { user_id });
     }
 
+    /// Queue `session`'s entry into `room`: its answer is its own event, or a
+    /// [`Notice::RoomAnswer`]. `false` if the cluster is closed.
+    pub(crate) fn enter(
+        &self,
+        session: Session,
+        room: usize,
+        unique_id: i64,
+        user_id: String,
+    ) -> bool {
+        self.send(Op::Enter {
+            session,
+            room,
+            unique_id,
+            user_id,
+        })
+    }
+
+    /// Queue a leave of `room` (`session`: `None` for a disconnect). Kept through an
+    /// outage, like a release.
+    pub(crate) fn leave(
+        &self,
+        session: Option<Session>,
+        room: usize,
+        unique_id: i64,
+        user_id: String,
+    ) -> bool {
+        self.send(Op::Leave {
+            session,
+            room,
+            unique_id,
+            user_id,
+        })
+    }
+
+    /// Queue a chat in `room`: its answer is its own event, or a [`Notice::RoomAnswer`].
+    pub(crate) fn chat(
+        &self,
+        session: Session,
+        room: usize,
+        unique_id: i64,
+        user_id: String,
+        message: Vec<u8>,
+    ) -> bool {
+        self.send(Op::Chat {
+            session,
+            room,
+            unique_id,
+            user_id,
+            message,
+        })
+    }
+
     /// Queue claiming `users` again after an eviction, behind every claim and release
     /// queued before; each one held by another instance now comes back as a
     /// [`Notice::Lost`].
@@ -244,6 +370,16 @@ impl Cluster {
     /// Stop: the releases queued so far are run, then the instance leaves the cluster
     /// (what it still holds is freed and its key removed) and the threads end.
     pub(crate) fn close(&self) {
+        // The subscriber ends on its own (a blocking read cannot be interrupted; it is not
+        // joined): told by a message, or by its connection's end.
+        if !self.sub_stop.swap(true, Ordering::SeqCst) {
+            let _ = connect(&self.client).and_then(|mut c| {
+                redis::cmd("PUBLISH")
+                    .arg(keys::control(&self.name))
+                    .arg("stop")
+                    .query::<i64>(&mut c)
+            });
+        }
         lock(&self.ops).take();
         let mut threads = std::mem::take(&mut *self.lock_threads());
         // The link first: its releases come before the beat thread's unregistering.
@@ -410,9 +546,10 @@ fn run_link(instance: Instance, con: Connection, ops: mpsc::Receiver<Op>, notify
         reconnect: Reconnect::new("chat-redis"),
         instance,
     };
-    let mut releases: VecDeque<String> = VecDeque::new();
+    // Releases and leaves that Redis could not take yet, in order.
+    let mut kept: VecDeque<Kept> = VecDeque::new();
     loop {
-        let op = if releases.is_empty() {
+        let op = if kept.is_empty() {
             match ops.recv() {
                 Ok(op) => Some(op),
                 Err(_) => break,
@@ -424,21 +561,118 @@ fn run_link(instance: Instance, con: Connection, ops: mpsc::Receiver<Op>, notify
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         };
-        // Releases kept from an outage go first: they were queued before this op.
-        while let Some(user_id) = releases.front() {
-            if link.run(|c, i| release(c, i, user_id)).is_none() {
+        // What was kept from an outage goes first: it was queued before this op.
+        while let Some(first) = kept.front() {
+            if link.run(|c, i| first.run(c, i)).is_none() {
                 break;
             }
-            releases.pop_front();
+            kept.pop_front();
         }
         match op {
             None => {}
             Some(Op::Release { user_id }) => {
-                // Behind kept releases, or failing now: kept, in order.
-                let keep =
-                    !releases.is_empty() || link.run(|c, i| release(c, i, &user_id)).is_none();
-                if keep {
-                    releases.push_back(user_id);
+                let release = Kept::Release(user_id);
+                // Behind kept ones, or failing now: kept, in order.
+                if !kept.is_empty() || link.run(|c, i| release.run(c, i)).is_none() {
+                    kept.push_back(release);
+                }
+            }
+            Some(Op::Leave {
+                session,
+                room,
+                unique_id,
+                user_id,
+            }) => {
+                let token = session.as_ref().map(token).unwrap_or_default();
+                let leave = Kept::Leave {
+                    room,
+                    member: member_key(unique_id, &user_id),
+                    unique_id,
+                    token,
+                };
+                let subscribed = link.instance.subscribed.load(Ordering::SeqCst);
+                let ran = if kept.is_empty() && (subscribed || session.is_none()) {
+                    link.run(|c, i| leave.run_leave(c, i))
+                } else {
+                    None
+                };
+                match ran {
+                    // Its event is on its way, and answers the session.
+                    Some(true) => {}
+                    // Not in the room (reaped): nothing to publish; answer here.
+                    Some(false) => {
+                        if let Some(session) = session {
+                            notify(Notice::RoomAnswer(session, ResultCode::None));
+                        }
+                    }
+                    // Redis unreachable: answered now, published when Redis is back.
+                    None => {
+                        kept.push_back(leave);
+                        if let Some(session) = session {
+                            notify(Notice::RoomAnswer(session, ResultCode::None));
+                        }
+                    }
+                }
+            }
+            Some(Op::Enter {
+                session,
+                room,
+                unique_id,
+                user_id,
+            }) => {
+                let subscribed = link.instance.subscribed.load(Ordering::SeqCst);
+                let answer = subscribed
+                    .then(|| {
+                        link.run(|c, i| {
+                            scripts::ROOM_ENTER
+                                .key(keys::room_members(room))
+                                .key(keys::room_seq(room))
+                                .key(keys::instance_members(&i.name))
+                                .arg(member_key(unique_id, &user_id))
+                                .arg(i.room_capacity)
+                                .arg(&i.name)
+                                .arg(token(&session))
+                                .arg(unique_id)
+                                .arg(room)
+                                .arg(keys::room_channel(room))
+                                .invoke::<i64>(c)
+                        })
+                    })
+                    .flatten();
+                match answer {
+                    Some(seq) if seq >= 0 => {}
+                    Some(_) => notify(Notice::RoomAnswer(session, ResultCode::RoomFull)),
+                    None => notify(Notice::RoomAnswer(session, ResultCode::ServerFull)),
+                }
+            }
+            Some(Op::Chat {
+                session,
+                room,
+                unique_id,
+                user_id,
+                message,
+            }) => {
+                // Once only: a second run would be a second chat.
+                let subscribed = link.instance.subscribed.load(Ordering::SeqCst);
+                let answer = subscribed
+                    .then(|| {
+                        link.run_once(|c, i| {
+                            scripts::ROOM_CHAT
+                                .key(keys::room_members(room))
+                                .key(keys::room_seq(room))
+                                .arg(member_key(unique_id, &user_id))
+                                .arg(&i.name)
+                                .arg(token(&session))
+                                .arg(&message[..])
+                                .arg(keys::room_channel(room))
+                                .invoke::<i64>(c)
+                        })
+                    })
+                    .flatten();
+                match answer {
+                    Some(seq) if seq > 0 => {}
+                    Some(_) => notify(Notice::RoomAnswer(session, ResultCode::NotInRoom)),
+                    None => notify(Notice::RoomAnswer(session, ResultCode::ServerFull)),
                 }
             }
             Some(Op::Reclaim(users)) => {
@@ -471,11 +705,60 @@ fn run_link(instance: Instance, con: Connection, ops: mpsc::Receiver<Op>, notify
             }
         }
     }
-    // What could not be released is freed when the beat thread unregisters.
-    for user_id in releases {
-        if link.run(|c, i| release(c, i, &user_id)).is_none() {
+    // What is still kept is freed when the beat thread unregisters (the reap).
+    for first in kept {
+        if link.run(|c, i| first.run(c, i)).is_none() {
             break;
         }
+    }
+}
+
+/// How a session is named in its room events: its id.
+fn token(session: &Session) -> String {
+    session.id().get().to_string()
+}
+
+/// A release or a leave kept through an outage.
+enum Kept {
+    Release(String),
+    Leave {
+        room: usize,
+        member: String,
+        unique_id: i64,
+        token: String,
+    },
+}
+
+impl Kept {
+    fn run(&self, con: &mut Connection, instance: &Instance) -> RedisResult<()> {
+        match self {
+            Kept::Release(user_id) => release(con, instance, user_id),
+            Kept::Leave { .. } => self.run_leave(con, instance).map(drop),
+        }
+    }
+
+    /// A leave: whether it published (the member was there).
+    fn run_leave(&self, con: &mut Connection, instance: &Instance) -> RedisResult<bool> {
+        let Kept::Leave {
+            room,
+            member,
+            unique_id,
+            token,
+        } = self
+        else {
+            return Ok(false);
+        };
+        let seq: i64 = scripts::ROOM_LEAVE
+            .key(keys::room_members(*room))
+            .key(keys::room_seq(*room))
+            .key(keys::instance_members(&instance.name))
+            .arg(member)
+            .arg(&instance.name)
+            .arg(token)
+            .arg(unique_id)
+            .arg(keys::room_channel(*room))
+            .invoke(con)?;
+        Ok(seq > 0)
     }
 }
 
@@ -487,6 +770,26 @@ struct Link {
 }
 
 impl Link {
+    /// Run `step` once: `None` if it failed (then it may or may not have run) or Redis
+    /// cannot be reached.
+    fn run_once<T>(
+        &mut self,
+        step: impl FnOnce(&mut Connection, &Instance) -> RedisResult<T>,
+    ) -> Option<T> {
+        if self.con.is_none() {
+            self.con = self.reconnect.attempt(&self.instance.client);
+        }
+        let answer = step(self.con.as_mut()?, &self.instance);
+        match answer {
+            Ok(answer) => Some(answer),
+            Err(e) => {
+                self.reconnect.lost(&e);
+                self.con = None;
+                None
+            }
+        }
+    }
+
     /// Run `step` on the connection: `None` if Redis cannot be reached. A step that fails
     /// on a connection that was up is tried once more on a fresh one at once (it may be
     /// stale, from before a Redis restart), so every step must be safe to run twice.
@@ -567,6 +870,91 @@ fn release(con: &mut Connection, instance: &Instance, user_id: &str) -> RedisRes
         .arg(user_id)
         .invoke::<i32>(con)?;
     Ok(())
+}
+
+/// The `chat-redis-sub` thread: the rooms' channels (one pattern for all, so nothing has
+/// to be subscribed before an enter) and this instance's control channel. Each room
+/// message becomes a [`Notice::Room`]; a lost connection a [`Notice::RoomsLost`], then
+/// a new subscription after the back-off. `ready` gets the first subscription's outcome.
+fn run_sub(
+    instance: Instance,
+    notify: Notify,
+    stop: Arc<AtomicBool>,
+    ready: mpsc::Sender<RedisResult<()>>,
+) {
+    let mut ready = Some(ready);
+    let mut reconnect = Reconnect::new("chat-redis-sub");
+    let prefix = keys::room_channel(0);
+    let prefix = &prefix[..prefix.len() - 1];
+    while !stop.load(Ordering::SeqCst) {
+        let subscribed = connect(&instance.client).and_then(|con| {
+            // No read timeout: one inside a message would lose its first bytes.
+            con.set_read_timeout(None)?;
+            Ok(con)
+        });
+        let mut con = match subscribed {
+            Ok(con) => con,
+            Err(e) => {
+                if let Some(ready) = ready.take() {
+                    let _ = ready.send(Err(e));
+                    return;
+                }
+                reconnect.lost(&e);
+                std::thread::sleep(reconnect.due_in());
+                continue;
+            }
+        };
+        let mut pubsub = con.as_pubsub();
+        let subscribed = pubsub
+            .psubscribe(keys::room_pattern())
+            .and_then(|()| pubsub.subscribe(keys::control(&instance.name)));
+        if let Err(e) = subscribed {
+            if let Some(ready) = ready.take() {
+                let _ = ready.send(Err(e));
+                return;
+            }
+            reconnect.lost(&e);
+            std::thread::sleep(reconnect.due_in());
+            continue;
+        }
+        instance.subscribed.store(true, Ordering::SeqCst);
+        if let Some(ready) = ready.take() {
+            let _ = ready.send(Ok(()));
+        }
+        loop {
+            match pubsub.get_message() {
+                Ok(message) => {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let Some(room) = message
+                        .get_channel_name()
+                        .strip_prefix(prefix)
+                        .and_then(|room| room.parse().ok())
+                    else {
+                        continue;
+                    };
+                    match event::parse(room, message.get_payload_bytes()) {
+                        Some(event) => notify(Notice::Room(event)),
+                        None => {
+                            tracing::warn!(room, "an unreadable event on room {room}'s channel")
+                        }
+                    }
+                }
+                Err(e) => {
+                    instance.subscribed.store(false, Ordering::SeqCst);
+                    reconnect.lost(&e);
+                    break;
+                }
+            }
+        }
+        drop(pubsub);
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        notify(Notice::RoomsLost);
+        std::thread::sleep(reconnect.due_in());
+    }
 }
 
 /// The `chat-redis-beat` thread: every third of the TTL, refresh the liveness key, then

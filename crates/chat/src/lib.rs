@@ -14,7 +14,7 @@
 //! - Logins go through a [`UserStore`]: [`AcceptAll`] or a [`PasswordFile`] of argon2
 //!   hashes ([`PasswordFile::add_user`] writes one).
 //! - With [`ChatConfig::cluster`] set, instances form one chat world over Redis
-//!   ([`ClusterConfig`]; issue 11, in progress: logins and liveness so far).
+//!   ([`ClusterConfig`]; issue 11, in progress: logins, liveness and rooms so far).
 //! - [`run_swarm`] runs a bot swarm in-process and returns its [`BotsReport`]
 //!   ([`run_swarm_with_progress`] reports progress through a callback).
 //! - [`run_chaos`] runs a chaos scenario ([`ChaosScenario`]: flood, anonymous, stall,

@@ -2,6 +2,8 @@
 //! the logic thread owns a `World` outright ([`crate::Mode::Logic`]), or the I/O threads
 //! take turns under one lock ([`crate::Mode::Io`]).
 
+mod rooms;
+
 use crate::cluster::{Claimed, Cluster, Held, Notice};
 use crate::config::ChatConfig;
 use crate::guard::Inflow;
@@ -10,6 +12,7 @@ use crate::store::{Refusal, UserStore};
 use crate::verify::{Job, Verified, Verifiers};
 use iomodels_engine::{Session, SessionId};
 use iomodels_proto::{Request, Response, ResultCode, RoomUser, MAX_MESSAGE_LEN, MAX_USER_ID_LEN};
+use rooms::RoomOp;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -30,6 +33,8 @@ struct Client {
     /// `deferred` until it is answered, so answers keep the order of requests.
     verifying: bool,
     deferred: VecDeque<Request>,
+    /// Its room request out to the cluster, if any (it is then `verifying` too).
+    room_op: Option<RoomOp>,
 }
 
 /// Someone in a room.
@@ -65,6 +70,12 @@ pub(crate) struct World {
     verifiers: Option<Arc<Verifiers>>,
     /// The cluster this instance belongs to, if any: logins are claimed there.
     cluster: Option<Arc<Cluster>>,
+    /// This instance's name in the cluster (empty without one).
+    instance_name: String,
+    /// Each room's last event number seen (cluster mode).
+    room_seq: Vec<u64>,
+    /// Session ids by their number, as room events name them (cluster mode).
+    tokens: HashMap<u64, SessionId>,
     /// The user ids whose claims are out to the cluster and not yet back: they count
     /// against `max_users`, and a second login of one waits for no claim (31 at once).
     claiming: HashSet<String>,
@@ -90,9 +101,16 @@ impl World {
     ) -> World {
         World {
             rooms: (0..config.rooms).map(|_| Vec::new()).collect(),
+            room_seq: vec![0; config.rooms],
+            instance_name: config
+                .cluster
+                .as_ref()
+                .map(|c| c.instance.clone())
+                .unwrap_or_default(),
             config,
             store,
             verifiers,
+            tokens: HashMap::new(),
             cluster,
             claiming: HashSet::new(),
             counters,
@@ -113,12 +131,16 @@ impl World {
     /// Run one request from `session`, or hold it back behind the session's login that is
     /// out for its password check.
     pub(crate) fn request(&mut self, session: &Session, request: Request, inflow: &Arc<Inflow>) {
+        if self.cluster.is_some() && !self.clients.contains_key(&session.id()) {
+            self.tokens.insert(session.id().get(), session.id());
+        }
         let client = self.clients.entry(session.id()).or_insert_with(|| Client {
             session: session.clone(),
             user: None,
             inflow: inflow.clone(),
             verifying: false,
             deferred: VecDeque::new(),
+            room_op: None,
         });
         if client.verifying {
             client.deferred.push_back(request);
@@ -139,6 +161,13 @@ impl World {
         match request {
             Request::Login { user_id, password } => {
                 return self.login(session, user_id, password);
+            }
+            Request::RoomEnter { room } if self.cluster.is_some() => {
+                return self.cluster_enter(session, room);
+            }
+            Request::RoomLeave if self.cluster.is_some() => return self.cluster_leave(session),
+            Request::RoomChat { message } if self.cluster.is_some() => {
+                return self.cluster_chat(session, message);
             }
             Request::RoomEnter { room } => self.enter(session, room),
             Request::RoomLeave => {
@@ -259,6 +288,14 @@ impl World {
             Notice::Claimed(claimed) => self.claimed(claimed),
             Notice::Evicted => self.evicted(),
             Notice::Lost(session) => session.close(),
+            Notice::Room(event) => self.room_event(event),
+            Notice::RoomAnswer(session, result) => self.room_answer(session, result),
+            Notice::RoomsLost => {
+                // What comes next is a new subscription's, perhaps of a new Redis whose
+                // rooms count from 1 again.
+                self.room_seq.iter_mut().for_each(|seq| *seq = 0);
+                self.close_room_members(None);
+            }
         }
     }
 
@@ -460,7 +497,12 @@ impl World {
         if !self.clients.contains_key(&session.id()) {
             return;
         }
-        let _ = self.leave(session);
+        if self.cluster.is_some() {
+            self.cluster_closed(session);
+            self.tokens.remove(&session.id().get());
+        } else {
+            let _ = self.leave(session);
+        }
         if let Some(client) = self.clients.remove(&session.id()) {
             if let Some(user) = client.user {
                 self.users.remove(&user.user_id);

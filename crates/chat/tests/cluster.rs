@@ -123,18 +123,17 @@ fn unique_ids_are_unique_across_instances() {
         instance(&redis, "a", Mode::Logic, |_| {}),
         instance(&redis, "b", Mode::Io, |_| {}),
     ];
-    // On each instance, a watcher in room 0 hears each newcomer's unique id (rooms are
-    // still per instance).
+    // On each instance, a watcher in a room of its own hears each newcomer's unique id.
     let mut ids = Vec::new();
     let mut keep = Vec::new();
     for (i, server) in servers.iter().enumerate() {
         let mut watcher = connect(server);
         login(&mut watcher, &format!("watcher{i}"), 0);
-        enter(&mut watcher, 0);
+        enter(&mut watcher, i as i32);
         for n in 0..5 {
             let mut c = connect(server);
             login(&mut c, &format!("user{i}-{n}"), 0);
-            let list = enter(&mut c, 0);
+            let list = enter(&mut c, i as i32);
             match next(&mut watcher) {
                 Response::RoomNewUser(user) => ids.push(user.unique_id),
                 other => panic!("expected a 208, got {other:?}"),
@@ -484,4 +483,220 @@ fn login_with_on(c: &mut Connection, user: &str, password: &str, result: u16) {
         },
     );
     assert_eq!(got, Response::Login { result }, "login as {user}");
+}
+
+/// The next packet on `c`, which must be a 208; the newcomer.
+fn new_user(c: &mut Connection) -> (i64, String) {
+    match next(c) {
+        Response::RoomNewUser(user) => (user.unique_id, String::from_utf8(user.user_id).unwrap()),
+        other => panic!("expected a 208, got {other:?}"),
+    }
+}
+
+/// The names in a 209 list.
+fn names(list: &[iomodels_proto::RoomUser]) -> Vec<String> {
+    list.iter()
+        .map(|u| String::from_utf8(u.user_id.clone()).unwrap())
+        .collect()
+}
+
+#[test]
+fn rooms_span_instances() {
+    for mode in Mode::ALL {
+        let Some(redis) = Redis::start("rooms_span_instances") else {
+            return;
+        };
+        let server = |name: &str| {
+            let mut chat = chat_config(mode, ClusterConfig::new(redis.url(), name));
+            chat.room_capacity = 3;
+            server_with(Model::SCALABLE[0], chat, Arc::new(AcceptAll), |_| {}).unwrap()
+        };
+        let (a, b) = (server("a"), server("b"));
+        let mut alice = common::user(&a, "alice");
+        let alice_id = 1;
+        let mut bob = common::user(&b, "bob");
+        let mut carol = common::user(&a, "carol");
+        let mut dave = common::user(&b, "dave");
+        assert!(enter(&mut alice, 0).is_empty());
+        assert_eq!(names(&enter(&mut bob, 0)), ["alice"]);
+        let (bob_id, who) = new_user(&mut alice);
+        assert_eq!(who, "bob");
+        assert_eq!(names(&enter(&mut carol, 0)), ["alice", "bob"]);
+        assert_eq!(new_user(&mut alice).1, "carol");
+        assert_eq!(new_user(&mut bob).1, "carol");
+        // Three members on two instances: the room is full everywhere.
+        assert_eq!(
+            ask(&mut dave, Request::RoomEnter { room: 0 }),
+            Response::RoomEnter { result: 54 }
+        );
+        // A chat reaches every member, the sender's 222 before its own 223.
+        assert_eq!(
+            common::say(&mut bob, "hi"),
+            Response::RoomChat { result: 0 }
+        );
+        assert_eq!(next(&mut bob), common::chat_notify("bob", "hi"));
+        assert_eq!(next(&mut alice), common::chat_notify("bob", "hi"));
+        assert_eq!(next(&mut carol), common::chat_notify("bob", "hi"));
+        // A leave: 216 to the leaver, 217 everywhere else.
+        assert_eq!(
+            ask(&mut bob, Request::RoomLeave),
+            Response::RoomLeave { result: 0 }
+        );
+        assert_eq!(
+            next(&mut alice),
+            Response::RoomLeaveUser { unique_id: bob_id }
+        );
+        assert_eq!(
+            next(&mut carol),
+            Response::RoomLeaveUser { unique_id: bob_id }
+        );
+        assert_eq!(
+            names(&enter(&mut dave, 0)),
+            ["alice", "carol"],
+            "{mode} mode"
+        );
+        assert_eq!(new_user(&mut alice).1, "dave");
+        assert_eq!(new_user(&mut carol).1, "dave");
+        // A disconnect is a leave.
+        drop(alice);
+        assert_eq!(
+            next(&mut carol),
+            Response::RoomLeaveUser {
+                unique_id: alice_id
+            }
+        );
+        assert_eq!(
+            next(&mut dave),
+            Response::RoomLeaveUser {
+                unique_id: alice_id
+            }
+        );
+        common::assert_quiet(&mut bob);
+        common::assert_quiet(&mut carol);
+        common::assert_quiet(&mut dave);
+        let members: Vec<String> = redis_query(
+            &redis,
+            redis::cmd("ZRANGE")
+                .arg("iomodels:room:0:members")
+                .arg(0)
+                .arg(-1),
+        );
+        assert_eq!(members, ["3:carol", "4:dave"]);
+        a.stop().unwrap();
+        b.stop().unwrap();
+    }
+}
+
+#[test]
+fn chats_keep_one_order_across_instances() {
+    let Some(redis) = Redis::start("chats_keep_one_order_across_instances") else {
+        return;
+    };
+    let a = instance(&redis, "a", Mode::Logic, |_| {});
+    let b = instance(&redis, "b", Mode::Io, |_| {});
+    let servers = [&a, &b];
+    let mut members: Vec<Connection> = (0..4)
+        .map(|i| {
+            let mut c = common::user(servers[i % 2], &format!("m{i}"));
+            enter(&mut c, 1);
+            c
+        })
+        .collect();
+    // Drain the 208s each got from those after it.
+    for (i, c) in members.iter_mut().enumerate() {
+        for _ in i + 1..4 {
+            new_user(c);
+        }
+    }
+    // Everyone sends 25 chats at once, pipelined, from four threads.
+    const CHATS: usize = 25;
+    let orders: Vec<Vec<String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = members
+            .iter_mut()
+            .enumerate()
+            .map(|(i, c)| {
+                scope.spawn(move || {
+                    for n in 0..CHATS {
+                        c.send(&Request::RoomChat {
+                            message: format!("m{i}-{n}").into(),
+                        })
+                        .unwrap();
+                    }
+                    let mut seen = Vec::new();
+                    let mut answers = 0;
+                    while seen.len() < CHATS * 4 || answers < CHATS {
+                        match next(c) {
+                            Response::RoomChat { result: 0 } => answers += 1,
+                            Response::RoomChatNotify { message, .. } => {
+                                seen.push(String::from_utf8(message).unwrap())
+                            }
+                            other => panic!("m{i}: unexpected {other:?}"),
+                        }
+                    }
+                    seen
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for order in &orders[1..] {
+        assert_eq!(
+            order, &orders[0],
+            "every member saw the room's chats in one order"
+        );
+    }
+    for i in 0..4 {
+        let mine: Vec<&String> = orders[0]
+            .iter()
+            .filter(|m| m.starts_with(&format!("m{i}-")))
+            .collect();
+        let want: Vec<String> = (0..CHATS).map(|n| format!("m{i}-{n}")).collect();
+        assert_eq!(
+            mine,
+            want.iter().collect::<Vec<_>>(),
+            "m{i}'s chats once each, in order"
+        );
+    }
+    a.stop().unwrap();
+    b.stop().unwrap();
+}
+
+#[test]
+fn redis_lost_closes_room_members_and_refuses_room_requests() {
+    let Some(mut redis) = Redis::start("redis_lost_closes_room_members_and_refuses_room_requests")
+    else {
+        return;
+    };
+    let a = instance(&redis, "a", Mode::Logic, |c| {
+        c.instance_ttl = Duration::from_millis(900)
+    });
+    let mut alice = common::user(&a, "alice");
+    enter(&mut alice, 0);
+    let mut carol = common::user(&a, "carol");
+    // Redis gone: room events may be missed, so the room's members here are closed; a
+    // member of no room stays, and room requests are answered 32.
+    redis.kill();
+    alice
+        .wait_closed(WAIT)
+        .expect("alice, in a room, closed when the subscription broke");
+    assert_eq!(
+        ask(&mut carol, Request::RoomEnter { room: 0 }),
+        Response::RoomEnter { result: 32 }
+    );
+    login(&mut connect(&a), "dave", 32);
+    // Back (empty): carol is claimed back and rooms work again.
+    redis.restart();
+    wait_for_value(&redis, "iomodels:user:carol", "a");
+    let start = Instant::now();
+    loop {
+        match ask(&mut carol, Request::RoomEnter { room: 0 }) {
+            Response::RoomEnter { result: 0 } => break,
+            Response::RoomEnter { result: 32 } if start.elapsed() < WAIT => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            other => panic!("carol's enter after Redis came back: {other:?}"),
+        }
+    }
+    assert!(matches!(next(&mut carol), Response::RoomUserList(list) if list.is_empty()));
+    a.stop().unwrap();
 }

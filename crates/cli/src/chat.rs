@@ -77,8 +77,8 @@ pub struct ChatServerArgs {
     #[arg(long, value_name = "ADDR", value_parser = flags::addr)]
     pub metrics_addr: Option<SocketAddr>,
     /// Join the instances that share this Redis as one chat world (redis://HOST:PORT).
-    /// Logins are then one per user id across the cluster (issue 11: rooms are still per
-    /// instance). An unreachable Redis at start is an error.
+    /// Logins are then one per user id across the cluster, and rooms span the instances
+    /// (issue 11, in progress). An unreachable Redis at start is an error.
     #[arg(long, value_name = "URL")]
     pub redis: Option<String>,
     /// This instance's name in the cluster, unique among the running instances (default:

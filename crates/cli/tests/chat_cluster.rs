@@ -76,6 +76,16 @@ fn login(addr: SocketAddr, user: &str, password: &str) -> (Connection, u16) {
     }
 }
 
+/// Enter `room` on `c`: the 209 list.
+fn enter(c: &mut Connection, room: i32) -> Vec<iomodels_proto::RoomUser> {
+    c.send(&Request::RoomEnter { room }).expect("sending");
+    assert_eq!(c.recv(WAIT).unwrap(), Response::RoomEnter { result: 0 });
+    match c.recv(WAIT).unwrap() {
+        Response::RoomUserList(users) => users,
+        other => panic!("expected the user list, got {other:?}"),
+    }
+}
+
 #[test]
 fn chat_server_without_its_redis_says_so_and_exits_1() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -107,8 +117,9 @@ fn chat_server_without_its_redis_says_so_and_exits_1() {
 }
 
 #[test]
-fn an_instance_killed_with_sigkill_has_its_users_freed_in_time() {
-    let Some(redis) = Redis::start("an_instance_killed_with_sigkill_has_its_users_freed_in_time")
+fn an_instance_killed_with_sigkill_has_its_users_and_members_freed_in_time() {
+    let Some(redis) =
+        Redis::start("an_instance_killed_with_sigkill_has_its_users_and_members_freed_in_time")
     else {
         return;
     };
@@ -117,17 +128,32 @@ fn an_instance_killed_with_sigkill_has_its_users_freed_in_time() {
     let bound = Duration::from_millis(2000);
     let (mut a, a_addr) = instance(&redis, "a", &ttl);
     let (mut b, b_addr) = instance(&redis, "b", &ttl);
-    let (_alice, result) = login(a_addr, "alice", "pw");
+    let (mut alice, result) = login(a_addr, "alice", "pw");
     assert_eq!(result, 0);
     assert_eq!(
         login(b_addr, "alice", "pw").1,
         31,
         "alice is logged in on a"
     );
+    // Both in room 0, on different instances.
+    let (mut bob, result) = login(b_addr, "bob", "pw");
+    assert_eq!(result, 0);
+    enter(&mut alice, 0);
+    let list = enter(&mut bob, 0);
+    assert_eq!(list.len(), 1);
+    let alice_id = list[0].unique_id;
     let mut killed = a.take();
     killed.kill().unwrap();
     killed.wait().unwrap();
     let died = Instant::now();
+    // Bob hears that she left, within the bound.
+    match bob.recv(WAIT) {
+        Ok(Response::RoomLeaveUser { unique_id }) => assert_eq!(unique_id, alice_id),
+        other => panic!("expected alice's 217, got {other:?}"),
+    }
+    let heard = died.elapsed();
+    println!("bob heard alice leave {heard:?} after the kill (bound {bound:?})");
+    assert!(heard <= bound + Duration::from_millis(500), "{heard:?}");
     // b's janitor frees her within the bound (plus the test's own polling).
     let took = loop {
         let (_c, result) = login(b_addr, "alice", "pw");

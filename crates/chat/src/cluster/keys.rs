@@ -52,3 +52,34 @@ pub(crate) fn next_unique_id() -> String {
 pub(crate) fn password(user: &str) -> String {
     format!("{PREFIX}password:{user}")
 }
+
+/// The instance's room members: unique id -> `ROOM MEMBER` (the room number, a space, the
+/// member as [`room_members`] holds it).
+pub(crate) fn instance_members(name: &str) -> String {
+    format!("{PREFIX}instance:{name}:members")
+}
+
+/// A room's channel: its events, numbered by [`room_seq`].
+pub(crate) fn room_channel(room: usize) -> String {
+    format!("{PREFIX}room:{room}")
+}
+
+/// The pattern every room's channel matches.
+pub(crate) fn room_pattern() -> String {
+    format!("{PREFIX}room:*")
+}
+
+/// The room's members, `UNIQUE_ID:USER_ID` scored by the room's event number at entry.
+pub(crate) fn room_members(room: usize) -> String {
+    format!("{PREFIX}room:{room}:members")
+}
+
+/// The room's last event number.
+pub(crate) fn room_seq(room: usize) -> String {
+    format!("{PREFIX}room:{room}:seq")
+}
+
+/// The channel that tells the instance's subscriber thread to end.
+pub(crate) fn control(name: &str) -> String {
+    format!("{PREFIX}instance:{name}:control")
+}

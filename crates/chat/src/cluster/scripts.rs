@@ -7,8 +7,10 @@ use redis::Script;
 use std::sync::LazyLock;
 
 /// `reap(prefix, name)`: free everything a dead instance held: the user keys that still
-/// name it (and their count), its users hash, its place in the set of instances.
+/// name it (and their count), its users hash, its room members (publishing a `leave` event
+/// for each), its place in the set of instances.
 const REAP_FUNCTION: &str = r#"
+local function ns(s) s = tostring(s) return #s .. ':' .. s end
 local function reap(prefix, name)
   local users_key = prefix .. 'instance:' .. name .. ':users'
   for _, user in ipairs(redis.call('HKEYS', users_key)) do
@@ -19,9 +21,25 @@ local function reap(prefix, name)
     end
   end
   redis.call('DEL', users_key)
+  local members_key = prefix .. 'instance:' .. name .. ':members'
+  local members = redis.call('HGETALL', members_key)
+  for i = 1, #members, 2 do
+    local value = members[i + 1]
+    local space = string.find(value, ' ', 1, true)
+    local room = prefix .. 'room:' .. string.sub(value, 1, space - 1)
+    local member = string.sub(value, space + 1)
+    if redis.call('ZREM', room .. ':members', member) == 1 then
+      local seq = redis.call('INCR', room .. ':seq')
+      redis.call('PUBLISH', room, ns(seq) .. ns('L') .. ns(name) .. ns('') .. ns(member))
+    end
+  end
+  redis.call('DEL', members_key)
   redis.call('SREM', prefix .. 'instances', name)
 end
 "#;
+
+/// `ns(s)`: a field of an event, `LEN:bytes`.
+const NS_FUNCTION: &str = "local function ns(s) s = tostring(s) return #s .. ':' .. s end\n";
 
 /// Register an instance. KEYS: its liveness key, the set of instances, the incarnation
 /// counter. ARGV: name, TTL in ms, prefix, reap (1: first reap what a dead process of
@@ -135,4 +153,53 @@ end
 redis.call('HSET', KEYS[4], ARGV[2], id)
 return 1",
     )
+});
+
+/// A room entry. KEYS: the room's members, its event number, the instance's members hash.
+/// ARGV: member (`UNIQUE_ID:USER_ID`), room capacity, instance, session, unique id, room,
+/// channel. Publishes `E` with the members before it, oldest first; returns its event
+/// number, 0 if the member is in already (this script run again: its event is out), -54
+/// if the room is full.
+pub(crate) static ROOM_ENTER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{NS_FUNCTION}
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return -54 end
+local list = redis.call('ZRANGE', KEYS[1], 0, -1)
+local seq = redis.call('INCR', KEYS[2])
+redis.call('ZADD', KEYS[1], seq, ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[5], ARGV[6] .. ' ' .. ARGV[1])
+local parts = {{ns(seq), ns('E'), ns(ARGV[3]), ns(ARGV[4]), ns(ARGV[1])}}
+for _, member in ipairs(list) do parts[#parts + 1] = ns(member) end
+redis.call('PUBLISH', ARGV[7], table.concat(parts))
+return seq"
+    ))
+});
+
+/// A room leave. KEYS: the room's members, its event number, the instance's members hash.
+/// ARGV: member, instance, session (empty for a disconnect), unique id, channel.
+/// Publishes `L`; returns its event number, or 0 if the member was not there.
+pub(crate) static ROOM_LEAVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{NS_FUNCTION}
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HDEL', KEYS[3], ARGV[4])
+local seq = redis.call('INCR', KEYS[2])
+redis.call('PUBLISH', ARGV[5], ns(seq) .. ns('L') .. ns(ARGV[2]) .. ns(ARGV[3]) .. ns(ARGV[1]))
+return seq"
+    ))
+});
+
+/// A room chat. KEYS: the room's members, its event number. ARGV: member, instance,
+/// session, message, channel. Publishes `C`; returns its event number, or -81 if the
+/// member is not in the room. Not safe to run twice: each run is a chat.
+pub(crate) static ROOM_CHAT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{NS_FUNCTION}
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return -81 end
+local seq = redis.call('INCR', KEYS[2])
+redis.call('PUBLISH', ARGV[5],
+  ns(seq) .. ns('C') .. ns(ARGV[2]) .. ns(ARGV[3]) .. ns(ARGV[1]) .. ns(ARGV[4]))
+return seq"
+    ))
 });
