@@ -98,6 +98,10 @@ impl fmt::Display for Scenario {
 pub struct SwarmConfig {
     /// The chat server.
     pub addr: SocketAddr,
+    /// More instances of the same cluster (`chat-server --redis`): bot `i` connects to
+    /// `[addr, also[0], also[1], ...][i mod n]`, so a room's members are spread over the
+    /// instances and every check spans them. Empty: `addr` only.
+    pub also: Vec<SocketAddr>,
     /// Number of bots.
     pub bots: usize,
     /// Rooms the bots spread over: bot `i` uses room `first_room + i mod rooms`.
@@ -123,6 +127,7 @@ impl Default for SwarmConfig {
     fn default() -> SwarmConfig {
         SwarmConfig {
             addr: ([127, 0, 0, 1], 7001).into(),
+            also: Vec::new(),
             bots: 100,
             rooms: 10,
             first_room: 0,
@@ -535,7 +540,11 @@ pub fn run_swarm_with_progress(
     let mut request = histogram();
     let mut report = BotsReport {
         scenario: config.scenario,
-        addr: config.addr.to_string(),
+        addr: std::iter::once(&config.addr)
+            .chain(&config.also)
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
         bots: config.bots,
         rooms: config.rooms,
         connected: 0,
@@ -592,9 +601,15 @@ pub fn run_swarm_with_progress(
     Ok(report)
 }
 
-fn connect(swarm: &Swarm, outcome: &mut Outcome) -> Option<Connection> {
+/// Connect bot `bot` to its instance.
+fn connect(swarm: &Swarm, bot: usize, outcome: &mut Outcome) -> Option<Connection> {
     let sent = Instant::now();
-    match Connection::connect(swarm.config.addr) {
+    let config = &swarm.config;
+    let addr = match bot % (1 + config.also.len()) {
+        0 => config.addr,
+        i => config.also[i - 1],
+    };
+    match Connection::connect(addr) {
         Ok(c) => {
             outcome.connected = true;
             outcome.request_done(swarm, sent);
@@ -643,9 +658,9 @@ fn login(
     }
 }
 
-fn connect_bot(swarm: &Swarm, _bot: usize) -> Outcome {
+fn connect_bot(swarm: &Swarm, bot: usize) -> Outcome {
     let mut outcome = Outcome::new();
-    let connection = connect(swarm, &mut outcome);
+    let connection = connect(swarm, bot, &mut outcome);
     swarm.ready.wait();
     let Some(mut connection) = connection else {
         return outcome;
@@ -683,7 +698,7 @@ fn reconnect_bot(swarm: &Swarm, bot: usize) -> Outcome {
     let mut next = swarm.first_op(start, bot);
     while next < deadline {
         pace(next);
-        drop(connect(swarm, &mut outcome));
+        drop(connect(swarm, bot, &mut outcome));
         next += swarm.period();
     }
     outcome
@@ -698,7 +713,7 @@ fn login_bot(swarm: &Swarm, bot: usize) -> Outcome {
     let mut round = 0u64;
     while next < deadline {
         pace(next);
-        if let Some(mut connection) = connect(swarm, &mut outcome) {
+        if let Some(mut connection) = connect(swarm, bot, &mut outcome) {
             let user_id = format!("{}{bot}-{round}", swarm.config.user_prefix).into_bytes();
             login(swarm, &mut outcome, &mut connection, user_id);
         }
@@ -721,7 +736,7 @@ struct InoutLog {
 
 fn room_inout_bot(swarm: &Swarm, bot: usize) -> Outcome {
     let mut outcome = Outcome::new();
-    let mut connection = connect(swarm, &mut outcome);
+    let mut connection = connect(swarm, bot, &mut outcome);
     if let Some(c) = connection.as_mut() {
         if !login(swarm, &mut outcome, c, swarm.user_id(bot)) {
             connection = None;
@@ -997,7 +1012,7 @@ fn room_chat_bot(swarm: &Swarm, bot: usize) -> Outcome {
 
 /// Connect, log in and enter the bot's room.
 fn join_room(swarm: &Swarm, bot: usize, outcome: &mut Outcome) -> Option<Connection> {
-    let mut connection = connect(swarm, outcome)?;
+    let mut connection = connect(swarm, bot, outcome)?;
     if !login(swarm, outcome, &mut connection, swarm.user_id(bot)) {
         return None;
     }

@@ -23,7 +23,10 @@ fn the_test_redis_starts_restarts_and_dies_with_its_guard() {
 }
 
 use common::{ask, connect, enter, login, next, server_with, WAIT};
-use iomodels_chat::{AcceptAll, ChatConfig, ChatServer, ClusterConfig, Connection, Error, Mode};
+use iomodels_chat::{
+    run_swarm, AcceptAll, BotsReport, ChatConfig, ChatServer, ClusterConfig, Connection, Error,
+    Mode, Scenario, SwarmConfig,
+};
 use iomodels_engine::Model;
 use iomodels_proto::{Request, Response};
 use std::sync::Arc;
@@ -699,4 +702,74 @@ fn redis_lost_closes_room_members_and_refuses_room_requests() {
     }
     assert!(matches!(next(&mut carol), Response::RoomUserList(list) if list.is_empty()));
     a.stop().unwrap();
+}
+
+/// A swarm of `bots` in `scenario` spread over three instances (`a` in logic mode, `b` in
+/// I/O mode, `c` in logic mode) of one cluster: its report, every check spanning them.
+fn swarm_over_three(test: &str, scenario: Scenario, bots: usize, secs: f64) -> Option<BotsReport> {
+    let redis = Redis::start(test)?;
+    let servers: Vec<ChatServer> = [("a", Mode::Logic), ("b", Mode::Io), ("c", Mode::Logic)]
+        .into_iter()
+        .map(|(name, mode)| {
+            let mut chat = chat_config(mode, ClusterConfig::new(redis.url(), name));
+            chat.rooms = 10;
+            chat.room_capacity = 40;
+            chat.max_users = 1000;
+            server_with(Model::SCALABLE[0], chat, Arc::new(AcceptAll), |_| {}).unwrap()
+        })
+        .collect();
+    let config = SwarmConfig {
+        addr: servers[0].local_addr(),
+        also: servers[1..].iter().map(|s| s.local_addr()).collect(),
+        bots,
+        rooms: 10,
+        scenario,
+        rate: 10.0,
+        duration: Duration::from_secs_f64(secs),
+        ..SwarmConfig::default()
+    };
+    let report = run_swarm(&config).expect("running the swarm");
+    println!("{scenario:?} over three instances:\n{report}");
+    for server in servers {
+        let stats = server.chat_stats();
+        assert_eq!(stats.protocol_errors, 0);
+        server.stop().unwrap();
+    }
+    Some(report)
+}
+
+#[test]
+fn the_room_chat_swarm_is_clean_across_three_instances() {
+    let Some(report) = swarm_over_three(
+        "the_room_chat_swarm_is_clean_across_three_instances",
+        Scenario::RoomChat,
+        150,
+        2.0,
+    ) else {
+        return;
+    };
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.connected, 150);
+    // Every chat reached its 15 room members, wherever they connected; each room's
+    // members agree on its order (the swarm's hash check, part of is_clean).
+    assert!(report.chats_sent >= 150 * 10, "{report:?}");
+    assert_eq!(
+        report.notifies_received,
+        (report.chats_sent + 150) * 15,
+        "{report:?}"
+    );
+}
+
+#[test]
+fn the_room_inout_swarm_is_clean_across_three_instances() {
+    let Some(report) = swarm_over_three(
+        "the_room_inout_swarm_is_clean_across_three_instances",
+        Scenario::RoomInout,
+        60,
+        2.0,
+    ) else {
+        return;
+    };
+    assert!(report.is_clean(), "{report:?}");
+    assert!(report.requests >= 60, "{report:?}");
 }

@@ -52,7 +52,12 @@ pub struct ChaosArgs {
 /// reason.
 pub fn run(scenario: ChaosScenario, args: &ChatBotsArgs) -> Result<()> {
     let chaos = &args.chaos;
-    let mut config = ChaosConfig::new(scenario, args.addr);
+    let [addr] = args.addr[..] else {
+        return Err(crate::usage(format!(
+            "chat-bots --scenario {scenario} attacks one server: give one --addr"
+        )));
+    };
+    let mut config = ChaosConfig::new(scenario, addr);
     config.duration = args.duration;
     if let Some(rate) = args.rate {
         config.rate = rate;
@@ -74,8 +79,7 @@ pub fn run(scenario: ChaosScenario, args: &ChatBotsArgs) -> Result<()> {
     // anonymous and stall hold thousands of sockets.
     crate::raise_open_file_limit();
     eprintln!(
-        "chat-bots {scenario} against {}: {}",
-        args.addr,
+        "chat-bots {scenario} against {addr}: {}",
         scenario.description()
     );
     let report = iomodels_chat::run_chaos(&config)?;

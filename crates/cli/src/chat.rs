@@ -207,9 +207,11 @@ pub fn run_server(args: ChatServerArgs) -> Result<()> {
 /// Flags of `iomodels chat-bots`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ChatBotsArgs {
-    /// The chat server.
-    #[arg(long, default_value = "127.0.0.1:7001", value_parser = flags::addr)]
-    pub addr: SocketAddr,
+    /// The chat server, or the instances of one cluster (`chat-server --redis`) as
+    /// A,B,C: bot i connects to the (i mod n)th, and every check spans the instances.
+    /// Chaos scenarios take one.
+    #[arg(long, value_name = "ADDR[,ADDR...]", default_value = "127.0.0.1:7001", value_delimiter = ',', value_parser = flags::addr)]
+    pub addr: Vec<SocketAddr>,
     /// Number of bots.
     #[arg(long, default_value_t = 100, value_parser = flags::bounded(1, 100_000))]
     pub bots: usize,
@@ -252,7 +254,8 @@ pub fn run_bots(args: ChatBotsArgs) -> Result<()> {
         BotsScenario::Chaos(scenario) => return crate::chaos::run(scenario, &args),
     };
     let config = SwarmConfig {
-        addr: args.addr,
+        addr: args.addr[0],
+        also: args.addr[1..].to_vec(),
         bots: args.bots,
         rooms: args.rooms,
         scenario,
