@@ -184,12 +184,15 @@ impl World {
                         member.session.close();
                     }
                 }
+                let here: Vec<_> = self.rooms[room]
+                    .iter()
+                    .filter(|m| m.unique_id == gone)
+                    .map(|m| m.session.id())
+                    .collect();
                 self.rooms[room].retain(|m| m.unique_id != gone);
-                for client in self.clients.values_mut() {
-                    if let Some(user) = client.user.as_mut() {
-                        if user.unique_id == gone && user.room == Some(room) {
-                            user.room = None;
-                        }
+                for id in here {
+                    if let Some(user) = self.clients.get_mut(&id).and_then(|c| c.user.as_mut()) {
+                        user.room = None;
                     }
                 }
                 if let Some(session) = answered {
