@@ -773,3 +773,59 @@ fn the_room_inout_swarm_is_clean_across_three_instances() {
     assert!(report.is_clean(), "{report:?}");
     assert!(report.requests >= 60, "{report:?}");
 }
+
+#[test]
+fn a_broken_subscription_closes_the_room_members_it_may_have_cost_events() {
+    let Some(redis) =
+        Redis::start("a_broken_subscription_closes_the_room_members_it_may_have_cost_events")
+    else {
+        return;
+    };
+    let a = instance(&redis, "a", Mode::Logic, |_| {});
+    let b = instance(&redis, "b", Mode::Logic, |_| {});
+    let mut alice = common::user(&a, "alice");
+    let mut bob = common::user(&b, "bob");
+    let mut carol = common::user(&a, "carol");
+    enter(&mut alice, 2);
+    enter(&mut bob, 2);
+    assert_eq!(new_user(&mut alice).1, "bob");
+    // Redis cuts every subscriber (as its pub/sub output-buffer limit does to one that
+    // falls behind): events published meanwhile would be lost, so each instance closes
+    // its members; carol, in no room, stays.
+    redis_query::<i64>(
+        &redis,
+        redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub"),
+    );
+    alice.wait_closed(WAIT).expect("alice closed");
+    bob.wait_closed(WAIT).expect("bob closed");
+    common::assert_quiet(&mut carol);
+    // Their leaves were published: the room is empty in Redis, and usable again once the
+    // instances have subscribed again.
+    let start = Instant::now();
+    loop {
+        let members: Vec<String> = redis_query(
+            &redis,
+            redis::cmd("ZRANGE")
+                .arg("iomodels:room:2:members")
+                .arg(0)
+                .arg(-1),
+        );
+        if members.is_empty() {
+            break;
+        }
+        assert!(start.elapsed() < WAIT, "{members:?} still in room 2");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    loop {
+        match ask(&mut carol, Request::RoomEnter { room: 2 }) {
+            Response::RoomEnter { result: 0 } => break,
+            Response::RoomEnter { result: 32 } if start.elapsed() < WAIT => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            other => panic!("carol's enter: {other:?}"),
+        }
+    }
+    assert!(matches!(next(&mut carol), Response::RoomUserList(list) if list.is_empty()));
+    a.stop().unwrap();
+    b.stop().unwrap();
+}
