@@ -25,7 +25,7 @@ use iomodels_engine::Session;
 use iomodels_proto::ResultCode;
 use redis::{Client, Connection, RedisResult};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -182,6 +182,9 @@ struct Instance {
     /// The subscriber thread is subscribed: a room script run now has its event seen
     /// (or, if the subscription breaks first, a [`Notice::RoomsLost`] follows).
     subscribed: Arc<AtomicBool>,
+    /// The highest unique id this instance's claims were handed: what the counter is
+    /// raised to when the instance registers again (a Redis that came back empty).
+    highest_id: Arc<AtomicI64>,
 }
 
 impl Cluster {
@@ -215,6 +218,7 @@ impl Cluster {
             rooms,
             room_capacity,
             subscribed: Arc::new(AtomicBool::new(false)),
+            highest_id: Arc::new(AtomicI64::new(0)),
         };
         let incarnation = match register(&mut con, &instance, true).map_err(unreachable)? {
             Some(incarnation) => incarnation,
@@ -697,6 +701,9 @@ fn run_link(instance: Instance, con: Connection, ops: mpsc::Receiver<Op>, notify
                 let result = link
                     .run(|c, i| claim(c, i, &user_id))
                     .unwrap_or(Err(ResultCode::ServerFull));
+                if let Ok(id) = result {
+                    link.instance.highest_id.fetch_max(id, Ordering::SeqCst);
+                }
                 notify(Notice::Claimed(Claimed {
                     session,
                     user_id,
@@ -1033,6 +1040,12 @@ fn beat(
             return Ok(());
         }
     }
+    // No id this instance saw handed out comes back, even one of a user gone since; the
+    // users it still holds raise the counter again as they are claimed back.
+    scripts::FLOOR
+        .key(keys::next_unique_id())
+        .arg(instance.highest_id.load(Ordering::SeqCst))
+        .invoke::<i32>(con)?;
     // Registered: the game logic hands its users to the `chat-redis` thread.
     notify(Notice::Evicted);
     Ok(())

@@ -155,6 +155,18 @@ return 1",
     )
 });
 
+/// The unique-id counter raised to at least ARGV[1], never lowered. KEYS: the counter. Run
+/// when an instance registers again: a Redis that came back empty must not hand out again
+/// an id this instance saw handed out, even to a user who has logged out since.
+pub(crate) static FLOOR: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return 1",
+    )
+});
+
 /// A room entry. KEYS: the room's members, its event number, the instance's members hash.
 /// ARGV: member (`UNIQUE_ID:USER_ID`), room capacity, instance, session, unique id, room,
 /// channel. Publishes `E` with the members before it, oldest first; returns its event
