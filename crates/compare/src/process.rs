@@ -99,13 +99,17 @@ pub fn parse_cpu_list(list: &str) -> Result<Vec<usize>, String> {
 }
 
 /// Where a server says it listens: the address in the first complete line of its stderr
-/// that reads `... echo server on ADDR ...` (both `iomodels serve` and `iomodels-peers`
-/// announce themselves that way once they listen).
+/// that reads `... echo server on ADDR ...` or `... chat server on ADDR ...` (`iomodels
+/// serve`, `iomodels chat-server` and `iomodels-peers` announce themselves that way once
+/// they listen).
 pub fn announced_addr(stderr: &str) -> Option<SocketAddr> {
     stderr
         .split_inclusive('\n')
         .filter(|line| line.ends_with('\n'))
-        .find_map(|line| line.split_once(" echo server on "))
+        .find_map(|line| {
+            line.split_once(" echo server on ")
+                .or_else(|| line.split_once(" chat server on "))
+        })
         .and_then(|(_, rest)| rest.split_whitespace().next())
         .and_then(|addr| addr.parse().ok())
 }
@@ -420,6 +424,16 @@ mod tests {
         );
         let peer = "noise\niomodels-peers: monoio echo server on [::1]:7000 (2 workers)\n";
         assert_eq!(announced_addr(peer), Some("[::1]:7000".parse().unwrap()));
+        let chat = "iomodels: chat server on 127.0.0.1:7001 (epoll model, logic mode, ...)\n";
+        assert_eq!(
+            announced_addr(chat),
+            Some("127.0.0.1:7001".parse().unwrap())
+        );
+        let chat_peer = "iomodels-peers: tokio-chat chat server on 127.0.0.1:7002 (1 workers)\n";
+        assert_eq!(
+            announced_addr(chat_peer),
+            Some("127.0.0.1:7002".parse().unwrap())
+        );
         // A line still being written may hold half a port.
         assert_eq!(
             announced_addr("iomodels: epoll echo server on 127.0.0.1:40"),
