@@ -17,14 +17,24 @@
 //! `TCP_NODELAY`, so pipelined echoes are not held back by Nagle's algorithm in one server
 //! and not in another.
 //!
+//! And one chat server, to measure `iomodels chat-server` against:
+//!
+//! - `tokio-chat`: the chat protocol of `iomodels-chat` as a straightforward tokio server (a
+//!   task per connection, one mutex-guarded world, a channel per session drained by a
+//!   writer task that batches), current_thread by default, multi_thread with `--workers N`;
+//!   `--rooms`, `--room-capacity` and `--max-users` as `chat-server`'s (see [`chat`]).
+//!
 //! Nothing is printed on stdout. Once listening, one line goes to stderr:
-//! `iomodels-peers: <server> echo server on <addr> (<n> workers)`, with the port the kernel
+//! `iomodels-peers: <server> echo server on <addr> (<n> workers)` (`tokio-chat`:
+//! `iomodels-peers: tokio-chat chat server on <addr> (<n> workers)`), with the port the kernel
 //! chose when `--addr` asks for port 0 (so a caller needs no "free port" that someone else
 //! could take first); errors go to stderr too. SIGTERM and SIGINT end the process with
 //! status 0; on Windows Ctrl-C, Ctrl-Break and a stop request
 //! (`iomodels_sys::process::request_stop`) do.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
+
+mod chat;
 
 use clap::{Parser, ValueEnum};
 use std::io;
@@ -40,21 +50,48 @@ enum Peer {
     TokioMulti,
     /// monoio, thread-per-core, io_uring when available (Linux only).
     Monoio,
+    /// The chat server on tokio: current_thread, or multi_thread with `--workers` above 1.
+    TokioChat,
 }
 
-/// Run a peer echo server.
+/// Run a peer echo or chat server.
 #[derive(Debug, Parser)]
 #[command(name = "iomodels-peers", version, about)]
 struct Args {
-    /// Which echo server to run.
+    /// Which server to run.
     #[arg(long, value_enum)]
     server: Peer,
     /// Address to listen on.
     #[arg(long)]
     addr: SocketAddr,
-    /// Worker threads (tokio-multi, monoio); tokio-current accepts only 1.
-    #[arg(long)]
+    /// Worker threads (tokio-multi, monoio, tokio-chat); tokio-current accepts only 1.
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     workers: Option<usize>,
+    /// tokio-chat: rooms, numbered from 0 (1 to 100000).
+    #[arg(long)]
+    rooms: Option<usize>,
+    /// tokio-chat: members a room holds (1 to 127).
+    #[arg(long)]
+    room_capacity: Option<usize>,
+    /// tokio-chat: users logged in at once.
+    #[arg(long)]
+    max_users: Option<usize>,
+}
+
+impl Args {
+    /// The chat settings asked for, each missing one at `chat-server`'s default; `None`
+    /// when none was given.
+    fn chat_settings(&self) -> Option<chat::Settings> {
+        if self.rooms.is_none() && self.room_capacity.is_none() && self.max_users.is_none() {
+            return None;
+        }
+        let default = chat::Settings::default();
+        Some(chat::Settings {
+            rooms: self.rooms.unwrap_or(default.rooms),
+            room_capacity: self.room_capacity.unwrap_or(default.room_capacity),
+            max_users: self.max_users.unwrap_or(default.max_users),
+        })
+    }
 }
 
 fn main() -> ExitCode {
@@ -66,17 +103,30 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    let chat_settings = args.chat_settings();
+    if args.server == Peer::TokioChat {
+        let settings = chat_settings.unwrap_or_default();
+        if let Err(error) = settings.validate() {
+            eprintln!("iomodels-peers: {error}");
+            return ExitCode::from(2);
+        }
+    } else if chat_settings.is_some() {
+        eprintln!(
+            "iomodels-peers: --rooms, --room-capacity and --max-users apply to tokio-chat only"
+        );
+        return ExitCode::from(2);
+    }
     // Before any runtime starts a thread, so that only the waiting thread takes the signals.
     if let Err(error) = iomodels_sys::signals::Termination::block().and_then(|t| t.exit_on_signal())
     {
         eprintln!("iomodels-peers: cannot install the signal handler: {error}");
         return ExitCode::FAILURE;
     }
-    let result = match args.server {
-        Peer::TokioCurrent => tokio_peer::current_thread(args.addr),
-        Peer::TokioMulti => tokio_peer::multi_thread(args.addr, args.workers),
+    let result: Result<(), Box<dyn std::error::Error>> = match args.server {
+        Peer::TokioCurrent => tokio_peer::current_thread(args.addr).map_err(Into::into),
+        Peer::TokioMulti => tokio_peer::multi_thread(args.addr, args.workers).map_err(Into::into),
         #[cfg(target_os = "linux")]
-        Peer::Monoio => monoio_peer::run(args.addr, args.workers.unwrap_or(1)),
+        Peer::Monoio => monoio_peer::run(args.addr, args.workers.unwrap_or(1)).map_err(Into::into),
         #[cfg(not(target_os = "linux"))]
         Peer::Monoio => {
             eprintln!(
@@ -85,14 +135,27 @@ fn main() -> ExitCode {
             );
             return ExitCode::from(2);
         }
+        Peer::TokioChat => chat::run(
+            args.addr,
+            args.workers.unwrap_or(1),
+            chat_settings.unwrap_or_default(),
+        )
+        .map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!(
+            // One line, each cause once.
+            let mut line = format!(
                 "iomodels-peers: {:?} on {}: {error}",
                 args.server, args.addr
             );
+            let mut cause = error.source();
+            while let Some(error) = cause {
+                line.push_str(&format!(": {error}"));
+                cause = error.source();
+            }
+            eprintln!("{line}");
             ExitCode::FAILURE
         }
     }
@@ -126,7 +189,7 @@ mod tokio_peer {
 
     async fn serve(addr: SocketAddr, name: &str, workers: usize) -> io::Result<()> {
         let listener = TcpListener::bind(addr).await?;
-        super::announce(name, listener.local_addr()?, workers);
+        super::announce(name, "echo", listener.local_addr()?, workers);
         loop {
             let (socket, _) = match listener.accept().await {
                 Ok(accepted) => accepted,
@@ -178,7 +241,7 @@ mod monoio_peer {
         for _ in 1..workers.max(1) {
             listeners.push(bind(addr)?);
         }
-        super::announce("monoio", addr, listeners.len());
+        super::announce("monoio", "echo", addr, listeners.len());
         let mut listeners = listeners.into_iter();
         let first = listeners
             .next()
@@ -254,9 +317,9 @@ mod monoio_peer {
     }
 }
 
-/// Say on stderr where the server listens, once it does.
-fn announce(name: &str, addr: SocketAddr, workers: usize) {
-    eprintln!("iomodels-peers: {name} echo server on {addr} ({workers} workers)");
+/// Say on stderr where the server listens, once it does: `what` is `echo` or `chat`.
+fn announce(name: &str, what: &str, addr: SocketAddr, workers: usize) {
+    eprintln!("iomodels-peers: {name} {what} server on {addr} ({workers} workers)");
 }
 
 /// Out of descriptors, buffers or memory, or a connection aborted (on Windows, reset)
