@@ -1,99 +1,13 @@
 //! Each peer, run as its own process, echoes every byte back in order on many connections
 //! at once, and exits with status 0 on SIGTERM (on Windows, a stop request).
 
-use iomodels_compare::process::announced_addr;
+mod common;
+
+use common::{any_port, start};
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-/// A loopback address with port 0 on a 127.0.0.x of its own for each call: the peer takes
-/// whatever port the kernel gives it and says which. (Asking the kernel for a free port here
-/// and handing it over races with any other test that spawns a child meanwhile: the child
-/// inherits the probe listener until it execs, and answers connects meant for the peer.)
-fn any_port() -> SocketAddr {
-    static NEXT: AtomicU8 = AtomicU8::new(10);
-    (
-        Ipv4Addr::new(127, 0, 0, NEXT.fetch_add(1, Ordering::Relaxed)),
-        0,
-    )
-        .into()
-}
-
-/// A running peer: the child, the address it serves, and everything it wrote on stderr.
-struct Running {
-    server: String,
-    child: Child,
-    addr: SocketAddr,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Running {
-    /// Fail the test with what the peer said and whether it is still running: a connect
-    /// refused by a peer that exited is a different bug from one refused by a live peer.
-    fn fail(&mut self, what: &str) -> ! {
-        std::thread::sleep(Duration::from_millis(200));
-        let status = match self.child.try_wait() {
-            Ok(Some(status)) => format!("exited: {status}"),
-            Ok(None) => "still running".to_string(),
-            Err(error) => format!("cannot be polled: {error}"),
-        };
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let stderr = self.stderr.lock().map(|s| s.clone()).unwrap_or_default();
-        panic!(
-            "{}: {what} (peer on {} {status}; its stderr: {stderr:?})",
-            self.server, self.addr
-        );
-    }
-}
-
-/// Start a peer and wait (with a deadline) until it says where it listens.
-fn start(server: &str, workers: Option<usize>) -> Running {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_iomodels-peers"));
-    command
-        .args(["--server", server, "--addr", &any_port().to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(workers) = workers {
-        command.args(["--workers", &workers.to_string()]);
-    }
-    let mut child = command.spawn().expect("spawn iomodels-peers");
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let mut pipe = child.stderr.take().expect("stderr piped");
-    let sink = Arc::clone(&stderr);
-    std::thread::spawn(move || {
-        let mut chunk = [0u8; 512];
-        while let Ok(n @ 1..) = pipe.read(&mut chunk) {
-            if let Ok(mut text) = sink.lock() {
-                text.push_str(&String::from_utf8_lossy(&chunk[..n]));
-            }
-        }
-    });
-    let mut running = Running {
-        server: server.to_string(),
-        child,
-        addr: (Ipv4Addr::LOCALHOST, 0).into(),
-        stderr,
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let said = announced_addr(&running.stderr.lock().expect("stderr lock"));
-        if let Some(addr) = said {
-            running.addr = addr;
-            return running;
-        }
-        if let Some(status) = running.child.try_wait().expect("poll the child") {
-            running.fail(&format!("exited before listening: {status}"));
-        }
-        if Instant::now() >= deadline {
-            running.fail("never said where it listens");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
 
 /// A payload that differs per connection and per message.
 fn pattern(connection: usize, message: usize, len: usize) -> Vec<u8> {
@@ -103,7 +17,12 @@ fn pattern(connection: usize, message: usize, len: usize) -> Vec<u8> {
 }
 
 fn check_echo(server: &str, workers: Option<usize>) {
-    let mut peer = start(server, workers);
+    let workers = workers.map(|n| n.to_string());
+    let args: Vec<&str> = match &workers {
+        Some(n) => vec!["--workers", n],
+        None => vec![],
+    };
+    let mut peer = start(server, &args);
     let mut streams = Vec::new();
     for connection in 0..16 {
         match TcpStream::connect(peer.addr) {
