@@ -19,6 +19,9 @@
 //! stay ends with the server's 216. After the run, [`crate::membership`] rebuilds each
 //! room's history of enters and leaves from all the views and fails the room unless one
 //! history explains every view.
+//!
+//! The report carries the bots' own CPU time, each bot thread's user + system time at its
+//! end, summed: what the swarm cost the machine, apart from the server's.
 
 use crate::client::{ClientError, Connection};
 use crate::config::MAX_ROOMS;
@@ -26,6 +29,7 @@ use crate::error::Error;
 use crate::membership::{Change, Stay};
 use hdrhistogram::Histogram;
 use iomodels_proto::{Request, Response, ResultCode};
+use iomodels_sys::cpu::thread_cpu_time;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::fmt;
@@ -230,6 +234,11 @@ pub struct BotsReport {
     pub order_mismatches: u64,
     /// `room-inout`: stays in a room (enter to leave) whose membership view was checked.
     pub membership_views: u64,
+    /// The bots' own CPU time, user + system, in seconds: every bot thread's from its start
+    /// to its end (`RUSAGE_THREAD`; `GetThreadTimes` on Windows), so a server in the same
+    /// process is not counted. Against the run's length and the cores the bots had, it says
+    /// whether the bots, not the server, were the limit.
+    pub bots_cpu_secs: f64,
 }
 
 impl BotsReport {
@@ -331,6 +340,11 @@ impl fmt::Display for BotsReport {
         )?;
         writeln!(
             f,
+            "bots CPU:       {:.2} s (user + system, the bot threads)",
+            self.bots_cpu_secs
+        )?;
+        writeln!(
+            f,
             "verdict:        {}",
             if self.is_clean() { "clean" } else { "PROBLEMS" }
         )
@@ -390,6 +404,8 @@ struct Outcome {
     order: Option<(usize, u64)>,
     /// What a room-inout bot was told.
     inout: Option<InoutLog>,
+    /// The CPU time its thread used.
+    cpu: Duration,
 }
 
 pub(crate) fn histogram() -> Histogram<u64> {
@@ -414,6 +430,7 @@ impl Outcome {
             duplicated: 0,
             order: None,
             inout: None,
+            cpu: Duration::ZERO,
         }
     }
 
@@ -490,13 +507,15 @@ pub fn run_swarm_with_progress(
             .name(format!("bot-{bot}"))
             .stack_size(256 * 1024)
             .spawn(move || {
-                let outcome = match swarm.config.scenario {
+                let mut outcome = match swarm.config.scenario {
                     Scenario::Connect => connect_bot(&swarm, bot),
                     Scenario::Reconnect => reconnect_bot(&swarm, bot),
                     Scenario::Login => login_bot(&swarm, bot),
                     Scenario::RoomInout => room_inout_bot(&swarm, bot),
                     Scenario::RoomChat => room_chat_bot(&swarm, bot),
                 };
+                // A new thread starts at zero: this is all the bot used.
+                outcome.cpu = thread_cpu_time();
                 swarm.finished.fetch_add(1, Relaxed);
                 outcome
             });
@@ -562,6 +581,7 @@ pub fn run_swarm_with_progress(
         duplicated_notifies: 0,
         order_mismatches: 0,
         membership_views: 0,
+        bots_cpu_secs: 0.0,
     };
     let mut orders: HashMap<usize, Vec<u64>> = HashMap::new();
     for o in &outcomes {
@@ -574,6 +594,7 @@ pub fn run_swarm_with_progress(
         report.disconnects += o.disconnects;
         report.lost_notifies += o.lost;
         report.duplicated_notifies += o.duplicated;
+        report.bots_cpu_secs += o.cpu.as_secs_f64();
         if let Some((room, hash)) = o.order {
             orders.entry(room).or_default().push(hash);
         }

@@ -178,3 +178,23 @@ every_model!(
     other_scenarios,
     slow_consumer_is_cut_off
 );
+
+/// The report counts the bots' own CPU time (their threads', not the in-process server's),
+/// in the text and in the JSON.
+#[test]
+fn the_report_counts_the_bots_own_cpu() {
+    let started = std::time::Instant::now();
+    let report = swarm(Model::SCALABLE[0], Mode::Logic, Scenario::RoomChat, 20, 1.0)
+        .expect("the first scalable model (epoll, iocp) runs everywhere");
+    let wall = started.elapsed().as_secs_f64();
+    assert!(report.is_clean(), "{report:?}");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    assert!(
+        report.bots_cpu_secs > 0.0 && report.bots_cpu_secs < wall * cores,
+        "{} s of CPU in {wall:.2} s on {cores} cores",
+        report.bots_cpu_secs
+    );
+    let json = serde_json::to_value(&report).expect("the report as JSON");
+    assert_eq!(json["bots_cpu_secs"].as_f64(), Some(report.bots_cpu_secs));
+    assert!(report.to_string().contains("bots CPU:"), "{report}");
+}
