@@ -110,8 +110,9 @@ pub enum Error {
     /// The tokio runtime could not be built.
     #[error("building the tokio runtime")]
     Runtime(#[source] io::Error),
-    /// The listener could not be bound.
-    #[error("listening on {addr}")]
+    /// The listener could not be bound. (The message leaves the address to the caller,
+    /// which names it once.)
+    #[error("listening")]
     Listen {
         /// The address asked for.
         addr: SocketAddr,

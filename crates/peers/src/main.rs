@@ -146,10 +146,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             // One line, each cause once.
-            let mut line = format!(
-                "iomodels-peers: {:?} on {}: {error}",
-                args.server, args.addr
-            );
+            let name = args
+                .server
+                .to_possible_value()
+                .map_or_else(|| format!("{:?}", args.server), |v| v.get_name().to_owned());
+            let mut line = format!("iomodels-peers: {name} on {}: {error}", args.addr);
             let mut cause = error.source();
             while let Some(error) = cause {
                 line.push_str(&format!(": {error}"));
