@@ -237,7 +237,9 @@ pub struct BotsReport {
     /// The bots' own CPU time, user + system, in seconds: every bot thread's from its start
     /// to its end (`RUSAGE_THREAD`; `GetThreadTimes` on Windows), so a server in the same
     /// process is not counted. Against the run's length and the cores the bots had, it says
-    /// whether the bots, not the server, were the limit.
+    /// whether the bots, not the server, were the limit. Windows counts a thread's time in
+    /// clock ticks (15.6 ms; 10 ms under Wine), so there a short run of light bots reads
+    /// low, down to 0.
     pub bots_cpu_secs: f64,
 }
 
