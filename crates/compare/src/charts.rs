@@ -1,5 +1,5 @@
 //! SVG charts of a report, drawn with plotters: one line per model and peer against the
-//! number of connections (log scale).
+//! number of connections, or for the chat matrix the offered chat rate (log scale).
 
 use crate::report::{mode_name, Phase, Report};
 use crate::Error;
@@ -9,8 +9,19 @@ use std::path::Path;
 /// One line of a chart: a name and its (connections, value) points.
 pub type Series = (String, Vec<(f64, f64)>);
 
-/// Draw every chart into `dir`; returns the file names written.
+/// Draw every chart into `dir` (the echo charts when the echo matrix ran, the chat charts
+/// when the chat matrix ran); returns the file names written.
 pub fn draw_all(report: &Report, dir: &Path) -> Result<Vec<String>, Error> {
+    let mut written = Vec::new();
+    if !report.targets.is_empty() {
+        written.extend(draw_echo(report, dir)?);
+    }
+    written.extend(crate::chat::draw_charts(report, dir)?);
+    Ok(written)
+}
+
+/// The echo matrix's charts.
+fn draw_echo(report: &Report, dir: &Path) -> Result<Vec<String>, Error> {
     let payload = report.settings.payloads.first().copied().unwrap_or(64);
     let mut written = Vec::new();
     for &pipeline in &report.settings.pipelines {
@@ -124,7 +135,19 @@ pub fn line_chart(
     series: &[Series],
     axis: Axis,
 ) -> Result<(), Error> {
-    draw(path, title, y_label, series, axis).map_err(|error| Error::Chart {
+    line_chart_over(path, title, "concurrent connections", y_label, series, axis)
+}
+
+/// A line chart with a log-scale x axis described by `x_label`.
+pub fn line_chart_over(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    axis: Axis,
+) -> Result<(), Error> {
+    draw(path, title, x_label, y_label, series, axis).map_err(|error| Error::Chart {
         path: path.to_path_buf(),
         message: error.to_string(),
     })
@@ -133,6 +156,7 @@ pub fn line_chart(
 fn draw(
     path: &Path,
     title: &str,
+    x_label: &str,
     y_label: &str,
     series: &[Series],
     axis: Axis,
@@ -160,7 +184,7 @@ fn draw(
     chart
         .configure_mesh()
         .light_line_style(TRANSPARENT)
-        .x_desc("concurrent connections")
+        .x_desc(x_label)
         .y_desc(y_label)
         .x_label_formatter(&|x| format!("{x:.0}"))
         .y_label_formatter(&|y| match axis {

@@ -28,6 +28,9 @@ pub enum Error {
     /// A name in `--peers` is not a peer.
     #[error("unknown peer '{0}': expected tokio-current, tokio-multi or monoio")]
     UnknownPeer(String),
+    /// A name in `--chat-servers` is neither a model nor `tokio-chat`.
+    #[error("unknown chat server '{0}': expected a model (see `iomodels models`) or tokio-chat")]
+    UnknownChatServer(String),
     /// A name in `--peers` is a peer this platform cannot run (monoio off Linux).
     #[error("the {0} peer runs only on Linux")]
     PeerUnavailable(String),

@@ -8,8 +8,9 @@
 //! the server's CPU time and memory, then stops it (SIGTERM, or on Windows a stop request;
 //! killed after a deadline).
 //! After the bench matrix it ramps the connection count to find how many connections each
-//! server holds. A server that fails to start, or a bench that fails, is a row with its
-//! error, never the end of the comparison.
+//! server holds, then runs the chat matrix ([`chat`]): the same bot swarm against each chat
+//! server at a sweep of offered rates. A server that fails to start, or a bench that fails,
+//! is a row with its error, never the end of the comparison.
 //!
 //! The output: `report/compare.md` (the table, the machine, the commands),
 //! `report/compare.json` (every row, raw) and SVG charts.
@@ -17,6 +18,7 @@
 
 pub mod bench;
 pub mod charts;
+pub mod chat;
 mod error;
 pub mod loc;
 pub mod machine;
@@ -29,6 +31,7 @@ pub use bench::BenchResult;
 pub use error::Error;
 pub use report::Report;
 
+use chat::ChatServer;
 use process::{command_line, Binaries, ServerProcess};
 pub use progress::Progress;
 use report::{Kind, Phase, Row, Settings, TargetInfo};
@@ -71,7 +74,7 @@ pub struct CompareConfig {
     /// each cell's median round (the machine's noise shows in the spread; see compare.json).
     pub rounds: usize,
     /// A short run (about a minute for two servers): counts 1,100, 1 s windows, one
-    /// capacity step of 1000.
+    /// capacity step of 1000, a chat swarm of 100 bots at 500 and 1000 chats/s.
     pub quick: bool,
     /// Folder the report is written to.
     pub out: PathBuf,
@@ -83,6 +86,14 @@ pub struct CompareConfig {
     /// Root of the iomodels source tree, to count the drivers' lines [default: found from
     /// the current directory].
     pub source: Option<PathBuf>,
+    /// Chat servers of the chat matrix: `all` (the scalable models and tokio-chat), `none`,
+    /// or a list like `epoll,tokio-chat`.
+    pub chat_servers: String,
+    /// Bots of the chat swarm, in rooms of [`chat::ROOM_SIZE`] [default: 1000; --quick: 100].
+    pub chat_bots: Option<usize>,
+    /// Offered chats per second of the whole swarm, one run each [default:
+    /// 1000,2000,5000,10000; --quick: 500,1000].
+    pub chat_rates: Option<Vec<u64>>,
 }
 
 /// What a run will do, resolved from the flags.
@@ -94,6 +105,10 @@ pub struct Plan {
     pub settings: Settings,
     /// CPUs servers are pinned to.
     pub server_cpus: Option<Vec<usize>>,
+    /// CPUs the load (bench's `--cpus`, the chat swarm's pinning) is pinned to.
+    pub client_cpus: Option<Vec<usize>>,
+    /// Chat servers of the chat matrix, in run order (empty: no chat matrix).
+    pub chat_servers: Vec<ChatServer>,
 }
 
 impl Plan {
@@ -109,8 +124,11 @@ impl Plan {
                 .into_iter()
                 .map(Target::Peer),
         );
-        if targets.is_empty() {
-            return Err(Error::InvalidArgs("no model and no peer to measure".into()));
+        let chat_servers = chat::parse_chat_servers(&args.chat_servers)?;
+        if targets.is_empty() && chat_servers.is_empty() {
+            return Err(Error::InvalidArgs(
+                "no model, no peer and no chat server to measure".into(),
+            ));
         }
         let list = |given: &Option<Vec<u64>>, full: &[u64], short: &[u64], name: &str| {
             let mut values =
@@ -166,15 +184,41 @@ impl Plan {
             .map(process::parse_cpu_list)
             .transpose()
             .map_err(Error::InvalidArgs)?;
-        if let Some(list) = &args.client_cpus {
-            process::parse_cpu_list(list).map_err(Error::InvalidArgs)?;
-        }
+        let client_cpus = args
+            .client_cpus
+            .as_deref()
+            .map(process::parse_cpu_list)
+            .transpose()
+            .map_err(Error::InvalidArgs)?;
         let model_workers = args.workers.or(server_cpus.as_ref().map(Vec::len));
         if model_workers == Some(0) {
             return Err(Error::InvalidArgs("--workers must be above 0".into()));
         }
-        let peer_workers = model_workers
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let all_cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let peer_workers = model_workers.unwrap_or(all_cpus);
+        let chat = if chat_servers.is_empty() {
+            None
+        } else {
+            let bots = args.chat_bots.unwrap_or(if quick { 100 } else { 1000 });
+            if !(1..=100_000).contains(&bots) {
+                return Err(Error::InvalidArgs("--chat-bots must be 1 to 100000".into()));
+            }
+            let rates = list(
+                &args.chat_rates,
+                &[1000, 2000, 5000, 10_000],
+                &[500, 1000],
+                "chat-rates",
+            )?;
+            Some(chat::ChatSettings {
+                servers: chat_servers.iter().map(|s| s.name().to_string()).collect(),
+                bots,
+                rooms: bots.div_ceil(chat::ROOM_SIZE),
+                room_size: chat::ROOM_SIZE,
+                rates,
+                duration_secs,
+                bots_cores: client_cpus.as_ref().map_or(all_cpus, Vec::len),
+            })
+        };
         Ok(Plan {
             targets,
             settings: Settings {
@@ -191,8 +235,11 @@ impl Plan {
                 bench_threads: args.threads,
                 quick,
                 rounds: args.rounds.max(1),
+                chat,
             },
             server_cpus,
+            client_cpus,
+            chat_servers,
         })
     }
 
@@ -200,6 +247,14 @@ impl Plan {
     pub fn runs_per_target(&self) -> usize {
         let s = &self.settings;
         s.connections.len() * s.payloads.len() * s.pipelines.len() + s.capacity_steps.len()
+    }
+
+    /// Runs of the chat matrix in one round: every chat server at every rate.
+    pub fn chat_runs(&self) -> usize {
+        self.settings
+            .chat
+            .as_ref()
+            .map_or(0, |chat| chat.servers.len() * chat.rates.len())
     }
 }
 
@@ -217,7 +272,8 @@ pub fn run(args: CompareConfig, progress: &mut dyn Progress) -> Result<(), Error
             .map(Path::to_path_buf)
             .unwrap_or_default(),
     };
-    let need_peers = plan.targets.iter().any(|t| !t.is_model());
+    let need_peers = plan.targets.iter().any(|t| !t.is_model())
+        || plan.chat_servers.contains(&ChatServer::TokioChat);
     let binaries = Binaries::locate(&bin_dir, need_peers)?;
     std::fs::create_dir_all(&args.out).map_err(|source| Error::Write {
         path: args.out.clone(),
@@ -243,14 +299,16 @@ pub fn run(args: CompareConfig, progress: &mut dyn Progress) -> Result<(), Error
         shared_loop_lines: engine_src.as_deref().and_then(loc::shared_loop_lines),
         rows: Vec::new(),
         all_rows: Vec::new(),
+        chat_rows: Vec::new(),
     };
 
     let rounds = plan.settings.rounds;
     let per_target = plan.runs_per_target();
     let matrix_runs = per_target - plan.settings.capacity_steps.len();
     let total = per_target + (rounds - 1) * matrix_runs;
-    progress.begin((total * plan.targets.len()) as u64);
+    progress.begin((total * plan.targets.len() + rounds * plan.chat_runs()) as u64);
     let mut failed: Vec<Target> = Vec::new();
+    let mut chat_failed: Vec<ChatServer> = Vec::new();
     for round in 0..rounds {
         for &target in &plan.targets {
             // Later rounds repeat the matrix only; the capacity ramp runs once.
@@ -317,6 +375,22 @@ pub fn run(args: CompareConfig, progress: &mut dyn Progress) -> Result<(), Error
             report.elapsed_secs = started.elapsed().as_secs_f64();
             report.write_json(&args.out)?;
         }
+        if let Some(chat) = &plan.settings.chat {
+            for &server in &plan.chat_servers {
+                run_chat_sweep(
+                    &binaries,
+                    &plan,
+                    chat,
+                    server,
+                    round,
+                    &mut chat_failed,
+                    &mut report,
+                    progress,
+                );
+                report.elapsed_secs = started.elapsed().as_secs_f64();
+                report.write_json(&args.out)?;
+            }
+        }
     }
     progress.close();
     if rounds > 1 {
@@ -331,10 +405,55 @@ pub fn run(args: CompareConfig, progress: &mut dyn Progress) -> Result<(), Error
     eprintln!(
         "compare: report written to {} ({} runs in {:.0} s)",
         args.out.join("compare.md").display(),
-        report.rows.len().max(report.all_rows.len()),
+        report.rows.len().max(report.all_rows.len()) + report.chat_rows.len(),
         report.elapsed_secs
     );
     Ok(())
+}
+
+/// One round of the chat matrix for `server`: every rate, up to the first run that is not
+/// clean. A server that does not start is not tried again in later rounds.
+#[allow(clippy::too_many_arguments)]
+fn run_chat_sweep(
+    binaries: &Binaries,
+    plan: &Plan,
+    chat: &chat::ChatSettings,
+    server: ChatServer,
+    round: usize,
+    failed: &mut Vec<ChatServer>,
+    report: &mut Report,
+    progress: &mut dyn Progress,
+) {
+    let rounds = plan.settings.rounds;
+    let mut remaining = chat.rates.len() as u64;
+    if failed.contains(&server) {
+        progress.skip(remaining);
+        return;
+    }
+    for &offered in &chat.rates {
+        progress.start(&format!(
+            "{server} chat {offered} chats/s{}",
+            if rounds > 1 {
+                format!(" (round {}/{rounds})", round + 1)
+            } else {
+                String::new()
+            }
+        ));
+        let mut row = chat::measure(binaries, plan, chat, server, offered);
+        row.round = round;
+        remaining -= 1;
+        progress.finish(&chat::summary_line(&row));
+        let start_failed = row.bots_command.is_none();
+        let saturated = row.clean().is_none();
+        report.chat_rows.push(row);
+        if start_failed {
+            failed.push(server);
+        }
+        if start_failed || saturated {
+            progress.skip(remaining);
+            return;
+        }
+    }
 }
 
 /// Rewrite the markdown and the charts of a report from its JSON.
@@ -663,7 +782,7 @@ mod tests {
             peers: "none".into(),
             ..args()
         })
-        .contains("no model and no peer"));
+        .contains("no model, no peer and no chat server"));
         assert!(bad(CompareConfig {
             connections: Some(vec![0]),
             ..args()

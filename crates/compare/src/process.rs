@@ -8,6 +8,7 @@
 //! does not exit in time.
 
 use crate::bench::BenchResult;
+use crate::chat::BotsResult;
 use std::env::consts::EXE_SUFFIX;
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
@@ -65,6 +66,24 @@ pub enum RunError {
     /// The load generator printed no result.
     #[error("bench gave no JSON result ({status}): {reason}; stderr: {stderr}")]
     BenchOutput {
+        /// Its exit status.
+        status: ExitStatus,
+        /// Why its stdout did not parse.
+        reason: String,
+        /// The end of what it printed on stderr.
+        stderr: String,
+    },
+    /// The bot swarm ran too long and was killed.
+    #[error("chat-bots did not finish within {secs} s and was killed: {stderr}")]
+    BotsTimeout {
+        /// The deadline.
+        secs: u64,
+        /// The end of what it printed on stderr.
+        stderr: String,
+    },
+    /// The bot swarm printed no report.
+    #[error("chat-bots gave no JSON report ({status}): {reason}; stderr: {stderr}")]
+    BotsOutput {
         /// Its exit status.
         status: ExitStatus,
         /// Why its stdout did not parse.
@@ -336,22 +355,49 @@ impl Drop for ServerProcess {
     }
 }
 
-/// Run the load generator to completion (or `timeout`) and parse its JSON line.
-pub fn run_bench(
+/// A load process that ran to its end.
+struct Finished {
+    /// Everything it printed on stdout.
+    stdout: String,
+    /// Its exit status.
+    status: ExitStatus,
+    /// The end of what it printed on stderr, on one line.
+    stderr: String,
+    /// From its spawn to its exit.
+    wall: Duration,
+}
+
+/// How a load process ended.
+enum Ended {
+    /// It exited.
+    Exited(Finished),
+    /// It ran past its deadline and was killed; the end of its stderr.
+    TimedOut(String),
+}
+
+/// Run a load process to completion (or `timeout`, then kill it), optionally pinned to
+/// `cpus` from its start.
+fn run_to_end(
     program: &Path,
     args: &[String],
     timeout: Duration,
-) -> Result<BenchResult, RunError> {
-    let mut child = Command::new(program)
+    cpus: Option<&[usize]>,
+) -> Result<Ended, RunError> {
+    let mut command = Command::new(program);
+    command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| RunError::Spawn {
-            command: command_line(program, args),
-            source,
-        })?;
+        .stderr(Stdio::piped());
+    let started = Instant::now();
+    let spawned = match cpus {
+        Some(cpus) => iomodels_sys::process::spawn(&mut command, Some(cpus)),
+        None => command.spawn(),
+    };
+    let mut child = spawned.map_err(|source| RunError::Spawn {
+        command: command_line(program, args),
+        source,
+    })?;
     let mut stdout_pipe = child.stdout.take().expect("stdout is piped");
     let stdout_reader = std::thread::spawn(move || {
         let mut stdout = String::new();
@@ -359,15 +405,12 @@ pub fn run_bench(
         stdout
     });
     let mut stderr = Tail::new(child.stderr.take().expect("stderr is piped"));
-    let status = match wait_until(&mut child, Instant::now() + timeout) {
+    let status = match wait_until(&mut child, started + timeout) {
         Ok(Some(status)) => status,
         Ok(None) => {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(RunError::BenchTimeout {
-                secs: timeout.as_secs(),
-                stderr: stderr.text(),
-            });
+            return Ok(Ended::TimedOut(stderr.text()));
         }
         Err(error) => {
             let _ = child.kill();
@@ -375,18 +418,70 @@ pub fn run_bench(
             return Err(RunError::Wait(error));
         }
     };
+    let wall = started.elapsed();
     let stdout = stdout_reader.join().unwrap_or_default();
-    BenchResult::from_stdout(&stdout).map_err(|error| RunError::BenchOutput {
+    Ok(Ended::Exited(Finished {
+        stdout,
         status,
-        reason: error.to_string(),
         stderr: stderr.finish(),
+        wall,
+    }))
+}
+
+/// Run the load generator to completion (or `timeout`) and parse its JSON line.
+pub fn run_bench(
+    program: &Path,
+    args: &[String],
+    timeout: Duration,
+) -> Result<BenchResult, RunError> {
+    let finished = match run_to_end(program, args, timeout, None)? {
+        Ended::Exited(finished) => finished,
+        Ended::TimedOut(stderr) => {
+            return Err(RunError::BenchTimeout {
+                secs: timeout.as_secs(),
+                stderr,
+            })
+        }
+    };
+    BenchResult::from_stdout(&finished.stdout).map_err(|error| RunError::BenchOutput {
+        status: finished.status,
+        reason: error.to_string(),
+        stderr: finished.stderr,
     })
+}
+
+/// Run the bot swarm (`iomodels chat-bots --json`) to completion (or `timeout`), pinned to
+/// `cpus` when given, and parse its JSON line; with it, the swarm's wall time from spawn to
+/// exit. A swarm that saw problems exits 1 after printing its report: the report is the
+/// result, its problems are in it.
+pub fn run_bots(
+    program: &Path,
+    args: &[String],
+    timeout: Duration,
+    cpus: Option<&[usize]>,
+) -> Result<(BotsResult, Duration), RunError> {
+    let finished = match run_to_end(program, args, timeout, cpus)? {
+        Ended::Exited(finished) => finished,
+        Ended::TimedOut(stderr) => {
+            return Err(RunError::BotsTimeout {
+                secs: timeout.as_secs(),
+                stderr,
+            })
+        }
+    };
+    BotsResult::from_stdout(&finished.stdout)
+        .map(|bots| (bots, finished.wall))
+        .map_err(|error| RunError::BotsOutput {
+            status: finished.status,
+            reason: error.to_string(),
+            stderr: finished.stderr,
+        })
 }
 
 /// The binaries `compare` drives.
 #[derive(Clone, Debug)]
 pub struct Binaries {
-    /// `iomodels`: `serve` and `bench`.
+    /// `iomodels`: `serve`, `bench`, `chat-server` and `chat-bots`.
     pub iomodels: PathBuf,
     /// `iomodels-peers`, if any peer is wanted.
     pub peers: Option<PathBuf>,

@@ -135,6 +135,9 @@ pub struct Settings {
     /// Rounds of the matrix (`--rounds`); the tables show each cell's median round.
     #[serde(default = "one")]
     pub rounds: usize,
+    /// The chat matrix, if it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat: Option<crate::chat::ChatSettings>,
 }
 
 fn one() -> usize {
@@ -163,6 +166,9 @@ pub struct Report {
     /// Every run of every round, when there was more than one round.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub all_rows: Vec<Row>,
+    /// Every run of the chat matrix, of every round.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chat_rows: Vec<crate::chat::ChatRow>,
 }
 
 /// How many connections a target held, from its capacity rows.
@@ -276,9 +282,14 @@ impl Report {
             );
         }
         self.write_machine(&mut out);
-        self.write_summary(&mut out);
-        self.write_capacity(&mut out);
-        self.write_all_runs(&mut out);
+        if !self.targets.is_empty() {
+            self.write_summary(&mut out);
+            self.write_capacity(&mut out);
+        }
+        crate::chat::write_markdown(self, &mut out);
+        if !self.targets.is_empty() {
+            self.write_all_runs(&mut out);
+        }
         self.write_failures(&mut out);
         if !charts.is_empty() {
             let _ = writeln!(out, "## Charts\n");
@@ -627,6 +638,9 @@ impl Report {
     fn write_commands(&self, out: &mut String) {
         let _ = writeln!(out, "## Commands\n");
         let _ = writeln!(out, "The report:\n\n```sh\n{}\n```\n", self.command);
+        if self.targets.is_empty() {
+            return;
+        }
         let _ = writeln!(
             out,
             "Each run starts its server and then the load generator; the first run of each \

@@ -1,6 +1,7 @@
 //! The report writer on synthetic rows: the table, capacity, failures, JSON and charts.
 
 use iomodels_compare::bench::{BenchResult, Errors, Latency, ServerSample};
+use iomodels_compare::chat::{BotsResult, ChatRow, ChatServer, ChatSettings, FanoutLatency};
 use iomodels_compare::machine::Machine;
 use iomodels_compare::report::{Kind, Phase, Row, Settings, TargetInfo};
 use iomodels_compare::{charts, Report};
@@ -196,6 +197,7 @@ fn synthetic() -> Report {
             bench_threads: None,
             quick: false,
             rounds: 1,
+            chat: None,
         },
         targets: vec![
             target("epoll", Kind::Model, Some(120), true),
@@ -206,6 +208,7 @@ fn synthetic() -> Report {
         shared_loop_lines: Some(500),
         rows,
         all_rows: Vec::new(),
+        chat_rows: Vec::new(),
     }
 }
 
@@ -446,4 +449,161 @@ fn median_round_per_cell() {
     assert_eq!((median[0].connections, median[0].round), (100, 2));
     // Of the clean rounds at 1000 (9.0 and 7.0), the lower middle: 7.0.
     assert_eq!((median[1].connections, median[1].round), (1000, 2));
+}
+
+/// A clean swarm of 1,000 bots at `offered` chats/s over 5 s, fan-out p99 `p99_us`.
+fn swarm(offered: u64, p99_us: u64) -> BotsResult {
+    BotsResult {
+        scenario: "room-chat".into(),
+        addr: "127.0.0.1:7001".into(),
+        bots: 1000,
+        rooms: 50,
+        connected: 1000,
+        duration_secs: 5.0,
+        chats_sent: offered * 5,
+        // The chats' notifies, then each bot's closing chat's.
+        notifies_received: (offered * 5 + 1000) * 20,
+        fanout_latency: FanoutLatency {
+            count: offered * 5 * 20,
+            p50_us: p99_us / 4,
+            p99_us,
+            p999_us: p99_us * 2,
+            max_us: p99_us * 3,
+        },
+        protocol_errors: 0,
+        failed_requests: 0,
+        disconnects: 0,
+        lost_notifies: 0,
+        duplicated_notifies: 0,
+        order_mismatches: 0,
+        bots_cpu_secs: 2.0,
+    }
+}
+
+fn chat_row(
+    server: ChatServer,
+    offered: u64,
+    swarm: BotsResult,
+    cpu: f64,
+    round: usize,
+) -> ChatRow {
+    let mut row = ChatRow::new(server, offered, 1000, 1);
+    row.server_command = format!("iomodels chat-server --model {server}");
+    row.bots_command = Some("iomodels chat-bots --json".into());
+    row.swarm = Some(swarm);
+    row.server_cpu_secs = Some(cpu);
+    row.wall_secs = Some(8.0);
+    row.round = round;
+    row
+}
+
+fn with_chat() -> Report {
+    let mut report = synthetic();
+    // epoll on Linux, iocp on Windows.
+    let epoll = ChatServer::Model(iomodels_engine::Model::SCALABLE[0]);
+    report.settings.rounds = 2;
+    report.settings.chat = Some(ChatSettings {
+        servers: vec![epoll.name().into(), "tokio-chat".into()],
+        bots: 1000,
+        rooms: 50,
+        room_size: 20,
+        rates: vec![1000, 5000],
+        duration_secs: 5.0,
+        bots_cores: 1,
+    });
+    let mut lossy = swarm(5000, 90_000);
+    lossy.lost_notifies = 12;
+    report.chat_rows = vec![
+        chat_row(epoll, 1000, swarm(1000, 4000), 1.0, 0),
+        chat_row(epoll, 5000, swarm(5000, 40_000), 5.0, 0),
+        chat_row(ChatServer::TokioChat, 1000, swarm(1000, 6000), 2.0, 0),
+        chat_row(ChatServer::TokioChat, 5000, lossy, 4.0, 0),
+        // Round 2: epoll at 1000 less CPU, tokio-chat at 1000 more: the medians of two
+        // are the lower ones.
+        chat_row(epoll, 1000, swarm(1000, 3000), 0.8, 1),
+        chat_row(ChatServer::TokioChat, 1000, swarm(1000, 7000), 2.5, 1),
+    ];
+    report
+}
+
+/// The chat-table line of `server` at `offered` chats/s (as the table writes the rate).
+fn chat_line<'a>(markdown: &'a str, offered: &str, server: &str) -> Vec<&'a str> {
+    let start = markdown.find("## Chat fan-out").expect("chat section");
+    let line = markdown[start..]
+        .lines()
+        .find(|line| line.starts_with(&format!("| {offered} | {server} |")))
+        .unwrap_or_else(|| panic!("no chat line for {server} at {offered} in\n{markdown}"));
+    cells(line)
+}
+
+#[test]
+fn the_chat_matrix_is_a_table_of_median_rounds_with_failures_named() {
+    let report = with_chat();
+    let epoll = report.settings.chat.as_ref().unwrap().servers[0].clone();
+    let md = report.markdown(&["chat_fanout_p99.svg".into()]);
+    assert!(md.contains("1000 bots in 50 rooms of 20"), "{md}");
+    // epoll at 1,000/s: of 1.0 and 0.8 CPU-s (120k notifies, closing chats included), the
+    // lower notifies per CPU-s, 120k / 1.0, is the median of two (the first of the pair).
+    let line = chat_line(&md, "1.0k", &epoll);
+    assert_eq!(line[2], "1.0k", "achieved: {line:?}");
+    assert_eq!(line[3], "20.0k", "notifies/s: {line:?}");
+    assert_eq!(line[4], "1.00", "server CPU: {line:?}");
+    assert_eq!(line[5], "120.0k", "notifies per CPU-s: {line:?}");
+    assert_eq!(line[6], "1.0 ms", "p50: {line:?}");
+    assert_eq!(line[7], "4.0 ms", "p99: {line:?}");
+    assert_eq!(line[8], "8.0 ms", "p99.9: {line:?}");
+    assert_eq!(line[10], "2.00 (25%)", "bots CPU: {line:?}");
+    assert_eq!(line[11], "no");
+    assert_eq!(line[12], "yes");
+    // tokio-chat at 1,000/s: 120k / 2.5 and 120k / 2.0; the lower is round 2's.
+    assert_eq!(chat_line(&md, "1.0k", "tokio-chat")[5], "48.0k");
+    let lossy = chat_line(&md, "5.0k", "tokio-chat");
+    assert_eq!(lossy[12], "no: see below");
+    assert!(
+        md.contains("- tokio-chat at 5000 chats/s: 12 notifies lost"),
+        "{md}"
+    );
+    // Rows sorted by rate, ours before the peer within a rate.
+    let at = |needle: &str| md.find(needle).unwrap();
+    assert!(at(&format!("| 1.0k | {epoll} |")) < at("| 1.0k | tokio-chat |"));
+    assert!(at("| 1.0k | tokio-chat |") < at(&format!("| 5.0k | {epoll} |")));
+    assert!(md.contains("iomodels chat-server --model tokio-chat"));
+
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["chat_rows"].as_array().unwrap().len(), 6);
+    let back: Report = serde_json::from_value(json).unwrap();
+    assert_eq!(back, report);
+}
+
+#[test]
+fn a_report_without_chat_fields_still_reads_and_writes_no_chat_section() {
+    let mut json = serde_json::to_value(synthetic()).unwrap();
+    let object = json.as_object_mut().unwrap();
+    assert!(!object.contains_key("chat_rows"));
+    assert!(!object["settings"].as_object().unwrap().contains_key("chat"));
+    let report: Report = serde_json::from_value(json).unwrap();
+    assert!(!report.markdown(&[]).contains("## Chat fan-out"));
+}
+
+#[test]
+fn chat_charts_have_a_line_per_chat_server() {
+    let report = with_chat();
+    let dir = tempfile::tempdir().unwrap();
+    let written = charts::draw_all(&report, dir.path()).unwrap();
+    assert!(written.ends_with(&[
+        "chat_fanout_p99.svg".to_string(),
+        "chat_notifies_per_cpu.svg".to_string()
+    ]));
+    let svg = std::fs::read_to_string(dir.path().join("chat_fanout_p99.svg")).unwrap();
+    assert!(
+        svg.contains(">\ntokio-chat\n<"),
+        "no tokio-chat in the legend"
+    );
+    assert!(svg.contains("offered chats per second"));
+    let series = iomodels_compare::chat::chat_series(&report, |row| {
+        Some(row.swarm.as_ref()?.fanout_latency.p99_us as f64)
+    });
+    // The median rounds: 4 ms at 1,000 (round 1), 40 ms at 5,000.
+    assert_eq!(series[0].1, vec![(1000.0, 4000.0), (5000.0, 40_000.0)]);
+    assert_eq!(series[1].1, vec![(1000.0, 7000.0), (5000.0, 90_000.0)]);
 }
