@@ -55,7 +55,7 @@ pub struct CompareArgs {
     #[arg(long, default_value_t = 1)]
     pub rounds: usize,
     /// A short run (about a minute for two servers): counts 1,100, 1 s windows, one
-    /// capacity step of 1000.
+    /// capacity step of 1000, a chat swarm of 100 bots at 500 and 1000 chats/s.
     #[arg(long)]
     pub quick: bool,
     /// Folder the report is written to.
@@ -72,6 +72,17 @@ pub struct CompareArgs {
     /// the current directory].
     #[arg(long)]
     pub source: Option<PathBuf>,
+    /// Chat servers of the chat matrix: `all` (the scalable models and tokio-chat), `none`,
+    /// or a list like `epoll,uring,tokio-chat`.
+    #[arg(long, default_value = "all")]
+    pub chat_servers: String,
+    /// Bots of the chat swarm, in rooms of 20 [default: 1000; --quick: 100].
+    #[arg(long, value_parser = flags::bounded(1, 100_000))]
+    pub chat_bots: Option<usize>,
+    /// Offered chats per second of the whole swarm, one run each [default:
+    /// 1000,2000,5000,10000; --quick: 500,1000].
+    #[arg(long, value_delimiter = ',')]
+    pub chat_rates: Option<Vec<u64>>,
 }
 
 impl From<CompareArgs> for CompareConfig {
@@ -96,6 +107,9 @@ impl From<CompareArgs> for CompareConfig {
             bin_dir: args.bin_dir,
             from_json: args.from_json,
             source: args.source,
+            chat_servers: args.chat_servers,
+            chat_bots: args.chat_bots,
+            chat_rates: args.chat_rates,
         }
     }
 }
