@@ -1,7 +1,8 @@
-//! `iomodels compare --quick` end to end, on two models and one peer, when the binaries
-//! are built (`cargo build --release -p iomodels -p iomodels-peers`). Set IOMODELS_BIN_DIR
+//! `iomodels compare --quick` end to end, on two models and one peer, and the chat matrix
+//! on the first model and tokio-chat with a tiny swarm, when the binaries are built (`cargo build --release -p iomodels -p iomodels-peers`). Set IOMODELS_BIN_DIR
 //! to use binaries from another folder.
 
+use iomodels_compare::chat::ChatRow;
 use iomodels_compare::report::Phase;
 use iomodels_compare::Report;
 use std::env::consts::EXE_SUFFIX;
@@ -73,6 +74,12 @@ fn quick_compare_writes_a_well_formed_report() {
             &format!("{first},{second}"),
             "--peers",
             "tokio-current",
+            "--chat-servers",
+            &format!("{first},tokio-chat"),
+            "--chat-bots",
+            "40",
+            "--chat-rates",
+            "100,400",
         ])
         .arg("--out")
         .arg(out.path())
@@ -127,6 +134,89 @@ fn quick_compare_writes_a_well_formed_report() {
             svg.contains(&format!("\n{first}\n")),
             "{chart} has no line for {first}"
         );
+        assert!(md.contains(&format!("]({chart})")), "{chart} not linked");
+    }
+    check_chat(&report, &md, out.path(), first);
+}
+
+/// The chat matrix of the quick run: both servers clean at both rates, every chat notified
+/// to its whole room, the numbers in the table and the charts written.
+fn check_chat(report: &Report, md: &str, out: &Path, ours: &str) {
+    let chat = report.settings.chat.as_ref().expect("the chat matrix ran");
+    assert_eq!((chat.bots, chat.rooms, chat.room_size), (40, 2, 20));
+    assert_eq!(chat.rates, [100, 400]);
+    assert_eq!(chat.servers, [ours, "tokio-chat"]);
+    for server in [ours, "tokio-chat"] {
+        let rows: Vec<&ChatRow> = report
+            .chat_rows
+            .iter()
+            .filter(|row| row.target == server)
+            .collect();
+        let rates: Vec<u64> = rows.iter().map(|row| row.offered_per_sec).collect();
+        assert_eq!(rates, [100, 400], "{server}: {rows:?}");
+        for row in rows {
+            let what = format!("{server} at {} chats/s", row.offered_per_sec);
+            let swarm = row
+                .clean()
+                .unwrap_or_else(|| panic!("{what} failed: {}", row.failure_reason()));
+            assert!(swarm.chats_sent > 0, "{what}");
+            // Every chat reaches its room's 20 members, the sender included; so does each
+            // bot's closing chat, which has no fan-out sample.
+            assert_eq!(swarm.fanout_latency.count, swarm.chats_sent * 20, "{what}");
+            assert_eq!(
+                swarm.notifies_received,
+                (swarm.chats_sent + 40) * 20,
+                "{what}"
+            );
+            assert!(swarm.fanout_latency.p99_us >= swarm.fanout_latency.p50_us);
+            assert!(swarm.fanout_latency.p999_us >= swarm.fanout_latency.p99_us);
+            assert!(swarm.bots_cpu_secs > 0.0, "{what}");
+            let cpu = row.server_cpu_secs.expect("server CPU sampled");
+            assert!(cpu > 0.0, "{what}: server CPU {cpu}");
+            let per_cpu = row
+                .notifies_per_server_cpu_sec()
+                .expect("notifies per CPU-s");
+            assert!((per_cpu - swarm.notifies_received as f64 / cpu).abs() < 1e-6);
+            let busy = row.bots_busy().expect("bots busy");
+            assert!(busy > 0.0 && busy <= 1.05, "{what}: bots busy {busy}");
+            // Offered 100 or 400 over 1 s: what the bots sent is near it.
+            let achieved = row.achieved_per_sec().unwrap();
+            let offered = row.offered_per_sec as f64;
+            assert!(
+                achieved > offered * 0.5 && achieved < offered * 1.5,
+                "{what}: achieved {achieved}"
+            );
+
+            // The table's line for this run shows these numbers.
+            let start = md
+                .find("## Chat fan-out")
+                .expect("chat section in compare.md");
+            let prefix = format!("| {} | {server} |", row.offered_per_sec);
+            let line = md[start..]
+                .lines()
+                .find(|line| line.starts_with(&prefix))
+                .unwrap_or_else(|| panic!("no chat line {prefix} in\n{md}"));
+            let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+            assert_eq!(cells.len(), 13, "{line}");
+            assert_eq!(cells[4], format!("{cpu:.2}"), "{line}");
+            for (index, cell) in cells.iter().enumerate().skip(2).take(9) {
+                assert!(
+                    cell.starts_with(|c: char| c.is_ascii_digit()),
+                    "{line}: cell {index} is not a number"
+                );
+            }
+            assert_eq!(cells[12], "yes", "{line}");
+        }
+    }
+    for chart in ["chat_fanout_p99.svg", "chat_notifies_per_cpu.svg"] {
+        let svg = std::fs::read_to_string(out.join(chart)).expect(chart);
+        assert!(svg.starts_with("<svg"), "{chart} is not SVG");
+        for server in [ours, "tokio-chat"] {
+            assert!(
+                svg.contains(&format!("\n{server}\n")),
+                "{chart} has no line for {server}"
+            );
+        }
         assert!(md.contains(&format!("]({chart})")), "{chart} not linked");
     }
 }
