@@ -521,16 +521,15 @@ pub(crate) fn write_markdown(report: &Report, out: &mut String) {
         return;
     };
     let _ = writeln!(out, "## Chat fan-out\n");
-    let pinning = report
-        .settings
-        .client_cpus
-        .as_deref()
-        .map_or(String::new(), |cpus| format!(" pinned to CPUs {cpus}"));
+    let bots_cpus = match report.settings.client_cpus.as_deref() {
+        Some(cpus) => format!("pinned to CPUs {cpus}"),
+        None => format!("on any of the {} CPUs", chat.bots_cores),
+    };
     let _ = writeln!(
         out,
         "The same swarm against every chat server: {} bots in {} rooms of {}, `chat-bots \
          --scenario room-chat`, chatting {} s per run, each run against a fresh server \
-         (ours: `chat-server --mode logic --chat-limit off`), the bots on {} CPUs{pinning}. \
+         (ours: `chat-server --mode logic --chat-limit off`), the bots {bots_cpus}. \
          Offered chats/s is bots × each bot's rate; achieved is chats sent / the chatting \
          window; notifies/s is the chats' notifies received / the window; server CPU is the \
          server process's user + system time from the swarm's start to its end (logins, \
@@ -543,7 +542,6 @@ pub(crate) fn write_markdown(report: &Report, out: &mut String) {
         chat.rooms,
         chat.room_size,
         chat.duration_secs,
-        chat.bots_cores,
         BOTS_LIMIT * 100.0,
         if report.settings.rounds > 1 {
             " Each cell is the round with the median notifies per server-CPU-s (every round \
