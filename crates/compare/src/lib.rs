@@ -801,6 +801,70 @@ mod tests {
     }
 
     #[test]
+    fn the_chat_matrix_plan_fills_rooms_of_twenty_and_may_run_alone() {
+        let full = Plan::from_args(&CompareConfig {
+            chat_servers: "all".into(),
+            ..args()
+        })
+        .unwrap();
+        let chat = full.settings.chat.as_ref().expect("chat matrix planned");
+        assert_eq!((chat.bots, chat.rooms, chat.room_size), (1000, 50, 20));
+        assert_eq!(chat.rates, [1000, 2000, 5000, 10_000]);
+        assert_eq!(chat.servers.last().map(String::as_str), Some("tokio-chat"));
+        assert_eq!(full.chat_runs(), chat.servers.len() * 4);
+
+        let alone = Plan::from_args(&CompareConfig {
+            models: "none".into(),
+            peers: "none".into(),
+            chat_servers: "tokio-chat".into(),
+            chat_bots: Some(41),
+            chat_rates: Some(vec![400, 100, 400]),
+            client_cpus: Some("1".into()),
+            quick: true,
+            ..args()
+        })
+        .unwrap();
+        assert!(alone.targets.is_empty());
+        let chat = alone.settings.chat.as_ref().unwrap();
+        assert_eq!((chat.bots, chat.rooms, chat.bots_cores), (41, 3, 1));
+        assert_eq!(chat.rates, [100, 400]);
+        assert_eq!(chat.duration_secs, 1.0);
+        assert_eq!(alone.client_cpus, Some(vec![1]));
+
+        let quick = Plan::from_args(&CompareConfig {
+            chat_servers: "tokio-chat".into(),
+            quick: true,
+            ..args()
+        })
+        .unwrap();
+        let chat = quick.settings.chat.as_ref().unwrap();
+        assert_eq!((chat.bots, chat.rooms), (100, 5));
+        assert_eq!(chat.rates, [500, 1000]);
+
+        let bad = |args: CompareConfig| Plan::from_args(&args).unwrap_err().to_string();
+        let chat = || CompareConfig {
+            chat_servers: "all".into(),
+            ..args()
+        };
+        assert!(bad(CompareConfig {
+            chat_rates: Some(vec![0]),
+            ..chat()
+        })
+        .contains("--chat-rates"));
+        assert!(bad(CompareConfig {
+            chat_bots: Some(0),
+            ..chat()
+        })
+        .contains("--chat-bots"));
+        assert!(bad(CompareConfig {
+            chat_servers: "tokio-multi".into(),
+            ..args()
+        })
+        .contains("unknown chat server 'tokio-multi'"));
+        assert!(Plan::from_args(&args()).unwrap().settings.chat.is_none());
+    }
+
+    #[test]
     fn missing_binaries_name_the_build_command() {
         let dir = tempfile::tempdir().unwrap();
         let error = Binaries::locate(dir.path(), true).unwrap_err().to_string();
