@@ -10,7 +10,7 @@ use crate::guard::Inflow;
 use crate::stats::{Counters, RequestKind};
 use crate::store::{Refusal, UserStore};
 use crate::verify::{Job, Verified, Verifiers};
-use iomodels_engine::{Session, SessionId};
+use iomodels_engine::{Session, SessionId, SharedMessage};
 use iomodels_proto::{Request, Response, ResultCode, RoomUser, MAX_MESSAGE_LEN, MAX_USER_ID_LEN};
 use rooms::RoomOp;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -546,11 +546,18 @@ fn send(body: &mut Vec<u8>, session: &Session, response: &Response) {
     let _ = session.send_vectored(&[&header, body]);
 }
 
-/// Encode once, send to every member.
+/// Encode once, queue the same bytes to every member (no copy per member).
 fn broadcast(body: &mut Vec<u8>, members: &[Member], response: &Response) {
+    if members.is_empty() {
+        return;
+    }
     body.clear();
     let header = response.encode_body(body).encode();
+    let mut packet = Vec::with_capacity(header.len() + body.len());
+    packet.extend_from_slice(&header);
+    packet.extend_from_slice(body);
+    let packet = SharedMessage::from(packet);
     for member in members {
-        let _ = member.session.send_vectored(&[&header, body]);
+        let _ = member.session.send_shared(&packet);
     }
 }

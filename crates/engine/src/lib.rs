@@ -26,6 +26,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 // The user-facing API: depends on nothing else in the crate.
+mod chunks;
 mod close;
 mod config;
 mod error;
@@ -42,6 +43,7 @@ mod server;
 
 pub mod echo;
 
+pub use chunks::SharedMessage;
 pub use close::CloseReason;
 pub use config::{Config, Model, UnknownModel, UringSetup};
 pub use error::Error;

@@ -1,14 +1,17 @@
 //! Sessions, their send queues (outboxes) and the handle that sends to them from any thread.
 //!
-//! A [`Session`] is a cheap clone of an `Arc`. Its outbox is one `Vec<u8>` behind a mutex:
-//! a whole message is appended under the lock, so messages from different threads never
-//! interleave and messages from one thread stay in order. The driver that owns the socket
+//! A [`Session`] is a cheap clone of an `Arc`. Its outbox is a queue of byte chunks
+//! ([`Chunks`]) behind a mutex: a whole message is appended under the lock, so messages
+//! from different threads never interleave and messages from one thread stay in order.
+//! Copied sends coalesce into one owned chunk; a [`SharedMessage`] is queued by reference. The driver that owns the socket
 //! drains the outbox; a sender on another thread wakes it through the session's [`Owner`].
 
+use crate::chunks::{Chunks, SharedMessage, MAX_SLICES};
 use crate::close::CloseReason;
 use crate::stats::Counters;
 use std::cell::Cell;
 use std::fmt;
+use std::io::IoSlice;
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -88,9 +91,8 @@ pub(crate) trait Owner: Send + Sync {
 /// byte of a session's fixed cost is paid once per connection.
 #[derive(Debug)]
 pub(crate) struct Outbox {
-    /// Queued bytes are `buf[head..]`.
-    buf: Vec<u8>,
-    head: u32,
+    /// Queued bytes, oldest first.
+    queue: Chunks,
     /// Bytes the driver took out (an io_uring send in flight, a blocking write under way).
     in_flight: u32,
     limit: u32,
@@ -161,8 +163,7 @@ pub(crate) enum ReaderPhase {
 impl Outbox {
     fn new(limit: usize) -> Outbox {
         Outbox {
-            buf: Vec::new(),
-            head: 0,
+            queue: Chunks::default(),
             in_flight: 0,
             limit: u32::try_from(limit).unwrap_or(u32::MAX),
             scheduled: false,
@@ -172,43 +173,34 @@ impl Outbox {
         }
     }
 
-    /// Bytes waiting to be written, oldest first.
-    pub(crate) fn pending(&self) -> &[u8] {
-        &self.buf[self.head as usize..]
+    /// Whether bytes wait to be written.
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// Fill `out` with the bytes waiting to be written, oldest first, as far as it has
+    /// room (at most [`MAX_SLICES`] are worth it); returns how many slices it filled.
+    pub(crate) fn pending_slices<'a>(&'a self, out: &mut [IoSlice<'a>]) -> usize {
+        self.queue.slices(out)
     }
 
     /// Bytes queued or in flight: what counts against the limit.
     pub(crate) fn len(&self) -> usize {
-        self.buf.len() - self.head as usize + self.in_flight as usize
+        self.queue.len() + self.in_flight as usize
     }
 
-    /// `n` bytes of [`Outbox::pending`] were written.
+    /// `n` bytes of the pending ones were written.
     pub(crate) fn consume(&mut self, n: usize) {
-        // The queue never holds more than `limit` (a u32) bytes.
-        self.head += n as u32;
-        debug_assert!(self.head as usize <= self.buf.len());
-        if self.head as usize == self.buf.len() {
-            self.head = 0;
-            // A drained queue gives its buffer back: an idle session then costs no buffer
-            // (80 bytes of a 64-byte echo's 310 per connection), for one small allocation
-            // on the next send (`cargo bench --bench send_queue`: 18 -> 33 ns per
-            // 64-byte send and drain, against about 5 us of kernel work per message).
-            self.buf = Vec::new();
-        }
+        // A drained queue gives its memory back: an idle session then costs no buffer, for
+        // one small allocation on the next send (`cargo bench --bench send_queue`).
+        self.queue.advance(n);
     }
 
     /// Move every pending byte out, for a driver that writes outside the lock (an owned
-    /// io_uring send buffer, a blocking write). `spare` becomes the new queue: a drained
-    /// buffer to reuse, or `Vec::new()` to leave an idle session holding none. The bytes
-    /// count against the limit until [`Outbox::finish`].
-    pub(crate) fn take(&mut self, mut spare: Vec<u8>) -> Vec<u8> {
-        spare.clear();
-        if self.head > 0 {
-            // Rare: a readiness-style partial write left a head. Compact first.
-            self.buf.drain(..self.head as usize);
-            self.head = 0;
-        }
-        let out = std::mem::replace(&mut self.buf, spare);
+    /// io_uring or overlapped send, a blocking write). The queue is left empty and holding
+    /// no memory. The bytes count against the limit until [`Outbox::finish`].
+    pub(crate) fn take(&mut self) -> Chunks {
+        let out = self.queue.take();
         self.in_flight += out.len() as u32;
         out
     }
@@ -262,8 +254,7 @@ impl Outbox {
     /// The session is gone: refuse every later send and free the queue.
     pub(crate) fn mark_closed(&mut self) {
         self.closed = true;
-        self.buf = Vec::new();
-        self.head = 0;
+        self.queue = Chunks::default();
     }
 
     /// The session was closed by its driver.
@@ -414,6 +405,20 @@ impl Session {
     /// Queue the concatenation of `parts` as one message (a header and a body, say).
     pub fn send_vectored(&self, parts: &[&[u8]]) -> Result<(), SendError> {
         let size: usize = parts.iter().map(|p| p.len()).sum();
+        self.enqueue(size, |queue| queue.push_copy(parts, size))
+    }
+
+    /// Queue `message` without copying it: the queue keeps a reference to the same bytes,
+    /// which the driver writes from there. For a broadcast: encode the packet once, then
+    /// queue it to every member ([`SharedMessage`]). Delivery, order and the limit are as
+    /// for [`Session::send`].
+    pub fn send_shared(&self, message: &SharedMessage) -> Result<(), SendError> {
+        self.enqueue(message.len(), |queue| queue.push_shared(message))
+    }
+
+    /// Queue `size` bytes with `push`, unless the session is closing or the queue would
+    /// pass its limit.
+    fn enqueue(&self, size: usize, push: impl FnOnce(&mut Chunks)) -> Result<(), SendError> {
         let mut outbox = self.outbox();
         if outbox.closed || outbox.close.is_some() {
             return Err(SendError::Closed);
@@ -423,11 +428,7 @@ impl Session {
             self.schedule(&mut outbox);
             return Err(SendError::QueueFull);
         }
-        // One allocation for the whole message (an idle session holds no buffer).
-        outbox.buf.reserve(size);
-        for part in parts {
-            outbox.buf.extend_from_slice(part);
-        }
+        push(&mut outbox.queue);
         let counters = self.shared.owner.counters();
         counters.message_out();
         counters.queue_depth(outbox.len());
@@ -657,10 +658,19 @@ impl DetachedSession {
     /// Returns the number of bytes moved.
     pub fn drain_into(&self, out: &mut Vec<u8>) -> usize {
         let mut outbox = self.session.outbox();
-        let n = outbox.pending().len();
-        out.extend_from_slice(outbox.pending());
-        outbox.consume(n);
-        n
+        let mut moved = 0;
+        while outbox.has_pending() {
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let n = outbox.pending_slices(&mut slices);
+            let mut written = 0;
+            for slice in &slices[..n] {
+                out.extend_from_slice(slice);
+                written += slice.len();
+            }
+            outbox.consume(written);
+            moved += written;
+        }
+        moved
     }
 
     /// The close asked for (by the application, or by an overflowing queue), if any.

@@ -14,7 +14,7 @@ use delivery::{
     idle_timeout_spares_a_slow_reader, send_during_half_close,
 };
 use input::pause_and_resume_input;
-use iomodels_engine::{echo::Echo, CloseReason, Model, SendError};
+use iomodels_engine::{echo::Echo, CloseReason, Model, SendError, SharedMessage};
 use rand::{Rng, SeedableRng};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -78,6 +78,7 @@ scenarios!(
     max_connections,
     many_connections,
     cross_thread_broadcast,
+    shared_broadcast,
     graceful_shutdown,
     slow_consumer,
     idle_timeout,
@@ -379,6 +380,101 @@ fn cross_thread_broadcast(model: Model) {
             );
             next[tag as usize] += 1;
         }
+    }
+    server.stop().unwrap();
+}
+
+/// A record of `shared_broadcast`: tag, sequence number, payload length, then a payload
+/// that both numbers determine.
+fn shared_record(tag: u8, seq: u32, len: usize) -> Vec<u8> {
+    let mut record = Vec::with_capacity(9 + len);
+    record.push(tag);
+    record.extend_from_slice(&seq.to_le_bytes());
+    record.extend_from_slice(&(len as u32).to_le_bytes());
+    record.extend((0..len).map(|i| (i as u32 ^ seq).wrapping_mul(31) as u8 ^ tag));
+    record
+}
+
+/// Broadcasts queued by reference (`Session::send_shared`), mixed with copied sends from
+/// the same thread and from another one, some larger than one write takes and one client
+/// reading through a small window: every client receives every record whole, each
+/// sender's in order, the shared and the copied ones of one thread in the order queued.
+fn shared_broadcast(model: Model) {
+    let mut config = config(model);
+    config.send_queue_limit = 64 * 1024 * 1024;
+    let Some(server) = start(config, Registry::default()) else {
+        return;
+    };
+    const CLIENTS: usize = 6;
+    const RECORDS: u32 = 300;
+    let mut clients: Vec<TcpStream> = (0..CLIENTS - 1)
+        .map(|_| connect(server.local_addr()))
+        .collect();
+    clients.push(connect_small_window(server.local_addr()));
+    assert!(wait_until(Duration::from_secs(10), || {
+        server.handler().sessions.lock().unwrap().len() == CLIENTS
+    }));
+    let sessions = server.handler().sessions.lock().unwrap().clone();
+    let size = |tag: u8, seq: u32| match seq % 25 {
+        // Past one write's 64 KiB (Windows' chunk); 14 MB of these in all, past what the
+        // socket buffers hold, so writes end part-way through a record.
+        7 => 600_000 + tag as usize,
+        n => 1 + (n as usize * 37 + tag as usize) % 300,
+    };
+    let senders: Vec<_> = (0..2u8)
+        .map(|tag| {
+            let sessions = sessions.clone();
+            std::thread::spawn(move || {
+                for seq in 0..RECORDS {
+                    let record = shared_record(tag, seq, size(tag, seq));
+                    if tag == 0 && seq % 3 != 0 {
+                        // Encoded once, queued to every session by reference.
+                        let shared = SharedMessage::from(record);
+                        for session in &sessions {
+                            session.send_shared(&shared).unwrap();
+                        }
+                    } else {
+                        for session in &sessions {
+                            session.send(&record).unwrap();
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|mut client| {
+            std::thread::spawn(move || {
+                let mut next = [0u32; 2];
+                for _ in 0..2 * RECORDS {
+                    let mut head = [0u8; 9];
+                    client.read_exact(&mut head).unwrap();
+                    let tag = head[0];
+                    assert!(tag < 2, "a record was torn or interleaved");
+                    let seq = u32::from_le_bytes(head[1..5].try_into().unwrap());
+                    let len = u32::from_le_bytes(head[5..9].try_into().unwrap()) as usize;
+                    assert_eq!(
+                        seq, next[tag as usize],
+                        "records of one sender out of order"
+                    );
+                    assert_eq!(len, size(tag, seq), "a record's length is wrong");
+                    let mut body = vec![0u8; len];
+                    client.read_exact(&mut body).unwrap();
+                    assert!(
+                        body == shared_record(tag, seq, len)[9..],
+                        "record {tag}/{seq} arrived with other bytes"
+                    );
+                    next[tag as usize] += 1;
+                }
+            })
+        })
+        .collect();
+    for sender in senders {
+        sender.join().unwrap();
+    }
+    for reader in readers {
+        reader.join().unwrap();
     }
     server.stop().unwrap();
 }

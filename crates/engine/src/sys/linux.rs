@@ -3,7 +3,7 @@
 use crate::runtime::policy::AcceptFailure;
 use crate::runtime::timers::SendProgress;
 use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
-use std::io;
+use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -21,6 +21,24 @@ pub(crate) fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
 pub(crate) fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the whole call.
     let n = syscall!(send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL))?;
+    Ok(n as usize)
+}
+
+/// Write the concatenation of `bufs` to a socket with one `sendmsg` (one `send` for one
+/// slice), without raising SIGPIPE on a closed peer.
+pub(crate) fn send_vectored(fd: RawFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    if let [one] = bufs {
+        return send(fd, one);
+    }
+    // SAFETY: `msghdr` is plain data for which all zeroes is a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    // `IoSlice` is ABI-compatible with `iovec` (std guarantees it on Unix); sendmsg only
+    // reads through the pointer.
+    msg.msg_iov = bufs.as_ptr().cast_mut().cast();
+    msg.msg_iovlen = bufs.len() as _;
+    // SAFETY: `msg` points at `bufs.len()` iovecs, each valid for reads of its length for
+    // the whole call; no address, control data or flags are given.
+    let n = syscall!(sendmsg(fd, &msg, libc::MSG_NOSIGNAL))?;
     Ok(n as usize)
 }
 

@@ -8,10 +8,11 @@
 
 pub(crate) use iomodels_sys::timeout_ms;
 
+use crate::chunks::MAX_SLICES;
 use crate::runtime::policy::AcceptFailure;
 use crate::runtime::timers::SendProgress;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
-use std::io;
+use std::io::{self, IoSlice};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::windows::io::{AsRawSocket, BorrowedSocket, OwnedSocket, RawSocket};
 use windows_sys::Win32::Foundation::HANDLE;
@@ -99,6 +100,47 @@ pub(crate) fn send(raw: RawSock, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: `buf` is valid for reads of `len` bytes for the whole call.
     let n = wsa(unsafe { ws::send(socket(raw), buf.as_ptr(), len, 0) })?;
     Ok(n as usize)
+}
+
+/// Write the concatenation of `bufs`, at most [`SEND_CHUNK`] bytes of it, with one
+/// `WSASend` (one `send` for one slice).
+pub(crate) fn send_vectored(raw: RawSock, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    if let [one] = bufs {
+        return send(raw, one);
+    }
+    let mut wsabufs = [ws::WSABUF {
+        len: 0,
+        buf: std::ptr::null_mut(),
+    }; MAX_SLICES];
+    let (mut count, mut total) = (0, 0);
+    for slice in bufs.iter().take(MAX_SLICES) {
+        let take = slice.len().min(SEND_CHUNK - total);
+        if take == 0 {
+            break;
+        }
+        wsabufs[count] = ws::WSABUF {
+            len: take as u32,
+            buf: slice.as_ptr().cast_mut(),
+        };
+        count += 1;
+        total += take;
+    }
+    let mut sent = 0u32;
+    // SAFETY: the first `count` WSABUFs each point at bytes of `bufs`, valid for reads of
+    // their length for the whole call (WSASend only reads them); no OVERLAPPED is given,
+    // so the call completes before it returns.
+    wsa(unsafe {
+        ws::WSASend(
+            socket(raw),
+            wsabufs.as_ptr(),
+            count as u32,
+            &mut sent,
+            0,
+            std::ptr::null_mut(),
+            None,
+        )
+    })?;
+    Ok(sent as usize)
 }
 
 /// Accept one connection, non-blocking if asked. (An accepted socket inherits the

@@ -34,18 +34,16 @@
 //! ([`Link::abort_if_sending`]): the sending thread may otherwise wait in `send` for as
 //! long as the peer does not read.
 
+use crate::chunks::{Chunks, MAX_SLICES};
 use crate::close::CloseReason;
 use crate::runtime::timers::AckWatch;
 use crate::session::{CloseRequest, Outbox, Owner, ReaderPhase, Session, Threads, WriterPhase};
 use crate::stats::Counters;
 use crate::sys;
 use crate::sys::RawSock;
-use std::io;
+use std::io::{self, IoSlice};
 use std::sync::{Arc, Condvar, MutexGuard};
 use std::time::Duration;
-
-/// A writer keeps a drained buffer of at most this capacity for its next write.
-const KEEP_SPARE: usize = 64 * 1024;
 
 impl Threads {
     /// Whether either thread is inside `send`.
@@ -152,24 +150,24 @@ impl Link {
     /// still count against the limit), `hand` is marked sending, and the lock is let go
     /// during `send`, so other threads keep queueing. The caller checked that nobody else
     /// is sending. Returns the outbox locked again, and whether the write succeeded (if
-    /// not, an abort was asked for). `spare` is the buffer to reuse, given back after.
+    /// not, an abort was asked for).
     pub(super) fn write_pending<'a>(
         &self,
         session: &'a Session,
         mut outbox: MutexGuard<'a, Outbox>,
-        spare: &mut Vec<u8>,
         hand: Hand,
     ) -> (MutexGuard<'a, Outbox>, bool) {
         debug_assert!(!outbox.threads.sending());
-        let batch = outbox.take(std::mem::take(spare));
+        let mut batch = outbox.take();
+        let taken = batch.len();
         match hand {
             Hand::Reader => outbox.threads.reader = ReaderPhase::Sending,
             Hand::Writer => outbox.threads.writer = WriterPhase::Sending,
         }
         drop(outbox);
-        let written = send_all(self.fd, &batch, &self.counters);
+        let written = send_all(self.fd, &mut batch, &self.counters);
         let mut outbox = session.outbox();
-        outbox.finish(batch.len());
+        outbox.finish(taken);
         match hand {
             Hand::Reader => {
                 outbox.threads.reader = ReaderPhase::Reading;
@@ -185,7 +183,6 @@ impl Link {
                 }
             }
         }
-        *spare = recycle(batch);
         match written {
             Ok(()) => (outbox, true),
             Err(reason) => {
@@ -216,25 +213,18 @@ pub(super) fn abort_socket(fd: RawSock) {
     sys::abort(fd);
 }
 
-/// A written batch, kept as the next spare buffer unless it grew large.
-fn recycle(batch: Vec<u8>) -> Vec<u8> {
-    if batch.capacity() > KEEP_SPARE {
-        Vec::new()
-    } else {
-        batch
-    }
-}
-
-/// Write all of `buf`, retrying after signals.
-fn send_all(fd: RawSock, buf: &[u8], counters: &Counters) -> Result<(), CloseReason> {
-    let mut done = 0;
+/// Write all of `batch` (gathered, up to [`MAX_SLICES`] pieces a call), retrying after
+/// signals.
+fn send_all(fd: RawSock, batch: &mut Chunks, counters: &Counters) -> Result<(), CloseReason> {
     let mut acks = AckWatch::default();
-    while done < buf.len() {
-        match sys::send(fd, &buf[done..]) {
+    while !batch.is_empty() {
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let pieces = batch.slices(&mut slices);
+        match sys::send_vectored(fd, &slices[..pieces]) {
             Ok(0) => return Err(CloseReason::Error),
             Ok(n) => {
                 counters.sent(n);
-                done += n;
+                batch.advance(n);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             // The socket blocks: only SO_SNDTIMEO, set with the idle timeout, ends a send

@@ -122,9 +122,8 @@ impl<H: Handler> Reader<H> {
         let fd = self.fd.raw();
         let counters = &self.link.counters;
         let mut buffer = vec![0u8; READ_BUFFER];
-        let mut spare = Vec::new();
         let mut acks = AckWatch::default();
-        while let Some(closing) = self.may_read(&mut spare) {
+        while let Some(closing) = self.may_read() {
             if !closing && (self.session.take_resumed() || conn.stalled()) {
                 // The application resumed its input: first what it left unconsumed (and
                 // nothing new read while a backlog waits).
@@ -183,7 +182,7 @@ impl<H: Handler> Reader<H> {
     /// message, and no second thread between request and reply). The writer thread covers
     /// what this cannot: sends from other threads while the reader sleeps in `recv`, and
     /// the final flush.
-    fn may_read(&self, spare: &mut Vec<u8>) -> Option<bool> {
+    fn may_read(&self) -> Option<bool> {
         let mut outbox = self.session.outbox();
         let mut paused = false;
         loop {
@@ -195,11 +194,9 @@ impl<H: Handler> Reader<H> {
             if outbox.threads.writer == WriterPhase::Done {
                 return None;
             }
-            if !outbox.pending().is_empty() && !outbox.threads.sending() {
+            if outbox.has_pending() && !outbox.threads.sending() {
                 let written;
-                (outbox, written) =
-                    self.link
-                        .write_pending(&self.session, outbox, spare, Hand::Reader);
+                (outbox, written) = self.link.write_pending(&self.session, outbox, Hand::Reader);
                 if !written {
                     return None;
                 }

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 /// The writer's whole life. It ends [`WriterPhase::Done`], with the session's end
 /// recorded in the outbox (its close request), and the reader woken.
 pub(super) fn run(session: &Session, link: &Link, linger_timeout: Duration) {
-    let mut spare = Vec::new();
     let mut outbox = session.outbox();
     loop {
         if let Some(CloseRequest::Abort(_)) = outbox.close_request() {
@@ -24,9 +23,9 @@ pub(super) fn run(session: &Session, link: &Link, linger_timeout: Duration) {
             outbox = link.writer_sleep(outbox, WriterPhase::Deferred, None);
             continue;
         }
-        if !outbox.pending().is_empty() {
+        if outbox.has_pending() {
             let written;
-            (outbox, written) = link.write_pending(session, outbox, &mut spare, Hand::Writer);
+            (outbox, written) = link.write_pending(session, outbox, Hand::Writer);
             if !written {
                 break;
             }

@@ -2,6 +2,7 @@
 //! read-deliver-write step that runs when an event (or the mailbox) says it may progress.
 
 use super::Interest;
+use crate::chunks::MAX_SLICES;
 use crate::handler::Handler;
 use crate::runtime::conn::Conn;
 use crate::runtime::policy::{Closing, Flow, Next};
@@ -11,7 +12,7 @@ use crate::session::CloseRequest;
 use crate::stats::Counters;
 use crate::sys;
 use crate::sys::{AsRaw, Sock};
-use std::io;
+use std::io::{self, IoSlice};
 
 /// One connection as the loop sees it.
 pub(super) struct Entry<St> {
@@ -113,8 +114,10 @@ pub(super) fn drive<H: Handler>(entry: &mut Entry<H::State>, turn: &mut Turn<'_,
         let mut outbox = session.outbox();
         outbox.unschedule();
         let aborted = matches!(outbox.close_request(), Some(CloseRequest::Abort(_)));
-        while !aborted && entry.writable && !outbox.pending().is_empty() {
-            match sys::send(fd, outbox.pending()) {
+        while !aborted && entry.writable && outbox.has_pending() {
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let pieces = outbox.pending_slices(&mut slices);
+            match sys::send_vectored(fd, &slices[..pieces]) {
                 Ok(n) => {
                     *turn.progressed = true;
                     turn.counters.sent(n);

@@ -12,6 +12,7 @@
 //! ops (field order).
 
 use super::buffers::{BufRing, GROUP};
+use crate::chunks::Chunks;
 use crate::config::UringSetup;
 use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
@@ -32,13 +33,13 @@ const BUF_SIZE: u32 = 4096;
 /// cancel aimed at a finished op can never hit a newer op in the same place.
 pub(super) type UserData = u64;
 
-/// An owned send buffer, with how much of it the kernel already took.
+/// An owned send buffer: the bytes the kernel has yet to take, in one piece (see
+/// [`Chunks::contiguous`]). A shared broadcast queued alone is sent from the shared
+/// buffer itself; several queued pieces are gathered into one.
 #[derive(Debug, Default)]
 pub(super) struct SendBuf {
-    /// The bytes to send.
-    pub(super) data: Vec<u8>,
-    /// Bytes of `data` already sent.
-    pub(super) sent: usize,
+    /// The bytes to send; sent ones are dropped from the front.
+    pub(super) data: Chunks,
 }
 
 /// What a cancel targets.
@@ -109,7 +110,7 @@ impl Op {
                 .build(),
             Op::Recv { fd, .. } => opcode::RecvMulti::new(Fd(*fd), GROUP).build(),
             Op::Send { fd, buf, .. } => {
-                let rest = &buf.data[buf.sent..];
+                let rest = buf.data.first();
                 let len = u32::try_from(rest.len()).unwrap_or(u32::MAX);
                 opcode::Send::new(Fd(*fd), rest.as_ptr(), len)
                     .flags(libc::MSG_NOSIGNAL)

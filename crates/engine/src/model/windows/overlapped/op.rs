@@ -20,9 +20,11 @@
 //! is zero, and the listener only when no `AcceptEx` is in flight, so the handles an op
 //! names stay open while it runs.
 
+use crate::chunks::{Chunks, MAX_SLICES};
 use crate::sys::{self, RawSock, Sock};
 use std::collections::HashSet;
 use std::io;
+use std::io::IoSlice;
 use std::os::windows::io::{AsRawSocket, FromRawHandle, OwnedHandle};
 use windows_sys::Win32::Foundation::{BOOL, HANDLE};
 use windows_sys::Win32::Networking::WinSock::{
@@ -80,8 +82,9 @@ impl Event {
 pub(crate) enum Kind {
     /// `WSARecv` into `buf` (its full length).
     Recv { buf: Vec<u8> },
-    /// `WSASend` of `buf[sent..]`, at most [`SEND_CHUNK`] bytes of it.
-    Send { buf: Vec<u8>, sent: usize },
+    /// `WSASend` of the bytes of `buf`, gathered (a shared broadcast is sent from the
+    /// shared buffer itself), at most [`SEND_CHUNK`] bytes of them.
+    Send { buf: Chunks },
     /// `AcceptEx` of a new connection into `socket`; `addresses` receives both ends.
     Accept {
         socket: Sock,
@@ -294,19 +297,34 @@ unsafe fn start(raw: *mut Op, routine: LPWSAOVERLAPPED_COMPLETION_ROUTINE) -> io
                 )
             }
         }
-        Kind::Send { buf, sent } => {
-            let end = buf.len().min(*sent + SEND_CHUNK);
-            let rest = &mut buf[*sent..end];
-            let wsabuf = WSABUF {
-                len: u32::try_from(rest.len()).unwrap_or(u32::MAX),
-                buf: rest.as_mut_ptr(),
-            };
-            // SAFETY: as for WSARecv.
+        Kind::Send { buf } => {
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let pieces = buf.slices(&mut slices);
+            let mut wsabufs = [WSABUF {
+                len: 0,
+                buf: std::ptr::null_mut(),
+            }; MAX_SLICES];
+            let (mut count, mut total) = (0, 0);
+            for slice in &slices[..pieces] {
+                let take = slice.len().min(SEND_CHUNK - total);
+                if take == 0 {
+                    break;
+                }
+                // WSASend only reads through the pointer.
+                wsabufs[count] = WSABUF {
+                    len: take as u32,
+                    buf: slice.as_ptr().cast_mut(),
+                };
+                count += 1;
+                total += take;
+            }
+            // SAFETY: as for WSARecv (the bytes belong to the op's `buf`, whose chunks do
+            // not move or change while it is in flight).
             unsafe {
                 ws::WSASend(
                     socket,
-                    &wsabuf,
-                    1,
+                    wsabufs.as_ptr(),
+                    count as u32,
                     std::ptr::null_mut(),
                     0,
                     overlapped,

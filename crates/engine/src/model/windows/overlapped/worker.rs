@@ -8,6 +8,7 @@
 
 use super::op::{self, Event as OpEvent, Kind, Op, Ops};
 use super::{Event, Outcome, Source};
+use crate::chunks::Chunks;
 use crate::close::CloseReason;
 use crate::handler::Handler;
 use crate::runtime::conn::Conn;
@@ -173,7 +174,7 @@ impl<H: Handler, S: Source> Worker<H, S> {
         let Op { slot, kind, .. } = op;
         match (kind, slot) {
             (Kind::Recv { buf }, Some(slot)) => self.on_recv(slot, buf, bytes, error),
-            (Kind::Send { buf, sent }, Some(slot)) => self.on_send(slot, buf, sent, bytes, error),
+            (Kind::Send { buf }, Some(slot)) => self.on_send(slot, buf, bytes, error),
             (Kind::Accept { socket, .. }, _) => self.on_accept(socket, error),
             (_, None) => tracing::warn!(model = %S::MODEL, "a connection op without a slot"),
         }
@@ -241,12 +242,12 @@ impl<H: Handler, S: Source> Worker<H, S> {
     }
 
     /// Post a send of `buf[sent..]`; a failure ends the session.
-    fn post_send(&mut self, slot: u32, buf: Vec<u8>, sent: usize) {
+    fn post_send(&mut self, slot: u32, buf: Chunks) {
         let Some(entry) = self.conns.get(slot as usize) else {
             return;
         };
-        let unsent = buf.len() - sent;
-        let op = Op::new(entry.socket.raw(), Some(slot), Kind::Send { buf, sent });
+        let unsent = buf.len();
+        let op = Op::new(entry.socket.raw(), Some(slot), Kind::Send { buf });
         match self.post(op) {
             Ok(()) => {
                 if let Some(entry) = self.conns.get_mut(slot as usize) {
@@ -418,7 +419,7 @@ impl<H: Handler, S: Source> Worker<H, S> {
         }
     }
 
-    fn on_send(&mut self, slot: u32, buf: Vec<u8>, mut sent: usize, bytes: usize, error: i32) {
+    fn on_send(&mut self, slot: u32, mut buf: Chunks, bytes: usize, error: i32) {
         let Some(entry) = self.conns.get_mut(slot as usize) else {
             tracing::warn!(slot, "send completion for a free slot");
             return;
@@ -429,7 +430,7 @@ impl<H: Handler, S: Source> Worker<H, S> {
             self.release_if_done(slot);
             return;
         };
-        let remaining = buf.len() - sent;
+        let remaining = buf.len();
         if error == 0 {
             let n = bytes.min(remaining);
             if n > 0 {
@@ -437,11 +438,11 @@ impl<H: Handler, S: Source> Worker<H, S> {
                 entry.activity.output(self.timers.stamp(self.now));
                 conn.session().outbox().finish(n);
             }
-            sent += n;
-            if sent < buf.len() {
+            buf.advance(n);
+            if !buf.is_empty() {
                 // A chunk (or a short send): the rest goes next, ahead of anything queued
                 // since.
-                self.post_send(slot, buf, sent);
+                self.post_send(slot, buf);
                 return;
             }
             self.flush(slot);
@@ -479,21 +480,21 @@ impl<H: Handler, S: Source> Worker<H, S> {
         outbox.unschedule();
         let aborted = matches!(outbox.close_request(), Some(CloseRequest::Abort(_)));
         let mut send = None;
-        if !aborted && !entry.sending && !outbox.pending().is_empty() && !self.exiting {
+        if !aborted && !entry.sending && outbox.has_pending() && !self.exiting {
             // The queue is left with no buffer: an idle session holds none.
-            send = Some(outbox.take(Vec::new()));
+            send = Some(outbox.take());
         }
         let next = entry.flow.settle(session, &mut outbox, &self.core.config);
         drop(outbox);
         if entry.flow.redeliver {
             // Resumed: once more, now redelivering (after this send is posted).
             if let Some(buf) = send {
-                self.post_send(slot, buf, 0);
+                self.post_send(slot, buf);
             }
             return self.flush(slot);
         }
         if let Some(buf) = send {
-            self.post_send(slot, buf, 0);
+            self.post_send(slot, buf);
         }
         let want = match next {
             Next::Close(reason, how) => return self.close(slot, reason, how),
