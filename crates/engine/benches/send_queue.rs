@@ -5,7 +5,7 @@
 #![allow(missing_docs)]
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use iomodels_engine::DetachedSession;
+use iomodels_engine::{DetachedSession, SharedMessage};
 use std::hint::black_box;
 
 fn peer() -> std::net::SocketAddr {
@@ -65,6 +65,54 @@ fn send_queue(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    group.finish();
+
+    // What a broadcast costs the broadcasting thread (the chat server's one logic thread):
+    // queueing one packet to each of 20 members, copied (`send`) or by reference
+    // (`send_shared`). Only the queueing is timed; the queues are drained untimed.
+    let mut group = c.benchmark_group("broadcast_enqueue");
+    group.throughput(Throughput::Elements(20));
+    for size in [64usize, 1024, 16 * 1024] {
+        let room: Vec<DetachedSession> = (0..20)
+            .map(|_| DetachedSession::new(peer(), 1 << 30))
+            .collect();
+        let packet = vec![3u8; size];
+        let mut wire = Vec::with_capacity(1 << 22);
+        let mut timed = |b: &mut criterion::Bencher, broadcast: &dyn Fn(&[DetachedSession])| {
+            b.iter_custom(|iters| {
+                let mut spent = std::time::Duration::ZERO;
+                for chunk in 0..iters.div_ceil(100) {
+                    let rounds = (iters - chunk * 100).min(100);
+                    let start = std::time::Instant::now();
+                    for _ in 0..rounds {
+                        broadcast(&room);
+                    }
+                    spent += start.elapsed();
+                    for member in &room {
+                        wire.clear();
+                        member.drain_into(&mut wire);
+                    }
+                }
+                spent
+            })
+        };
+        group.bench_function(format!("copied/{size}"), |b| {
+            timed(b, &|room| {
+                for member in room {
+                    member.session().send(black_box(&packet)).unwrap();
+                }
+            })
+        });
+        group.bench_function(format!("shared/{size}"), |b| {
+            timed(b, &|room| {
+                // Encoded once (here: copied once), queued to every member.
+                let shared = SharedMessage::from(black_box(&packet[..]));
+                for member in room {
+                    member.session().send_shared(&shared).unwrap();
+                }
+            })
+        });
+    }
     group.finish();
 }
 

@@ -95,6 +95,15 @@ pub(crate) struct Chunks {
     len: u32,
 }
 
+/// Shared messages shorter than this are copied into the queue's owned chunk instead of
+/// referenced: for a few dozen bytes a copy is cheaper than the reference count's atomic
+/// updates, shared between the broadcasting thread and the I/O threads, and it keeps a run
+/// of small packets one slice of the write. `cargo bench -p iomodels-engine --bench
+/// send_queue -- broadcast_enqueue`, one 20-member broadcast, by reference against copied:
+/// 1.4 against 1.2 us at 64 bytes, 1.5 against 4.3 us at 1 KiB, 2.7 against 620 us at
+/// 16 KiB (each queue holding 100 of them).
+pub(crate) const COPY_BELOW: usize = 128;
+
 /// The most slices one vectored write gathers (Linux's `UIO_MAXIOV` is 1024).
 pub(crate) const MAX_SLICES: usize = 64;
 
@@ -131,10 +140,11 @@ impl Chunks {
         self.len += size as u32;
     }
 
-    /// Queue `message` at the back, shared, not copied.
+    /// Queue `message` at the back, shared, not copied, unless it is small enough that a
+    /// copy costs less ([`COPY_BELOW`]).
     pub(crate) fn push_shared(&mut self, message: &SharedMessage) {
-        if message.is_empty() {
-            return;
+        if message.len() < COPY_BELOW {
+            return self.push_copy(&[message.as_bytes()], message.len());
         }
         self.chunks.push(Chunk::Shared(message.clone()));
         self.len += message.len() as u32;
@@ -232,42 +242,59 @@ mod tests {
 
     #[test]
     fn copies_coalesce_and_shares_keep_their_place() {
-        let shared = SharedMessage::from(b"SHARED".to_vec());
+        let shared = SharedMessage::from(vec![b'S'; COPY_BELOW]);
         let mut q = Chunks::default();
         q.push_copy(&[b"ab", b"c"], 3);
         q.push_copy(&[b"de"], 2);
         q.push_shared(&shared);
         q.push_copy(&[b"fg"], 2);
         assert_eq!(q.pieces(), 3);
-        assert_eq!(q.len(), 13);
-        assert_eq!(collect(&q), b"abcdeSHAREDfg");
+        assert_eq!(q.len(), 5 + COPY_BELOW + 2);
+        let mut expected = b"abcde".to_vec();
+        expected.extend_from_slice(shared.as_bytes());
+        expected.extend_from_slice(b"fg");
+        assert_eq!(collect(&q), expected);
         q.advance(4);
         assert_eq!(q.first(), b"e");
-        assert_eq!(collect(&q), b"eSHAREDfg");
+        assert_eq!(collect(&q), expected[4..]);
         q.advance(3);
-        assert_eq!(q.first(), b"ARED");
+        assert_eq!(q.first(), &shared.as_bytes()[2..]);
         assert_eq!(q.pieces(), 2);
-        q.advance(6);
+        q.advance(COPY_BELOW);
         assert!(q.is_empty());
         assert_eq!(q.pieces(), 0);
     }
 
     #[test]
     fn contiguous_flattens_in_order() {
-        let shared = SharedMessage::from(b"XY".to_vec());
+        let shared = SharedMessage::from(vec![b'X'; COPY_BELOW]);
         let mut q = Chunks::default();
         q.push_shared(&shared);
         q.push_copy(&[b"123"], 3);
         q.push_shared(&shared);
         q.advance(1);
-        assert_eq!(q.contiguous(), b"Y123XY");
-        assert_eq!(q.len(), 6);
+        let mut expected = vec![b'X'; COPY_BELOW - 1];
+        expected.extend_from_slice(b"123");
+        expected.extend_from_slice(shared.as_bytes());
+        assert_eq!(q.contiguous(), expected);
+        assert_eq!(q.len(), 2 * COPY_BELOW + 2);
         assert_eq!(q.pieces(), 1);
     }
 
     #[test]
+    fn small_shared_messages_are_copied_into_the_owned_chunk() {
+        let small = SharedMessage::from(vec![1u8; COPY_BELOW - 1]);
+        let mut q = Chunks::default();
+        q.push_copy(&[b"ab"], 2);
+        q.push_shared(&small);
+        q.push_shared(&small);
+        assert_eq!(q.pieces(), 1);
+        assert_eq!(q.len(), 2 + 2 * (COPY_BELOW - 1));
+    }
+
+    #[test]
     fn the_shared_bytes_are_not_copied() {
-        let shared = SharedMessage::from(vec![7u8; 100]);
+        let shared = SharedMessage::from(vec![7u8; COPY_BELOW]);
         let mut a = Chunks::default();
         let mut b = Chunks::default();
         a.push_shared(&shared);

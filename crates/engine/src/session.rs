@@ -411,7 +411,8 @@ impl Session {
     /// Queue `message` without copying it: the queue keeps a reference to the same bytes,
     /// which the driver writes from there. For a broadcast: encode the packet once, then
     /// queue it to every member ([`SharedMessage`]). Delivery, order and the limit are as
-    /// for [`Session::send`].
+    /// for [`Session::send`]. A message under 128 bytes is copied after all: for so few
+    /// bytes a copy costs less than the reference (measured in the `send_queue` bench).
     pub fn send_shared(&self, message: &SharedMessage) -> Result<(), SendError> {
         self.enqueue(message.len(), |queue| queue.push_shared(message))
     }
