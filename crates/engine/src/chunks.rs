@@ -208,26 +208,6 @@ impl Chunks {
     pub(crate) fn take(&mut self) -> Chunks {
         std::mem::take(self)
     }
-
-    /// Make the unwritten bytes one piece, copying if they are in several, and return
-    /// them: for a driver that writes from one buffer only.
-    #[cfg(any(target_os = "linux", test))]
-    pub(crate) fn contiguous(&mut self) -> &[u8] {
-        if self.chunks.len() > 1 {
-            let mut flat = Vec::with_capacity(self.len as usize);
-            for (i, chunk) in self.chunks.iter().enumerate() {
-                let bytes = chunk.bytes();
-                flat.extend_from_slice(if i == 0 {
-                    &bytes[self.head as usize..]
-                } else {
-                    bytes
-                });
-            }
-            self.chunks = vec![Chunk::Owned(flat)];
-            self.head = 0;
-        }
-        self.first()
-    }
 }
 
 #[cfg(test)]
@@ -263,22 +243,6 @@ mod tests {
         q.advance(COPY_BELOW);
         assert!(q.is_empty());
         assert_eq!(q.pieces(), 0);
-    }
-
-    #[test]
-    fn contiguous_flattens_in_order() {
-        let shared = SharedMessage::from(vec![b'X'; COPY_BELOW]);
-        let mut q = Chunks::default();
-        q.push_shared(&shared);
-        q.push_copy(&[b"123"], 3);
-        q.push_shared(&shared);
-        q.advance(1);
-        let mut expected = vec![b'X'; COPY_BELOW - 1];
-        expected.extend_from_slice(b"123");
-        expected.extend_from_slice(shared.as_bytes());
-        assert_eq!(q.contiguous(), expected);
-        assert_eq!(q.len(), 2 * COPY_BELOW + 2);
-        assert_eq!(q.pieces(), 1);
     }
 
     #[test]

@@ -6,7 +6,6 @@
 use super::ring::{Op, SendBuf, Target};
 use super::worker::{Connection, Recv, Worker, EXIT_DRAIN, SPARE_BUFS};
 use super::MODEL;
-use crate::chunks::Chunks;
 use crate::close::CloseReason;
 use crate::handler::Handler;
 use crate::runtime::policy::{Closing, Next};
@@ -43,8 +42,7 @@ impl<H: Handler> Worker<H> {
             let mut buf = self.spare.pop().unwrap_or_default();
             // The queue is left with no buffer: an idle session holds none, and the next
             // send allocates one (the box around it is what the spare pool saves).
-            buf.data = outbox.take();
-            buf.data.contiguous();
+            buf.fill(outbox.take());
             send = Some(buf);
         }
         let next = entry.flow.settle(session, &mut outbox, &self.core.config);
@@ -91,7 +89,7 @@ impl<H: Handler> Worker<H> {
     }
 
     pub(super) fn submit_send(&mut self, slot: u32, fd: std::os::fd::RawFd, buf: Box<SendBuf>) {
-        let unsent = buf.data.len();
+        let unsent = buf.len();
         match self.ring.submit(Op::Send { slot, fd, buf }) {
             Ok(_) => {
                 if let Some(entry) = self.conns.get_mut(slot as usize) {
@@ -225,7 +223,7 @@ impl<H: Handler> Worker<H> {
         if self.spare.len() < SPARE_BUFS {
             // The bytes go back to the allocator now (the next send takes the session's
             // own queue as its buffer); the box is what is reused.
-            buf.data = Chunks::default();
+            buf.clear();
             self.spare.push(buf);
         }
     }

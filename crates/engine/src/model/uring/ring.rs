@@ -12,12 +12,12 @@
 //! ops (field order).
 
 use super::buffers::{BufRing, GROUP};
-use crate::chunks::Chunks;
+use crate::chunks::{Chunks, MAX_SLICES};
 use crate::config::UringSetup;
 use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 use std::cell::UnsafeCell;
-use std::io;
+use std::io::{self, IoSlice};
 use std::os::fd::RawFd;
 use std::time::Duration;
 
@@ -33,13 +33,73 @@ const BUF_SIZE: u32 = 4096;
 /// cancel aimed at a finished op can never hit a newer op in the same place.
 pub(super) type UserData = u64;
 
-/// An owned send buffer: the bytes the kernel has yet to take, in one piece (see
-/// [`Chunks::contiguous`]). A shared broadcast queued alone is sent from the shared
-/// buffer itself; several queued pieces are gathered into one.
-#[derive(Debug, Default)]
+/// An owned send: the bytes the kernel has yet to take, as the session queued them (its
+/// own copied bytes, and broadcasts shared with other sessions, sent from the shared
+/// buffer itself). One piece goes out with `IORING_OP_SEND`; several with one
+/// `IORING_OP_SENDMSG` gathering up to [`MAX_SLICES`] of them, through the header and
+/// vector kept here, next to the bytes they point at, until the completion.
+#[derive(Debug)]
 pub(super) struct SendBuf {
     /// The bytes to send; sent ones are dropped from the front.
-    pub(super) data: Chunks,
+    data: Chunks,
+    /// The pieces of `data` for a SENDMSG (the first `msg.msg_iovlen`).
+    iov: Vec<libc::iovec>,
+    msg: libc::msghdr,
+}
+
+impl Default for SendBuf {
+    fn default() -> SendBuf {
+        SendBuf {
+            data: Chunks::default(),
+            iov: Vec::new(),
+            // SAFETY: `msghdr` is plain data for which all zeroes is a valid value (no
+            // address, no vector, no control data).
+            msg: unsafe { std::mem::zeroed() },
+        }
+    }
+}
+
+impl SendBuf {
+    /// Bytes the kernel has yet to take.
+    pub(super) fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Take `data` to send; the pieces are gathered when the op is submitted.
+    pub(super) fn fill(&mut self, data: Chunks) {
+        self.data = data;
+        self.gather();
+    }
+
+    /// `n` bytes were sent: drop them, and gather what is left. Returns whether any is.
+    pub(super) fn advance(&mut self, n: usize) -> bool {
+        self.data.advance(n);
+        self.gather();
+        !self.data.is_empty()
+    }
+
+    /// Give the bytes back to the allocator (or drop this send's references to shared
+    /// ones), keeping the vector's room for the next send.
+    pub(super) fn clear(&mut self) {
+        self.data = Chunks::default();
+        self.iov.clear();
+        self.msg.msg_iov = std::ptr::null_mut();
+        self.msg.msg_iovlen = 0;
+    }
+
+    /// Point the vector and the header at the unsent pieces.
+    fn gather(&mut self) {
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let pieces = self.data.slices(&mut slices);
+        self.iov.clear();
+        self.iov
+            .extend(slices[..pieces].iter().map(|s| libc::iovec {
+                iov_base: s.as_ptr().cast_mut().cast(),
+                iov_len: s.len(),
+            }));
+        self.msg.msg_iov = self.iov.as_mut_ptr();
+        self.msg.msg_iovlen = self.iov.len() as _;
+    }
 }
 
 /// What a cancel targets.
@@ -109,6 +169,11 @@ impl Op {
                 .flags(libc::SOCK_CLOEXEC)
                 .build(),
             Op::Recv { fd, .. } => opcode::RecvMulti::new(Fd(*fd), GROUP).build(),
+            Op::Send { fd, buf, .. } if buf.iov.len() > 1 => {
+                opcode::SendMsg::new(Fd(*fd), &buf.msg)
+                    .flags(libc::MSG_NOSIGNAL as u32)
+                    .build()
+            }
             Op::Send { fd, buf, .. } => {
                 let rest = buf.data.first();
                 let len = u32::try_from(rest.len()).unwrap_or(u32::MAX);
@@ -283,8 +348,8 @@ impl Ring {
             None => unreachable!("an op just inserted is in the table"),
         };
         for _ in 0..2 {
-            // SAFETY: the memory `entry` points to (a send buffer, the wake-up counter) is
-            // heap memory owned by the op now stored in `self.ops`, which keeps it until the
+            // SAFETY: the memory `entry` points to (a send's bytes, or its message header
+            // and the vector it names; the wake-up counter) is heap memory owned by the op now stored in `self.ops`, which keeps it until the
             // op's final completion is processed (`Ops::complete`) or the ring is dropped
             // after the io_uring (field order). The descriptors it names stay open until the
             // last op on them completed: the worker closes a connection's socket only when

@@ -379,7 +379,7 @@ impl<H: Handler> Worker<H> {
             self.release_if_done(slot);
             return;
         };
-        let remaining = buf.data.len();
+        let remaining = buf.len();
         if result >= 0 || result == -libc::EINTR || result == -libc::EAGAIN {
             let n = (result.max(0) as usize).min(remaining);
             if n > 0 {
@@ -387,8 +387,7 @@ impl<H: Handler> Worker<H> {
                 entry.activity.output(self.timers.stamp(self.now));
                 conn.session().outbox().finish(n);
             }
-            buf.data.advance(n);
-            if !buf.data.is_empty() {
+            if buf.advance(n) {
                 // Partial send: the tail goes next, ahead of anything queued since.
                 let fd = entry.fd.as_raw_fd();
                 self.submit_send(slot, fd, buf);
