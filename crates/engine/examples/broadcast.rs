@@ -9,7 +9,8 @@
 //!   handles: clones of an `Arc`, cheap to copy and `Send + Sync`.
 //! - **[`Session::send`] works from any thread.** It appends the whole message to the
 //!   session's send queue under a short lock and wakes the I/O thread that owns the socket;
-//!   it never blocks on the network.
+//!   it never blocks on the network. [`Session::send_shared`] does the same with bytes
+//!   encoded once for the whole group ([`SharedMessage`]): each queue holds a reference.
 //! - **What a failed send means**, and that the answer is never to wait or retry:
 //!   - [`SendError::Closed`]: the session is ending (its peer left, or someone closed it).
 //!     Its `closed` callback is coming and will take it out of the group.
@@ -33,7 +34,7 @@
 mod common;
 
 use common::{Args, Outcome};
-use iomodels_engine::{CloseReason, Config, Handler, SendError, Server, Session};
+use iomodels_engine::{CloseReason, Config, Handler, SendError, Server, Session, SharedMessage};
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -85,10 +86,15 @@ struct Delivery {
 }
 
 /// Send `message` to every member of `group`. Callable from any thread.
+///
+/// The bytes go into one [`SharedMessage`] first, and every member's queue holds a
+/// reference to it: a broadcast of a 4 KiB world update to 1,000 players is one copy, not
+/// 1,000. (Below 128 bytes the engine copies after all: cheaper than the reference.)
 fn broadcast(group: &Group, message: &[u8]) -> Delivery {
     let mut delivery = Delivery::default();
+    let message = SharedMessage::from(message);
     for member in group.snapshot() {
-        match member.send(message) {
+        match member.send_shared(&message) {
             Ok(()) => delivery.queued += 1,
             // Ending already; nothing to do, `closed` will run for it.
             Err(SendError::Closed) => delivery.closed += 1,

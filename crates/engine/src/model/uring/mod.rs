@@ -10,7 +10,8 @@
 //! turn and waits for completions (with a timeout through IORING_FEAT_EXT_ARG when a timer
 //! is due). Per connection: `getpeername` and `setsockopt(TCP_NODELAY)` at accept,
 //! `shutdown` or `setsockopt(SO_LINGER)` and `close` at the end. Ops: multishot
-//! `IORING_OP_ACCEPT`, multishot `IORING_OP_RECV` with buffer select, `IORING_OP_SEND`,
+//! `IORING_OP_ACCEPT`, multishot `IORING_OP_RECV` with buffer select, `IORING_OP_SEND`
+//! (`IORING_OP_SENDMSG` to gather several queued pieces, say shared broadcasts),
 //! `IORING_OP_ASYNC_CANCEL` (by op or by descriptor), `IORING_OP_READ` on an eventfd.
 //!
 //! **Cost per event.** A received message is one completion read from shared memory, no
