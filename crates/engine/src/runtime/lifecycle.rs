@@ -6,7 +6,8 @@
 
 use crate::close::CloseReason;
 use crate::config::Model;
-use crate::runtime::timers::{Stamp, Timers};
+use crate::runtime::timers::{IdleCheck, Stamp, Timers};
+use crate::session::SessionId;
 use std::time::{Duration, Instant};
 
 /// An event-loop worker, as the shared lifecycle sees it. Keys are the driver's slots.
@@ -31,8 +32,10 @@ pub(crate) trait EventLoop {
     fn resume_accepting(&mut self);
     /// Ask session `key` to close in order ([`CloseReason::ServerShutdown`]) and service it.
     fn close_gracefully(&mut self, key: usize);
-    /// Whether session `key` has been idle for `idle` (see `timers::Activity`).
-    fn is_idle(&mut self, key: usize, idle: Duration) -> bool;
+    /// Whether session `id`, in slot `key`, has been idle for `idle`, and if not when to
+    /// look again (see `timers::Activity::check`); `None` if the slot holds no session
+    /// or another one by now.
+    fn idle_check(&mut self, key: usize, id: SessionId, idle: Duration) -> Option<IdleCheck>;
     /// Close session `key` now, dropping its output.
     fn abort(&mut self, key: usize, reason: CloseReason);
     /// Look at the lingering close of `key` begun at `since`: `None` if it is no longer
@@ -95,12 +98,19 @@ pub(crate) trait EventLoop {
                 None => {}
             }
         }
-        if let Some(idle) = self.timers().idle_sweep_due(now) {
-            for key in self.sessions() {
-                if self.is_idle(key, idle) {
-                    self.abort(key, CloseReason::IdleTimeout);
+        let Some(idle) = self.timers().idle_timeout() else {
+            return;
+        };
+        while let Some(mut due) = self.timers().idle_due(now) {
+            for (key, id) in due.drain(..) {
+                let key = key as usize;
+                match self.idle_check(key, id, idle) {
+                    None => {}
+                    Some(IdleCheck::Idle) => self.abort(key, CloseReason::IdleTimeout),
+                    Some(IdleCheck::LookAgain(at)) => self.timers().look_again(key, id, at),
                 }
             }
+            self.timers().idle_bucket_done(due);
         }
     }
 }

@@ -1,9 +1,10 @@
-//! The timers every event-loop worker keeps (the reactor's and io_uring's): the next sweep
-//! for idle sessions, the checks of lingering closes, the shutdown deadline, and the end of
+//! The timers every event-loop worker keeps (the reactor's and io_uring's): the idle
+//! sessions' wheel, the checks of lingering closes, the shutdown deadline, and the end of
 //! an accept paused for lack of descriptors. Written once so both loops wait for the same
 //! things the same way; with them, what counts as activity for the idle timeout
 //! ([`Activity`]) and when a lingering close may end ([`Linger`]), for every driver.
 
+use crate::session::SessionId;
 use std::collections::VecDeque;
 use std::io;
 use std::time::{Duration, Instant};
@@ -33,8 +34,7 @@ pub(crate) struct Stamp(u32);
 #[derive(Debug)]
 pub(crate) struct Timers {
     started: Instant,
-    idle: Option<Duration>,
-    next_idle_check: Option<Instant>,
+    idle: Option<IdleWheel>,
     /// Lingering closes to look at again, oldest first: (the driver's key, the linger's
     /// start, when to look). Every entry is queued [`LINGER_QUIET`] ahead, so the queue
     /// stays in order of its deadlines.
@@ -50,8 +50,7 @@ impl Timers {
     pub(crate) fn new(idle: Option<Duration>, now: Instant) -> Timers {
         Timers {
             started: now,
-            idle,
-            next_idle_check: idle.map(|t| now + idle_period(t)),
+            idle: idle.map(|timeout| IdleWheel::new(timeout, now)),
             lingers: VecDeque::new(),
             shutdown_deadline: None,
             accept_paused_until: None,
@@ -61,7 +60,7 @@ impl Timers {
     /// How long the next wait may last: until the nearest deadline, or forever.
     pub(crate) fn next_wait(&self) -> Option<Duration> {
         [
-            self.next_idle_check,
+            self.idle.as_ref().and_then(IdleWheel::next_due),
             self.shutdown_deadline,
             self.accept_paused_until,
             self.lingers.front().map(|&(_, _, at)| at),
@@ -98,18 +97,135 @@ impl Timers {
         }
     }
 
-    /// The idle timeout, if it is time to look for idle sessions (the next look is then
-    /// scheduled).
-    pub(crate) fn idle_sweep_due(&mut self, now: Instant) -> Option<Duration> {
-        let (Some(check), Some(idle)) = (self.next_idle_check, self.idle) else {
-            return None;
-        };
-        if now < check {
+    /// The idle timeout, if there is one.
+    pub(crate) fn idle_timeout(&self) -> Option<Duration> {
+        self.idle.as_ref().map(|wheel| wheel.timeout)
+    }
+
+    /// Watch session `id` in slot `key`, opened `now`, for the idle timeout (if any): it is
+    /// looked at once its timeout could have passed.
+    pub(crate) fn watch_idle(&mut self, key: usize, id: SessionId, now: Instant) {
+        if let Some(wheel) = &mut self.idle {
+            let at = now + wheel.timeout;
+            wheel.insert(key, id, at);
+        }
+    }
+
+    /// Look at session `id` in slot `key` again at `at` (an [`IdleCheck::LookAgain`]).
+    pub(crate) fn look_again(&mut self, key: usize, id: SessionId, at: Instant) {
+        if let Some(wheel) = &mut self.idle {
+            wheel.insert(key, id, at);
+        }
+    }
+
+    /// The sessions due for a look at `now`, one bucket at a time (`None` when none is
+    /// due). The caller looks at each, then hands the emptied bucket back
+    /// ([`Timers::idle_bucket_done`]) to keep its allocation.
+    pub(crate) fn idle_due(&mut self, now: Instant) -> Option<Vec<(u32, SessionId)>> {
+        self.idle.as_mut()?.due(now)
+    }
+
+    /// The bucket [`Timers::idle_due`] gave, emptied.
+    pub(crate) fn idle_bucket_done(&mut self, bucket: Vec<(u32, SessionId)>) {
+        if let Some(wheel) = &mut self.idle {
+            wheel.give_back(bucket);
+        }
+    }
+}
+
+/// The sessions watched for the idle timeout, in buckets by when to look at them: a timing
+/// wheel. A session is looked at when its timeout could first have passed, not on every
+/// tick: one that keeps talking is looked at about once per timeout (and put back at its
+/// last activity plus the timeout), one that is silent once, when it is closed. So an idle
+/// server holding 150,000 sessions under a 60 s timeout looks at 2,500 a second, where a
+/// sweep of all of them every second would look at 150,000. Entries name the session's id
+/// as well as its slot: slots are reused, and a look at a slot that holds another session
+/// by now drops the entry. Each open session has one entry (12 bytes, in a bucket).
+#[derive(Debug)]
+struct IdleWheel {
+    timeout: Duration,
+    /// Width of a bucket: an idle session is closed at most this late.
+    tick: Duration,
+    /// `buckets[cursor]` is due at `due`, the next ones one tick apart each.
+    buckets: Vec<Vec<(u32, SessionId)>>,
+    cursor: usize,
+    due: Instant,
+    /// Entries in all buckets.
+    entries: usize,
+    /// An emptied bucket kept for its allocation.
+    spare: Vec<(u32, SessionId)>,
+}
+
+/// Buckets per timeout: a session is closed at most an eighth of the timeout late.
+const IDLE_TICKS: u32 = 8;
+/// Buckets in the wheel: twice the timeout (a slow reader's limit) and the look between.
+const IDLE_BUCKETS: usize = 3 * IDLE_TICKS as usize;
+
+impl IdleWheel {
+    fn new(timeout: Duration, now: Instant) -> IdleWheel {
+        let tick = (timeout / IDLE_TICKS).max(Duration::from_millis(10));
+        IdleWheel {
+            timeout,
+            tick,
+            buckets: (0..IDLE_BUCKETS).map(|_| Vec::new()).collect(),
+            cursor: 0,
+            due: now + tick,
+            entries: 0,
+            spare: Vec::new(),
+        }
+    }
+
+    /// When the next bucket is due, if any session is watched.
+    fn next_due(&self) -> Option<Instant> {
+        (self.entries > 0).then_some(self.due)
+    }
+
+    /// Put an entry in the bucket due first at or after `at` (the last bucket if `at` lies
+    /// beyond the wheel: looked at early, it is put back).
+    fn insert(&mut self, key: usize, id: SessionId, at: Instant) {
+        let ahead = at.saturating_duration_since(self.due);
+        let slots = ahead.as_nanos().div_ceil(self.tick.as_nanos().max(1));
+        let slots = (slots as usize).min(IDLE_BUCKETS - 1);
+        let index = (self.cursor + slots) % IDLE_BUCKETS;
+        // Slots are driver slab keys: a slab never holds 2^32 sessions.
+        self.buckets[index].push((key as u32, id));
+        self.entries += 1;
+    }
+
+    /// The next bucket, if it is due at `now`; the wheel turns one tick.
+    fn due(&mut self, now: Instant) -> Option<Vec<(u32, SessionId)>> {
+        if now < self.due {
             return None;
         }
-        self.next_idle_check = Some(now + idle_period(idle));
-        Some(idle)
+        let bucket = std::mem::replace(
+            &mut self.buckets[self.cursor],
+            std::mem::take(&mut self.spare),
+        );
+        self.entries -= bucket.len();
+        self.cursor = (self.cursor + 1) % IDLE_BUCKETS;
+        self.due += self.tick;
+        if self.entries == 0 && now >= self.due {
+            // Nothing watched: no need to turn through the missed ticks one by one.
+            self.due = now + self.tick;
+        }
+        Some(bucket)
     }
+
+    fn give_back(&mut self, mut bucket: Vec<(u32, SessionId)>) {
+        bucket.clear();
+        if self.spare.capacity() < bucket.capacity() {
+            self.spare = bucket;
+        }
+    }
+}
+
+/// What a look at a watched session found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IdleCheck {
+    /// Idle past its timeout: close it.
+    Idle,
+    /// Not idle: look again then.
+    LookAgain(Instant),
 }
 
 impl Timers {
@@ -178,17 +294,27 @@ impl Activity {
     }
 
     /// Whether the session has been idle for `idle` at `now`, counting the peer's
-    /// acknowledgements of earlier output as activity; `progress` reads the connection's
-    /// [`SendProgress`] (called only when it is needed).
-    pub(crate) fn is_idle(
+    /// acknowledgements of earlier output as activity, and if not, when to look again;
+    /// `progress` reads the connection's [`SendProgress`] (called only when it is needed).
+    pub(crate) fn check(
         &mut self,
         timers: &Timers,
         now: Instant,
         idle: Duration,
         progress: impl FnOnce() -> io::Result<SendProgress>,
-    ) -> bool {
-        if timers.elapsed(self.last, now) < idle / 4 || self.acked == QUIET {
-            return timers.elapsed(self.last, now) >= idle;
+    ) -> IdleCheck {
+        let elapsed = timers.elapsed(self.last, now);
+        if self.acked == QUIET {
+            return match idle.checked_sub(elapsed) {
+                Some(left) if !left.is_zero() => IdleCheck::LookAgain(now + left),
+                _ => IdleCheck::Idle,
+            };
+        }
+        // Output is outstanding: the peer's progress is looked at a quarter of the timeout
+        // into a silence, and every quarter after.
+        let poll = idle_period(idle);
+        if elapsed < idle / 4 {
+            return IdleCheck::LookAgain(now + (idle / 4 - elapsed));
         }
         match progress() {
             Ok(progress) => {
@@ -206,7 +332,14 @@ impl Activity {
         // with a large receive buffer that can take as long as the timeout itself (seen:
         // 16 KiB read every 60 ms shows as 126 KiB acknowledged every 500 ms).
         let limit = if self.acked == QUIET { idle } else { idle * 2 };
-        timers.elapsed(self.last, now) >= limit
+        let elapsed = timers.elapsed(self.last, now);
+        if elapsed >= limit {
+            IdleCheck::Idle
+        } else if self.acked == QUIET {
+            IdleCheck::LookAgain(now + (limit - elapsed))
+        } else {
+            IdleCheck::LookAgain(now + poll.min(limit - elapsed))
+        }
     }
 }
 
@@ -297,7 +430,8 @@ pub(crate) fn linger_over(
     lingered >= limit || (silent >= LINGER_QUIET && progress().map_or(true, |p| !p.outstanding))
 }
 
-/// How often idle sessions are looked for: a quarter of the timeout, at most a second.
+/// How often a session with output outstanding has its peer's progress looked at: a
+/// quarter of the timeout, at most a second.
 fn idle_period(idle: Duration) -> Duration {
     (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
 }
@@ -320,5 +454,104 @@ mod stamp_tests {
             timers.elapsed(Stamp(u32::MAX - 99), start + Duration::from_millis(100)),
             Duration::from_millis(200)
         );
+    }
+}
+
+#[cfg(test)]
+mod idle_wheel_tests {
+    use super::*;
+
+    /// Every entry due by `now`, in the order the wheel hands them out.
+    fn due(timers: &mut Timers, now: Instant) -> Vec<(u32, SessionId)> {
+        let mut all = Vec::new();
+        while let Some(mut bucket) = timers.idle_due(now) {
+            all.append(&mut bucket);
+            timers.idle_bucket_done(bucket);
+        }
+        all
+    }
+
+    #[test]
+    fn a_session_is_looked_at_once_its_timeout_could_have_passed_not_before() {
+        let start = Instant::now();
+        let idle = Duration::from_secs(8);
+        let mut timers = Timers::new(Some(idle), start);
+        let (a, b) = (SessionId::next(), SessionId::next());
+        timers.watch_idle(3, a, start);
+        timers.watch_idle(4, b, start + Duration::from_secs(2));
+        // Nothing is due before the first timeout; the loop may sleep until a tick.
+        assert!(due(&mut timers, start + Duration::from_millis(7_999)).is_empty());
+        assert!(timers.next_wait().is_some());
+        // By the timeout plus one tick (an eighth), the first is handed out, alone.
+        assert_eq!(due(&mut timers, start + Duration::from_secs(9)), [(3, a)]);
+        assert_eq!(due(&mut timers, start + Duration::from_secs(11)), [(4, b)]);
+        // The wheel is empty: no wake-ups for it.
+        assert_eq!(timers.next_wait(), None);
+    }
+
+    #[test]
+    fn a_look_again_beyond_the_wheel_comes_early_and_never_late() {
+        let start = Instant::now();
+        let idle = Duration::from_secs(1);
+        let mut timers = Timers::new(Some(idle), start);
+        let id = SessionId::next();
+        timers.look_again(7, id, start + Duration::from_secs(60));
+        let handed = due(&mut timers, start + Duration::from_secs(4));
+        assert_eq!(handed, [(7, id)]);
+    }
+
+    #[test]
+    fn a_quiet_session_that_talks_is_put_back_at_its_last_activity_plus_the_timeout() {
+        let start = Instant::now();
+        let idle = Duration::from_secs(8);
+        let timers = Timers::new(Some(idle), start);
+        let mut activity = Activity::new(timers.stamp(start));
+        activity.input(timers.stamp(start + Duration::from_secs(5)));
+        let now = start + Duration::from_secs(8);
+        let check = activity.check(&timers, now, idle, || panic!("nothing is outstanding"));
+        assert_eq!(check, IdleCheck::LookAgain(start + Duration::from_secs(13)));
+        let later = start + Duration::from_secs(13);
+        let check = activity.check(&timers, later, idle, || panic!("nothing is outstanding"));
+        assert_eq!(check, IdleCheck::Idle);
+    }
+
+    #[test]
+    fn a_peer_still_taking_output_is_not_idle_and_is_watched_closely() {
+        let start = Instant::now();
+        let idle = Duration::from_secs(8);
+        let timers = Timers::new(Some(idle), start);
+        let mut activity = Activity::new(timers.stamp(start));
+        activity.output(timers.stamp(start));
+        let progress = |acked| {
+            move || {
+                Ok(SendProgress {
+                    acked,
+                    outstanding: true,
+                })
+            }
+        };
+        // The first look sets the baseline, the next ones see the peer take bytes.
+        let mut now = start + Duration::from_secs(2);
+        assert_eq!(
+            activity.check(&timers, now, idle, progress(100)),
+            IdleCheck::LookAgain(now + Duration::from_secs(1))
+        );
+        for acked in [200, 300, 400, 500, 600, 700, 800, 900, 1000, 1100, 1200] {
+            now += Duration::from_secs(1);
+            assert!(matches!(
+                activity.check(&timers, now, idle, progress(acked)),
+                IdleCheck::LookAgain(_)
+            ));
+        }
+        // Then it stops taking them: idle after twice the timeout without progress.
+        let stalled = now;
+        loop {
+            now += Duration::from_secs(1);
+            match activity.check(&timers, now, idle, progress(1200)) {
+                IdleCheck::LookAgain(_) => assert!(now < stalled + 2 * idle, "never idle"),
+                IdleCheck::Idle => break,
+            }
+        }
+        assert!(now >= stalled + 2 * idle);
     }
 }

@@ -7,8 +7,8 @@ use crate::config::Model;
 use crate::handler::Handler;
 use crate::runtime::lifecycle::EventLoop;
 use crate::runtime::policy::Closing;
-use crate::runtime::timers::{Stamp, Timers};
-use crate::session::CloseRequest;
+use crate::runtime::timers::{IdleCheck, Stamp, Timers};
+use crate::session::{CloseRequest, SessionId};
 use crate::sys;
 use crate::sys::AsRaw;
 use std::time::{Duration, Instant};
@@ -65,12 +65,13 @@ impl<S: Selector, H: Handler> EventLoop for Worker<S, H> {
         }
     }
 
-    fn is_idle(&mut self, token: usize, idle: Duration) -> bool {
-        let Some(entry) = self.entries.get_mut(token) else {
-            return false;
-        };
+    fn idle_check(&mut self, token: usize, id: SessionId, idle: Duration) -> Option<IdleCheck> {
+        let entry = self.entries.get_mut(token)?;
+        if entry.conn.session().id() != id {
+            return None;
+        }
         let fd = entry.fd.raw();
-        (entry.activity).is_idle(&self.timers, self.now, idle, || sys::send_progress(fd))
+        Some((entry.activity).check(&self.timers, self.now, idle, || sys::send_progress(fd)))
     }
 
     fn abort(&mut self, token: usize, reason: CloseReason) {

@@ -227,6 +227,7 @@ impl<S: Selector, H: Handler> Worker<S, H> {
             self.mailbox.clone(),
             self.core.config.send_queue_limit,
         );
+        self.timers.watch_idle(token, session.id(), self.now);
         let conn = Conn::open(&self.core, session);
         self.entries.put(
             token,

@@ -8,8 +8,8 @@ use crate::config::Model;
 use crate::handler::Handler;
 use crate::runtime::lifecycle::EventLoop;
 use crate::runtime::policy::Closing;
-use crate::runtime::timers::{Stamp, Timers};
-use crate::session::CloseRequest;
+use crate::runtime::timers::{IdleCheck, Stamp, Timers};
+use crate::session::{CloseRequest, SessionId};
 use crate::sys;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
@@ -65,14 +65,13 @@ impl<H: Handler> EventLoop for Worker<H> {
         }
     }
 
-    fn is_idle(&mut self, slot: usize, idle: Duration) -> bool {
-        match self.conns.get_mut(slot) {
-            Some(entry) if entry.conn.is_some() => {
-                let fd = entry.fd.as_raw_fd();
-                (entry.activity).is_idle(&self.timers, self.now, idle, || sys::send_progress(fd))
-            }
-            _ => false,
+    fn idle_check(&mut self, slot: usize, id: SessionId, idle: Duration) -> Option<IdleCheck> {
+        let entry = self.conns.get_mut(slot)?;
+        if entry.conn.as_ref()?.session().id() != id {
+            return None;
         }
+        let fd = entry.fd.as_raw_fd();
+        Some((entry.activity).check(&self.timers, self.now, idle, || sys::send_progress(fd)))
     }
 
     fn abort(&mut self, slot: usize, reason: CloseReason) {

@@ -9,8 +9,8 @@ use crate::config::Model;
 use crate::handler::Handler;
 use crate::runtime::lifecycle::EventLoop;
 use crate::runtime::policy::Closing;
-use crate::runtime::timers::{Stamp, Timers};
-use crate::session::CloseRequest;
+use crate::runtime::timers::{IdleCheck, Stamp, Timers};
+use crate::session::{CloseRequest, SessionId};
 use crate::sys::{self, AsRaw};
 use std::time::{Duration, Instant};
 
@@ -65,14 +65,13 @@ impl<H: Handler, S: Source> EventLoop for Worker<H, S> {
         }
     }
 
-    fn is_idle(&mut self, slot: usize, idle: Duration) -> bool {
-        match self.conns.get_mut(slot) {
-            Some(entry) if entry.conn.is_some() => {
-                let raw = entry.socket.raw();
-                (entry.activity).is_idle(&self.timers, self.now, idle, || sys::send_progress(raw))
-            }
-            _ => false,
+    fn idle_check(&mut self, slot: usize, id: SessionId, idle: Duration) -> Option<IdleCheck> {
+        let entry = self.conns.get_mut(slot)?;
+        if entry.conn.as_ref()?.session().id() != id {
+            return None;
         }
+        let raw = entry.socket.raw();
+        Some((entry.activity).check(&self.timers, self.now, idle, || sys::send_progress(raw)))
     }
 
     fn abort(&mut self, slot: usize, reason: CloseReason) {

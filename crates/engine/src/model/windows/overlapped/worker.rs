@@ -353,6 +353,8 @@ impl<H: Handler, S: Source> Worker<H, S> {
             self.mailbox.clone(),
             self.core.config.send_queue_limit,
         );
+        self.timers
+            .watch_idle(slot as usize, session.id(), self.now);
         let conn = Conn::open(&self.core, session);
         self.conns.put(
             slot as usize,
