@@ -108,23 +108,7 @@ pub(crate) fn send_vectored(raw: RawSock, bufs: &[IoSlice<'_>]) -> io::Result<us
     if let [one] = bufs {
         return send(raw, one);
     }
-    let mut wsabufs = [ws::WSABUF {
-        len: 0,
-        buf: std::ptr::null_mut(),
-    }; MAX_SLICES];
-    let (mut count, mut total) = (0, 0);
-    for slice in bufs.iter().take(MAX_SLICES) {
-        let take = slice.len().min(SEND_CHUNK - total);
-        if take == 0 {
-            break;
-        }
-        wsabufs[count] = ws::WSABUF {
-            len: take as u32,
-            buf: slice.as_ptr().cast_mut(),
-        };
-        count += 1;
-        total += take;
-    }
+    let (wsabufs, count) = wsabufs(bufs, SEND_CHUNK);
     let mut sent = 0u32;
     // SAFETY: the first `count` WSABUFs each point at bytes of `bufs`, valid for reads of
     // their length for the whole call (WSASend only reads them); no OVERLAPPED is given,
@@ -141,6 +125,29 @@ pub(crate) fn send_vectored(raw: RawSock, bufs: &[IoSlice<'_>]) -> io::Result<us
         )
     })?;
     Ok(sent as usize)
+}
+
+/// The `WSABUF`s for a gathered `WSASend` of `bufs`, at most `limit` bytes of them, and
+/// how many are used. Each points at bytes of `bufs` (`WSASend` only reads through it).
+pub(crate) fn wsabufs(bufs: &[IoSlice<'_>], limit: usize) -> ([ws::WSABUF; MAX_SLICES], usize) {
+    let mut wsabufs = [ws::WSABUF {
+        len: 0,
+        buf: std::ptr::null_mut(),
+    }; MAX_SLICES];
+    let (mut count, mut total) = (0, 0);
+    for slice in bufs.iter().take(MAX_SLICES) {
+        let take = slice.len().min(limit - total);
+        if take == 0 {
+            break;
+        }
+        wsabufs[count] = ws::WSABUF {
+            len: take as u32,
+            buf: slice.as_ptr().cast_mut(),
+        };
+        count += 1;
+        total += take;
+    }
+    (wsabufs, count)
 }
 
 /// Accept one connection, non-blocking if asked. (An accepted socket inherits the

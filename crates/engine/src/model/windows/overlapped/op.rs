@@ -300,24 +300,7 @@ unsafe fn start(raw: *mut Op, routine: LPWSAOVERLAPPED_COMPLETION_ROUTINE) -> io
         Kind::Send { buf } => {
             let mut slices = [IoSlice::new(&[]); MAX_SLICES];
             let pieces = buf.slices(&mut slices);
-            let mut wsabufs = [WSABUF {
-                len: 0,
-                buf: std::ptr::null_mut(),
-            }; MAX_SLICES];
-            let (mut count, mut total) = (0, 0);
-            for slice in &slices[..pieces] {
-                let take = slice.len().min(SEND_CHUNK - total);
-                if take == 0 {
-                    break;
-                }
-                // WSASend only reads through the pointer.
-                wsabufs[count] = WSABUF {
-                    len: take as u32,
-                    buf: slice.as_ptr().cast_mut(),
-                };
-                count += 1;
-                total += take;
-            }
+            let (wsabufs, count) = sys::wsabufs(&slices[..pieces], SEND_CHUNK);
             // SAFETY: as for WSARecv (the bytes belong to the op's `buf`, whose chunks do
             // not move or change while it is in flight).
             unsafe {
