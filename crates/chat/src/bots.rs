@@ -23,6 +23,8 @@
 //! The report carries the bots' own CPU time, each bot thread's user + system time at its
 //! end, summed: what the swarm cost the machine, apart from the server's.
 
+mod room_chat;
+
 use crate::client::{ClientError, Connection};
 use crate::config::MAX_ROOMS;
 use crate::error::Error;
@@ -30,10 +32,9 @@ use crate::membership::{Change, Stay};
 use hdrhistogram::Histogram;
 use iomodels_proto::{Request, Response, ResultCode};
 use iomodels_sys::cpu::thread_cpu_time;
-use std::collections::hash_map::DefaultHasher;
+use room_chat::{ChatCheck, ChatMessage};
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Barrier};
@@ -357,7 +358,7 @@ impl fmt::Display for BotsReport {
 struct Swarm {
     config: SwarmConfig,
     epoch: Instant,
-    /// Everyone has joined (room-chat) or is ready to start.
+    /// Everyone has joined (room-chat) or is ready to start: one party per bot thread.
     ready: Barrier,
     /// Chats sent, per bot.
     sent: Vec<AtomicU64>,
@@ -366,12 +367,22 @@ struct Swarm {
 }
 
 impl Swarm {
-    fn nanos(&self) -> u64 {
-        self.epoch.elapsed().as_nanos() as u64
+    /// `at` in nanoseconds since the swarm's epoch: what a chat carries as its send time.
+    fn nanos_at(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_nanos() as u64
     }
 
     fn user_id(&self, bot: usize) -> Vec<u8> {
         format!("{}{bot}", self.config.user_prefix).into_bytes()
+    }
+
+    /// The instance bot `bot` connects to.
+    fn addr_of(&self, bot: usize) -> SocketAddr {
+        let config = &self.config;
+        match bot % (1 + config.also.len()) {
+            0 => config.addr,
+            i => config.also[i - 1],
+        }
     }
 
     fn room_of(&self, bot: usize) -> usize {
@@ -391,9 +402,10 @@ impl Swarm {
     }
 }
 
-/// What one bot saw.
+/// What one bot saw, or (event-driven `room-chat`) all the bots of one thread.
 struct Outcome {
-    connected: bool,
+    /// Bots that connected (at least once).
+    connected: usize,
     fanout: Histogram<u64>,
     request: Histogram<u64>,
     notifies: u64,
@@ -402,11 +414,11 @@ struct Outcome {
     disconnects: u64,
     lost: u64,
     duplicated: u64,
-    /// (room, hash of the chat order seen) for room-chat.
-    order: Option<(usize, u64)>,
+    /// (room, hash of the chat order seen) of every room-chat bot that ran to its end.
+    orders: Vec<(usize, u64)>,
     /// What a room-inout bot was told.
     inout: Option<InoutLog>,
-    /// The CPU time its thread used.
+    /// The CPU time its thread used (or threads: bots of one thread share it).
     cpu: Duration,
 }
 
@@ -421,7 +433,7 @@ pub(crate) fn micros(d: Duration) -> u64 {
 impl Outcome {
     fn new() -> Outcome {
         Outcome {
-            connected: false,
+            connected: 0,
             fanout: histogram(),
             request: histogram(),
             notifies: 0,
@@ -430,7 +442,7 @@ impl Outcome {
             disconnects: 0,
             lost: 0,
             duplicated: 0,
-            order: None,
+            orders: Vec::new(),
             inout: None,
             cpu: Duration::ZERO,
         }
@@ -444,8 +456,10 @@ impl Outcome {
         }
     }
 
-    fn request_done(&mut self, swarm: &Swarm, sent: Instant) {
-        self.request.saturating_record(micros(sent.elapsed()));
+    /// A request sent at `sent` was answered at `now`.
+    fn request_done(&mut self, swarm: &Swarm, sent: Instant, now: Instant) {
+        self.request
+            .saturating_record(micros(now.saturating_duration_since(sent)));
         swarm.requests.fetch_add(1, Relaxed);
     }
 }
@@ -502,37 +516,7 @@ pub fn run_swarm_with_progress(
         finished: AtomicUsize::new(0),
     });
     let started = Instant::now();
-    let mut threads = Vec::with_capacity(config.bots);
-    for bot in 0..config.bots {
-        let swarm = swarm.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("bot-{bot}"))
-            .stack_size(256 * 1024)
-            .spawn(move || {
-                let mut outcome = match swarm.config.scenario {
-                    Scenario::Connect => connect_bot(&swarm, bot),
-                    Scenario::Reconnect => reconnect_bot(&swarm, bot),
-                    Scenario::Login => login_bot(&swarm, bot),
-                    Scenario::RoomInout => room_inout_bot(&swarm, bot),
-                    Scenario::RoomChat => room_chat_bot(&swarm, bot),
-                };
-                // A new thread starts at zero: this is all the bot used.
-                outcome.cpu = thread_cpu_time();
-                swarm.finished.fetch_add(1, Relaxed);
-                outcome
-            });
-        match thread {
-            Ok(thread) => threads.push(thread),
-            Err(source) => {
-                // The barrier counts on every bot: without them all, the others would wait
-                // for ever. Nothing to do but report it.
-                return Err(Error::Io {
-                    context: "spawning a bot thread",
-                    source,
-                });
-            }
-        }
-    }
+    let threads = spawn_bots(&swarm)?;
     while swarm.finished.load(Relaxed) < config.bots {
         progress(&SwarmProgress {
             elapsed: started.elapsed(),
@@ -587,7 +571,7 @@ pub fn run_swarm_with_progress(
     };
     let mut orders: HashMap<usize, Vec<u64>> = HashMap::new();
     for o in &outcomes {
-        report.connected += usize::from(o.connected);
+        report.connected += o.connected;
         let _ = fanout.add(&o.fanout);
         let _ = request.add(&o.request);
         report.notifies_received += o.notifies;
@@ -597,7 +581,7 @@ pub fn run_swarm_with_progress(
         report.lost_notifies += o.lost;
         report.duplicated_notifies += o.duplicated;
         report.bots_cpu_secs += o.cpu.as_secs_f64();
-        if let Some((room, hash)) = o.order {
+        for &(room, hash) in &o.orders {
             orders.entry(room).or_default().push(hash);
         }
     }
@@ -624,18 +608,49 @@ pub fn run_swarm_with_progress(
     Ok(report)
 }
 
+/// Start the bots, a thread per bot.
+fn spawn_bots(swarm: &Arc<Swarm>) -> Result<Vec<std::thread::JoinHandle<Outcome>>, Error> {
+    let mut threads = Vec::with_capacity(swarm.config.bots);
+    for bot in 0..swarm.config.bots {
+        let swarm = swarm.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("bot-{bot}"))
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let mut outcome = match swarm.config.scenario {
+                    Scenario::Connect => connect_bot(&swarm, bot),
+                    Scenario::Reconnect => reconnect_bot(&swarm, bot),
+                    Scenario::Login => login_bot(&swarm, bot),
+                    Scenario::RoomInout => room_inout_bot(&swarm, bot),
+                    Scenario::RoomChat => room_chat_bot(&swarm, bot),
+                };
+                // A new thread starts at zero: this is all the bot used.
+                outcome.cpu = thread_cpu_time();
+                swarm.finished.fetch_add(1, Relaxed);
+                outcome
+            });
+        match thread {
+            Ok(thread) => threads.push(thread),
+            Err(source) => {
+                // The barrier counts on every bot: without them all, the others would wait
+                // for ever. Nothing to do but report it.
+                return Err(Error::Io {
+                    context: "spawning a bot thread",
+                    source,
+                });
+            }
+        }
+    }
+    Ok(threads)
+}
+
 /// Connect bot `bot` to its instance.
 fn connect(swarm: &Swarm, bot: usize, outcome: &mut Outcome) -> Option<Connection> {
     let sent = Instant::now();
-    let config = &swarm.config;
-    let addr = match bot % (1 + config.also.len()) {
-        0 => config.addr,
-        i => config.also[i - 1],
-    };
-    match Connection::connect(addr) {
+    match Connection::connect(swarm.addr_of(bot)) {
         Ok(c) => {
-            outcome.connected = true;
-            outcome.request_done(swarm, sent);
+            outcome.connected = 1;
+            outcome.request_done(swarm, sent, Instant::now());
             Some(c)
         }
         Err(e) => {
@@ -663,7 +678,7 @@ fn login(
     }
     match connection.recv(swarm.config.response_timeout) {
         Ok(Response::Login { result: 0 }) => {
-            outcome.request_done(swarm, sent);
+            outcome.request_done(swarm, sent, Instant::now());
             true
         }
         Ok(Response::Login { .. }) => {
@@ -748,6 +763,7 @@ fn login_bot(swarm: &Swarm, bot: usize) -> Outcome {
 
 /// What a `room-inout` bot was told about its room, for the membership check.
 struct InoutLog {
+    bot: usize,
     room: usize,
     /// Every stay, each ended by the server's 216.
     stays: Vec<Stay>,
@@ -771,6 +787,7 @@ fn room_inout_bot(swarm: &Swarm, bot: usize) -> Outcome {
     };
     let room = swarm.room_of(bot);
     let mut log = InoutLog {
+        bot,
         room,
         stays: Vec::new(),
         names: Vec::new(),
@@ -842,7 +859,7 @@ fn inout_loop(
         };
         match (response, stay.as_mut()) {
             (Response::RoomEnter { result }, None) if waiting.is_some() => {
-                outcome.request_done(swarm, waiting.take().unwrap_or(now));
+                outcome.request_done(swarm, waiting.take().unwrap_or(now), Instant::now());
                 if result == 0 {
                     stay = Some(Stay::default());
                     listed = false;
@@ -865,7 +882,7 @@ fn inout_loop(
                 stay.changes.push(Change::Left(unique_id));
             }
             (Response::RoomLeave { result }, Some(_)) if waiting.is_some() && listed => {
-                outcome.request_done(swarm, waiting.take().unwrap_or(now));
+                outcome.request_done(swarm, waiting.take().unwrap_or(now), Instant::now());
                 if result != 0 {
                     // The bot and the server disagree on where it is: stop here.
                     outcome.failed += 1;
@@ -906,10 +923,8 @@ fn check_membership(swarm: &Swarm, outcomes: &[Outcome], report: &mut BotsReport
         }
     }
     let mut rooms: HashMap<usize, Vec<(usize, &InoutLog)>> = HashMap::new();
-    for (bot, outcome) in outcomes.iter().enumerate() {
-        if let Some(log) = &outcome.inout {
-            rooms.entry(log.room).or_default().push((bot, log));
-        }
+    for log in outcomes.iter().filter_map(|o| o.inout.as_ref()) {
+        rooms.entry(log.room).or_default().push((log.bot, log));
     }
     for logs in rooms.values() {
         if logs.len() != logs.iter().filter(|(_, l)| l.complete).count()
@@ -936,16 +951,7 @@ fn check_membership(swarm: &Swarm, outcomes: &[Outcome], report: &mut BotsReport
     }
 }
 
-/// What a room-chat receiver tracks per member of its room.
-#[derive(Default)]
-struct Expect {
-    /// The next sequence number due.
-    next: u64,
-    /// The member's fin arrived (or it left): nothing more is due from it.
-    done: bool,
-}
-
-/// One bot of `room-chat`.
+/// One bot of `room-chat`, on a thread of its own.
 fn room_chat_bot(swarm: &Swarm, bot: usize) -> Outcome {
     let mut outcome = Outcome::new();
     let joined = join_room(swarm, bot, &mut outcome);
@@ -953,24 +959,11 @@ fn room_chat_bot(swarm: &Swarm, bot: usize) -> Outcome {
     let Some(mut connection) = joined else {
         return outcome;
     };
-    let room = swarm.room_of(bot);
-    let mut expect: HashMap<usize, Expect> = (0..swarm.config.bots)
-        .filter(|&b| swarm.room_of(b) == room)
-        .map(|b| (b, Expect::default()))
-        .collect();
-    let mut order = DefaultHasher::new();
-    let mut pending: std::collections::VecDeque<Instant> = std::collections::VecDeque::new();
+    let mut check = ChatCheck::new(swarm, bot);
     let start = Instant::now();
     let deadline = start + swarm.config.duration;
     let mut next = swarm.first_op(start, bot);
     let mut seq = 0u64;
-    let mut receiver = Receiver {
-        swarm,
-        outcome: &mut outcome,
-        expect: &mut expect,
-        order: &mut order,
-        pending: &mut pending,
-    };
 
     // Chat until the deadline.
     loop {
@@ -979,57 +972,51 @@ fn room_chat_bot(swarm: &Swarm, bot: usize) -> Outcome {
             break;
         }
         if now >= next {
-            let message = format!("c {bot} {seq} {}", swarm.nanos()).into_bytes();
+            let message = ChatMessage::chat(bot, seq, swarm.nanos_at(now));
             if let Err(e) = connection.send(&Request::RoomChat { message }) {
-                receiver.outcome.error(e);
+                outcome.error(e);
                 return outcome;
             }
-            receiver.pending.push_back(now);
+            check.sent(now);
             seq += 1;
             swarm.sent[bot].store(seq, Relaxed);
             next += swarm.period();
             continue;
         }
         match connection.poll(Some(next.min(deadline) - now)) {
-            Ok(Some(response)) => receiver.handle(response),
+            Ok(Some(response)) => check.response(swarm, &mut outcome, response, Instant::now()),
             Ok(None) => {}
             Err(e) => {
-                receiver.outcome.error(e);
+                outcome.error(e);
                 return outcome;
             }
         }
     }
 
     // Say how many were sent, then wait for everyone's fin: after it, nothing is due.
-    let fin = format!("f {bot} {seq}").into_bytes();
+    let fin = ChatMessage::fin(bot, seq);
     if let Err(e) = connection.send(&Request::RoomChat { message: fin }) {
-        receiver.outcome.error(e);
+        outcome.error(e);
         return outcome;
     }
-    receiver.pending.push_back(Instant::now());
+    check.sent(Instant::now());
     let drain = Instant::now() + swarm.config.drain_timeout;
-    while receiver.expect.values().any(|e| !e.done) || !receiver.pending.is_empty() {
+    while !check.is_done() {
         let left = drain.saturating_duration_since(Instant::now());
         match connection.poll(Some(left)) {
-            Ok(Some(response)) => receiver.handle(response),
+            Ok(Some(response)) => check.response(swarm, &mut outcome, response, Instant::now()),
             Ok(None) => {
                 // Whatever did not come in time is lost.
-                for (&member, e) in receiver.expect.iter_mut().filter(|(_, e)| !e.done) {
-                    let sent = swarm.sent[member].load(Relaxed);
-                    receiver.outcome.lost += sent.saturating_sub(e.next) + 1;
-                    e.done = true;
-                }
-                receiver.outcome.failed += receiver.pending.len() as u64;
-                receiver.pending.clear();
+                check.give_up(swarm, &mut outcome);
                 break;
             }
             Err(e) => {
-                receiver.outcome.error(e);
+                outcome.error(e);
                 return outcome;
             }
         }
     }
-    outcome.order = Some((room, order.finish()));
+    check.finish(&mut outcome);
     outcome
 }
 
@@ -1047,7 +1034,7 @@ fn join_room(swarm: &Swarm, bot: usize, outcome: &mut Outcome) -> Option<Connect
     }
     let timeout = swarm.config.response_timeout;
     match connection.recv(timeout) {
-        Ok(Response::RoomEnter { result: 0 }) => outcome.request_done(swarm, sent),
+        Ok(Response::RoomEnter { result: 0 }) => outcome.request_done(swarm, sent, Instant::now()),
         Ok(Response::RoomEnter { result }) => {
             tracing::warn!(bot, result = ?ResultCode::from_code_i16(result), "room enter refused");
             outcome.failed += 1;
@@ -1071,87 +1058,6 @@ fn join_room(swarm: &Swarm, bot: usize, outcome: &mut Outcome) -> Option<Connect
         Err(e) => {
             outcome.error(e);
             None
-        }
-    }
-}
-
-/// The receiving half of a room-chat bot.
-struct Receiver<'a> {
-    swarm: &'a Swarm,
-    outcome: &'a mut Outcome,
-    expect: &'a mut HashMap<usize, Expect>,
-    order: &'a mut DefaultHasher,
-    /// Send times of chats not answered yet.
-    pending: &'a mut std::collections::VecDeque<Instant>,
-}
-
-impl Receiver<'_> {
-    fn handle(&mut self, response: Response) {
-        match response {
-            Response::RoomChat { result } => match self.pending.pop_front() {
-                Some(sent) => {
-                    self.outcome.request_done(self.swarm, sent);
-                    if result != 0 {
-                        self.outcome.failed += 1;
-                    }
-                }
-                None => self.outcome.protocol_errors += 1,
-            },
-            Response::RoomChatNotify { user_id, message } => {
-                self.outcome.notifies += 1;
-                self.notify(&user_id, &message);
-            }
-            // Late arrivals of the joining phase.
-            Response::RoomNewUser(_) => {}
-            // A member left (its connection failed): nothing more is due from it.
-            Response::RoomLeaveUser { .. } => {}
-            _ => self.outcome.protocol_errors += 1,
-        }
-    }
-
-    fn notify(&mut self, user_id: &[u8], message: &[u8]) {
-        let now = self.swarm.nanos();
-        let text = String::from_utf8_lossy(message);
-        let mut words = text.split(' ');
-        let kind = words.next();
-        let numbers: Vec<u64> = words.filter_map(|w| w.parse().ok()).collect();
-        let (Some(kind), Some(&sender)) = (kind, numbers.first()) else {
-            self.outcome.protocol_errors += 1;
-            return;
-        };
-        let sender = sender as usize;
-        if user_id != self.swarm.user_id(sender).as_slice() {
-            self.outcome.protocol_errors += 1;
-            return;
-        }
-        let Some(expect) = self.expect.get_mut(&sender) else {
-            // A chat from another room.
-            self.outcome.protocol_errors += 1;
-            return;
-        };
-        (kind, &numbers[1..]).hash(self.order);
-        match (kind, &numbers[1..]) {
-            ("c", &[seq, sent_at]) => {
-                self.outcome
-                    .fanout
-                    .saturating_record((now.saturating_sub(sent_at) / 1000).max(1));
-                if expect.done || seq < expect.next {
-                    self.outcome.duplicated += 1;
-                } else {
-                    self.outcome.lost += seq - expect.next;
-                    expect.next = seq + 1;
-                }
-            }
-            ("f", &[count]) => {
-                if expect.done {
-                    self.outcome.duplicated += 1;
-                } else {
-                    self.outcome.lost += count.saturating_sub(expect.next);
-                    expect.next = count;
-                    expect.done = true;
-                }
-            }
-            _ => self.outcome.protocol_errors += 1,
         }
     }
 }
