@@ -11,6 +11,7 @@ use iomodels_chat::{
 use iomodels_engine::Model;
 use iomodels_metrics::Source;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -240,6 +241,15 @@ pub struct ChatBotsArgs {
     /// server need different prefixes: a user logs in once).
     #[arg(long, default_value = "bot", value_parser = flags::user_prefix)]
     pub user_prefix: String,
+    /// room-chat on Linux: threads running the bots, each many bots over epoll [default:
+    /// the CPUs this process may use, so 1 under `taskset -c 1`]. Other scenarios, and
+    /// Windows, run a thread per bot.
+    #[arg(long, value_name = "N", value_parser = flags::bounded(1, 1024))]
+    pub threads: Option<usize>,
+    /// Run room-chat a thread per bot with blocking sockets, as the other scenarios do (to
+    /// compare the two).
+    #[arg(long, conflicts_with = "threads")]
+    pub thread_per_bot: bool,
     /// The chaos scenarios' own flags.
     #[command(flatten)]
     pub chaos: crate::chaos::ChaosArgs,
@@ -263,6 +273,8 @@ pub fn run_bots(args: ChatBotsArgs) -> Result<()> {
         duration: args.duration,
         user_prefix: args.user_prefix.clone(),
         first_room: args.first_room,
+        threads: args.threads.and_then(NonZeroUsize::new),
+        thread_per_bot: args.thread_per_bot,
         ..SwarmConfig::default()
     };
     let total = config.duration.as_millis() as u64;
