@@ -277,6 +277,73 @@ pub struct Config {
     pub thread_stack: usize,
     /// How the uring model sets up its rings (the best the kernel accepts by default).
     pub uring_setup: UringSetup,
+    /// Whether the uring model accepts connections into io_uring direct descriptors,
+    /// which do not count against the open-file limit (by default when the kernel can).
+    pub uring_descriptors: UringDescriptors,
+}
+
+/// Which descriptors the uring model accepts connections into.
+///
+/// A direct descriptor is a slot of a ring's own table of files (a "fixed file"), not of
+/// the process's descriptor table, so it does not count against `RLIMIT_NOFILE`: the
+/// kernel caps each ring's table at the soft limit, but the tables of several rings add
+/// up, so one process can hold several times the limit in connections. With direct
+/// descriptors and [`Config::workers`] unset, the model starts as many rings (each on a
+/// worker thread of its own) as [`Config::max_connections`] needs at the soft limit per
+/// ring, at least one per core and at most 64; with `workers` set, exactly that many,
+/// and the connections they can hold are capped by their tables: connections past that
+/// wait in the listen backlog until a slot frees (never accepted and dropped).
+///
+/// What a direct descriptor lacks: it has no number in the process's table, so every
+/// call on it goes through the ring: `IORING_OP_SHUTDOWN`, `IORING_OP_CLOSE`, `SO_LINGER`
+/// through `IORING_OP_URING_CMD` (Linux 6.7); `TCP_NODELAY` is inherited from the
+/// listener; the peer's address comes from the accept itself; and `getsockopt(TCP_INFO)`
+/// is not available (io_uring passes on only `SOL_SOCKET` options), so the idle timeout
+/// and lingering closes read the unacknowledged bytes (`SIOCOUTQ`) instead.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum UringDescriptors {
+    /// Direct descriptors if the kernel supports everything the driver does with them
+    /// (probed once per process; Linux 6.7), else normal descriptors (logged at debug).
+    #[default]
+    Auto,
+    /// Direct descriptors, or fail to start ([`crate::Error::Unsupported`]).
+    Direct,
+    /// Normal descriptors, one per connection, under the open-file limit.
+    Normal,
+}
+
+impl UringDescriptors {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            UringDescriptors::Auto => "auto",
+            UringDescriptors::Direct => "direct",
+            UringDescriptors::Normal => "normal",
+        }
+    }
+}
+
+/// The name given was not a [`UringDescriptors`] value.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("unknown descriptor kind '{name}'; the kinds are: auto, direct, normal")]
+pub struct UnknownDescriptors {
+    /// What was asked for.
+    pub name: String,
+}
+
+impl FromStr for UringDescriptors {
+    type Err = UnknownDescriptors;
+    fn from_str(s: &str) -> Result<UringDescriptors, UnknownDescriptors> {
+        [
+            UringDescriptors::Auto,
+            UringDescriptors::Direct,
+            UringDescriptors::Normal,
+        ]
+        .into_iter()
+        .find(|d| d.name() == s)
+        .ok_or_else(|| UnknownDescriptors { name: s.to_owned() })
+    }
 }
 
 /// How the uring model sets up each worker's ring.
@@ -314,6 +381,7 @@ impl Config {
             backlog: 4096,
             thread_stack: 128 * 1024,
             uring_setup: UringSetup::Best,
+            uring_descriptors: UringDescriptors::Auto,
         }
     }
 

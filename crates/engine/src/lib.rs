@@ -45,7 +45,7 @@ pub mod echo;
 
 pub use chunks::SharedMessage;
 pub use close::CloseReason;
-pub use config::{Config, Model, UnknownModel, UringSetup};
+pub use config::{Config, Model, UnknownDescriptors, UnknownModel, UringDescriptors, UringSetup};
 pub use error::Error;
 pub use handler::Handler;
 #[cfg(target_os = "linux")]

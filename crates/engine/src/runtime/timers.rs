@@ -13,8 +13,12 @@ use std::time::{Duration, Instant};
 /// system layer reads it: `TCP_INFO` on Linux).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct SendProgress {
-    /// Bytes the peer has acknowledged since the connection began. It only grows, and it
-    /// grows when the peer's application reads (that is what reopens its window).
+    /// Bytes the peer has acknowledged since the connection began. It grows when the
+    /// peer's application reads (that is what reopens its window), and only then while
+    /// nothing is written. It is compared only for a change, so a driver that can read only
+    /// the bytes not yet acknowledged (an io_uring direct descriptor: `SIOCOUTQ`, no
+    /// `TCP_INFO`) passes a value that changes with them: a write changes it too, but a
+    /// write counts as activity by itself.
     pub(crate) acked: u64,
     /// Some sent byte is not acknowledged yet, or some written byte is not sent yet.
     pub(crate) outstanding: bool,
@@ -303,23 +307,45 @@ impl Activity {
         idle: Duration,
         progress: impl FnOnce() -> io::Result<SendProgress>,
     ) -> IdleCheck {
+        match self.check_unread(timers, now, idle) {
+            Some(check) => check,
+            None => self.check_given(timers, now, idle, progress()),
+        }
+    }
+
+    /// The answer of [`Activity::check`] when it needs no look at the send progress, or
+    /// `None` when it does: then read the progress (a driver may do so asynchronously)
+    /// and ask [`Activity::check_given`].
+    pub(crate) fn check_unread(
+        &self,
+        timers: &Timers,
+        now: Instant,
+        idle: Duration,
+    ) -> Option<IdleCheck> {
         let elapsed = timers.elapsed(self.last, now);
         if self.acked == QUIET {
-            return match idle.checked_sub(elapsed) {
+            return Some(match idle.checked_sub(elapsed) {
                 Some(left) if !left.is_zero() => IdleCheck::LookAgain(now + left),
                 _ => IdleCheck::Idle,
-            };
+            });
         }
         // Output is outstanding: the peer's progress is looked at a quarter of the timeout
         // into a silence, and every quarter after.
-        let poll = idle_period(idle);
-        if elapsed < idle / 4 {
-            return IdleCheck::LookAgain(now + (idle / 4 - elapsed));
-        }
-        match progress() {
+        (elapsed < idle / 4).then(|| IdleCheck::LookAgain(now + (idle / 4 - elapsed)))
+    }
+
+    /// The answer of [`Activity::check`], given the send progress read just now.
+    pub(crate) fn check_given(
+        &mut self,
+        timers: &Timers,
+        now: Instant,
+        idle: Duration,
+        progress: io::Result<SendProgress>,
+    ) -> IdleCheck {
+        match progress {
             Ok(progress) => {
                 let acked = (progress.acked & 0x7fff_ffff) as u32;
-                if self.acked != UNKNOWN && acked != self.acked {
+                if self.acked != UNKNOWN && self.acked != QUIET && acked != self.acked {
                     self.last = timers.stamp(now);
                 }
                 self.acked = if progress.outstanding { acked } else { QUIET };
@@ -338,7 +364,7 @@ impl Activity {
         } else if self.acked == QUIET {
             IdleCheck::LookAgain(now + (limit - elapsed))
         } else {
-            IdleCheck::LookAgain(now + poll.min(limit - elapsed))
+            IdleCheck::LookAgain(now + idle_period(idle).min(limit - elapsed))
         }
     }
 }
@@ -415,6 +441,20 @@ impl Linger {
             progress,
         )
     }
+
+    /// The answer of [`Linger::over`] when it needs no look at the send progress, or `None`
+    /// when it does: then the linger is over once [`linger_over_given`] says so.
+    pub(crate) fn over_unread(
+        &self,
+        timers: &Timers,
+        now: Instant,
+        limit: Duration,
+    ) -> Option<bool> {
+        if timers.elapsed(self.since, now) >= limit {
+            return Some(true);
+        }
+        (timers.elapsed(self.heard, now) < LINGER_QUIET).then_some(false)
+    }
 }
 
 /// The rule of [`Linger`]: a socket lingering for `lingered`, its peer silent for
@@ -427,12 +467,18 @@ pub(crate) fn linger_over(
     limit: Duration,
     progress: impl FnOnce() -> io::Result<SendProgress>,
 ) -> bool {
-    lingered >= limit || (silent >= LINGER_QUIET && progress().map_or(true, |p| !p.outstanding))
+    lingered >= limit || (silent >= LINGER_QUIET && linger_over_given(progress()))
+}
+
+/// Whether a linger whose peer has been silent long enough may end, given its send progress
+/// (see [`linger_over`]): a socket that cannot tell may close.
+pub(crate) fn linger_over_given(progress: io::Result<SendProgress>) -> bool {
+    progress.map_or(true, |p| !p.outstanding)
 }
 
 /// How often a session with output outstanding has its peer's progress looked at: a
 /// quarter of the timeout, at most a second.
-fn idle_period(idle: Duration) -> Duration {
+pub(crate) fn idle_period(idle: Duration) -> Duration {
     (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
 }
 

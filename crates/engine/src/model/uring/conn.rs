@@ -3,8 +3,8 @@
 //! orderly close), cancel what is in flight on it and free its slot once nothing is; and
 //! the worker's own ops (accept, wake-up) and its final drain.
 
-use super::ring::{Op, SendBuf, Target};
-use super::worker::{Connection, Recv, Worker, EXIT_DRAIN, SPARE_BUFS};
+use super::ring::{Look, Op, PeerAddr, SendBuf, Sock, Target};
+use super::worker::{Connection, Recv, Socket, Worker, EXIT_DRAIN, SPARE_BUFS};
 use super::MODEL;
 use crate::close::CloseReason;
 use crate::handler::Handler;
@@ -51,8 +51,8 @@ impl<H: Handler> Worker<H> {
         let redeliver = entry.flow.redeliver;
         let conn_stalled = entry.conn.as_ref().is_some_and(|c| c.stalled());
         if let Some(buf) = send {
-            let fd = entry.fd.as_raw_fd();
-            self.submit_send(slot, fd, buf);
+            let sock = entry.socket.sock();
+            self.submit_send(slot, sock, buf);
         }
         if redeliver {
             // Resumed: hand the handler what it left first, and decide about the receive
@@ -88,9 +88,9 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    pub(super) fn submit_send(&mut self, slot: u32, fd: std::os::fd::RawFd, buf: Box<SendBuf>) {
+    pub(super) fn submit_send(&mut self, slot: u32, sock: Sock, buf: Box<SendBuf>) {
         let unsent = buf.len();
-        match self.ring.submit(Op::Send { slot, fd, buf }) {
+        match self.ring.submit(Op::Send { slot, sock, buf }) {
             Ok(_) => {
                 if let Some(entry) = self.conns.get_mut(slot as usize) {
                     entry.sending = true;
@@ -125,8 +125,8 @@ impl<H: Handler> Worker<H> {
     pub(super) fn retry_cancels(&mut self) {
         for (slot, target) in std::mem::take(&mut self.cancels) {
             let target = match (target, slot) {
-                (Target::Fd(_), Some(slot)) => match self.conns.get(slot as usize) {
-                    Some(entry) if entry.conn.is_none() => Target::Fd(entry.fd.as_raw_fd()),
+                (Target::Sock(_), Some(slot)) => match self.conns.get(slot as usize) {
+                    Some(entry) if entry.conn.is_none() => Target::Sock(entry.socket.sock()),
                     _ => continue,
                 },
                 (target, _) => target,
@@ -146,12 +146,35 @@ impl<H: Handler> Worker<H> {
         let Some(conn) = entry.conn.take() else {
             return;
         };
-        match how {
-            Closing::Orderly => sys::shutdown_write(entry.fd.as_raw_fd()),
-            Closing::Abortive => {
-                let _ = socket2::SockRef::from(&entry.fd).set_linger(Some(Duration::ZERO));
+        match (&entry.socket, how) {
+            (Socket::Fd(fd), Closing::Orderly) => sys::shutdown_write(fd.as_raw_fd()),
+            (Socket::Fd(fd), Closing::Abortive) => {
+                let _ = socket2::SockRef::from(fd).set_linger(Some(Duration::ZERO));
+            }
+            // A direct descriptor has no file descriptor for shutdown(2) or setsockopt(2):
+            // the ring does both. The op counts against the slot, so the socket is closed
+            // only after it completed.
+            (Socket::Direct(_), how) => {
+                let sock = entry.socket.sock();
+                let op = match how {
+                    Closing::Orderly => Op::Shutdown { slot, sock },
+                    Closing::Abortive => Op::Linger {
+                        slot,
+                        sock,
+                        value: Box::new(libc::linger {
+                            l_onoff: 1,
+                            l_linger: 0,
+                        }),
+                    },
+                };
+                if let Err(e) = self.ring.submit(op) {
+                    tracing::warn!(model = %MODEL, "submitting a shutdown or SO_LINGER: {e}");
+                }
             }
         }
+        let Some(entry) = self.conns.get_mut(slot as usize) else {
+            return;
+        };
         conn.close(&self.core, reason);
         if how == Closing::Orderly && !entry.flow.read_closed {
             entry.linger = Some(Linger::new(now));
@@ -169,8 +192,8 @@ impl<H: Handler> Worker<H> {
         let Some(entry) = self.conns.get_mut(slot as usize) else {
             return Ok(());
         };
-        let fd = entry.fd.as_raw_fd();
-        entry.recv = Recv::Armed(self.ring.submit(Op::Recv { slot, fd })?);
+        let sock = entry.socket.sock();
+        entry.recv = Recv::Armed(self.ring.submit(Op::Recv { slot, sock })?);
         Ok(())
     }
 
@@ -199,8 +222,8 @@ impl<H: Handler> Worker<H> {
             return;
         };
         if self.ring.ops.on_conn(slot) > 0 {
-            let fd = entry.fd.as_raw_fd();
-            self.cancel(Some(slot), Target::Fd(fd));
+            let sock = entry.socket.sock();
+            self.cancel(Some(slot), Target::Sock(sock));
         } else {
             self.release_if_done(slot);
         }
@@ -214,8 +237,41 @@ impl<H: Handler> Worker<H> {
             Some(entry) if entry.conn.is_none() && entry.linger.is_none()
         ) && self.ring.ops.on_conn(slot) == 0;
         if done {
-            // Dropping the entry closes the socket.
-            self.conns.remove(slot as usize);
+            // Dropping the entry closes a normal descriptor; a direct one is closed by the
+            // ring.
+            if let Some(entry) = self.conns.remove(slot as usize) {
+                self.discard(entry.socket);
+            }
+        }
+    }
+
+    /// Close a socket nothing uses: drop a normal descriptor, submit the close of a direct
+    /// one (its table slot stays counted until the close completes).
+    pub(super) fn discard(&mut self, socket: Socket) {
+        if let Socket::Direct(index) = socket {
+            if let Err(e) = self.ring.submit(Op::Close { index }) {
+                tracing::warn!(model = %MODEL, "submitting a close: {e}; trying again");
+                self.closes.push(index);
+            }
+        }
+    }
+
+    /// Submit again the closes that could not be submitted.
+    pub(super) fn retry_closes(&mut self) {
+        for index in std::mem::take(&mut self.closes) {
+            self.discard(Socket::Direct(index));
+        }
+    }
+
+    /// Ask for a direct descriptor's unacknowledged output (see [`Op::Unsent`]); the
+    /// answer comes with its completion.
+    pub(super) fn look_unsent(&mut self, slot: u32, look: Look) {
+        let Some(entry) = self.conns.get(slot as usize) else {
+            return;
+        };
+        let sock = entry.socket.sock();
+        if let Err(e) = self.ring.submit(Op::Unsent { slot, sock, look }) {
+            tracing::debug!(model = %MODEL, "submitting SIOCOUTQ: {e}");
         }
     }
 
@@ -230,10 +286,25 @@ impl<H: Handler> Worker<H> {
 
     // ----- arming, mailbox, timers, shutdown ---------------------------------------------
 
+    /// Arm accepting: the multishot accept, or with direct descriptors as many single-shot
+    /// accepts as the table has free slots (at most a few).
     pub(super) fn arm_accept(&mut self) -> io::Result<()> {
-        if let (Some(listener), None) = (&self.listener, self.accept) {
-            let listener = listener.as_raw_fd();
-            self.accept = Some(self.ring.submit(Op::Accept { listener })?);
+        let Some(listener) = self.listener.as_ref().map(|l| l.as_raw_fd()) else {
+            return Ok(());
+        };
+        match self.table.as_mut() {
+            None => {
+                if self.accept.is_none() {
+                    self.accept = Some(self.ring.submit(Op::Accept { listener })?);
+                }
+            }
+            Some(table) => {
+                while table.room() {
+                    let peer = PeerAddr::new();
+                    let accept = self.ring.submit(Op::AcceptDirect { listener, peer })?;
+                    table.accepts.push(accept);
+                }
+            }
         }
         Ok(())
     }

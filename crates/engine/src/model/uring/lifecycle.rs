@@ -1,14 +1,14 @@
 //! The uring worker's hooks for the shared event-loop lifecycle (shutdown, timers, exit).
 
-use super::ring::Target;
-use super::worker::{Connection, Worker};
+use super::ring::Look;
+use super::worker::{Connection, Socket, Worker};
 use super::MODEL;
 use crate::close::CloseReason;
 use crate::config::Model;
 use crate::handler::Handler;
 use crate::runtime::lifecycle::EventLoop;
 use crate::runtime::policy::Closing;
-use crate::runtime::timers::{IdleCheck, Stamp, Timers};
+use crate::runtime::timers::{self, IdleCheck, Stamp, Timers};
 use crate::session::{CloseRequest, SessionId};
 use crate::sys;
 use std::os::fd::AsRawFd;
@@ -40,11 +40,12 @@ impl<H: Handler> EventLoop for Worker<H> {
     }
 
     fn stop_accepting(&mut self) {
-        match self.accept {
-            // The listener is closed when the accept's last completion arrives.
-            Some(accept) => self.cancel(None, Target::Op(accept)),
-            None => self.listener = None,
+        let direct = self.table.as_ref().map(|t| t.accepts.len());
+        if self.accept.is_none() && direct.unwrap_or(0) == 0 {
+            self.listener = None;
         }
+        // The listener is released when the accepts' last completion arrives.
+        self.cancel_accepts();
     }
 
     fn resume_accepting(&mut self) {
@@ -70,8 +71,22 @@ impl<H: Handler> EventLoop for Worker<H> {
         if entry.conn.as_ref()?.session().id() != id {
             return None;
         }
-        let fd = entry.fd.as_raw_fd();
-        Some((entry.activity).check(&self.timers, self.now, idle, || sys::send_progress(fd)))
+        match &entry.socket {
+            Socket::Fd(fd) => {
+                let fd = fd.as_raw_fd();
+                let progress = || sys::send_progress(fd);
+                Some((entry.activity).check(&self.timers, self.now, idle, progress))
+            }
+            // No TCP_INFO on a direct descriptor: its unsent bytes are asked of the ring, and
+            // the answer decides (`Worker::on_unsent`); the wheel looks again meanwhile.
+            Socket::Direct(_) => {
+                if let Some(check) = entry.activity.check_unread(&self.timers, self.now, idle) {
+                    return Some(check);
+                }
+                self.look_unsent(slot as u32, Look::Idle);
+                Some(IdleCheck::LookAgain(self.now + timers::idle_period(idle)))
+            }
+        }
     }
 
     fn abort(&mut self, slot: usize, reason: CloseReason) {
@@ -82,8 +97,21 @@ impl<H: Handler> EventLoop for Worker<H> {
         let entry = self.conns.get(slot)?;
         let linger = entry.linger.filter(|l| l.since == since)?;
         let limit = self.core.config.linger_timeout;
-        let progress = || sys::send_progress(entry.fd.as_raw_fd());
-        Some(linger.over(&self.timers, self.now, limit, progress))
+        match &entry.socket {
+            Socket::Fd(fd) => {
+                let progress = || sys::send_progress(fd.as_raw_fd());
+                Some(linger.over(&self.timers, self.now, limit, progress))
+            }
+            Socket::Direct(_) => match linger.over_unread(&self.timers, self.now, limit) {
+                Some(over) => Some(over),
+                None => {
+                    // Asked of the ring; the answer may end the linger (`on_unsent`), and
+                    // the next look comes as usual if it does not.
+                    self.look_unsent(slot as u32, Look::Linger(since));
+                    Some(false)
+                }
+            },
+        }
     }
 
     fn end_linger(&mut self, slot: usize) {

@@ -52,11 +52,12 @@
 
 mod buffers;
 mod conn;
+mod direct;
 mod lifecycle;
 mod ring;
 mod worker;
 
-use crate::config::Model;
+use crate::config::{Model, UringDescriptors};
 use crate::error::Error;
 use crate::handler::Handler;
 use crate::runtime::Core;
@@ -68,20 +69,46 @@ use worker::Worker;
 /// This driver's model, for errors and logs.
 pub(super) const MODEL: Model = Model::Uring;
 
-/// Start one worker per configured thread, each with its ring and listener.
+/// Start the workers, each with its ring: with normal descriptors one per configured
+/// thread, each with its own SO_REUSEPORT listener; with direct descriptors as many as the
+/// connection limit needs (see [`direct::plan`]), sharing one listener.
 pub(crate) fn start<H: Handler>(core: &Arc<Core<H>>) -> Result<crate::runtime::Started, Error> {
     probe()?;
+    let config = &core.config;
+    let direct = match config.uring_descriptors {
+        UringDescriptors::Normal => false,
+        UringDescriptors::Direct => direct::probe().map(|()| true)?,
+        UringDescriptors::Auto => match direct::probe() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(model = %MODEL, "normal descriptors: {e}");
+                false
+            }
+        },
+    };
+    let (workers, local_addr) = if direct {
+        let plan = direct::plan(config, direct::soft_limit());
+        tracing::debug!(model = %MODEL, rings = plan.rings, slots = plan.slots, "direct descriptors");
+        let (mut listeners, local_addr) =
+            crate::sys::listeners(config.addr, 1, config.backlog, true)?;
+        let listener = Arc::new(listeners.remove(0));
+        // Accepted sockets inherit TCP_NODELAY from the listener on Linux: a direct
+        // descriptor gets it without a setsockopt of its own.
+        let _ = socket2::SockRef::from(&*listener).set_nodelay(true);
+        let workers = vec![(listener, Some(plan.slots)); plan.rings];
+        (workers, local_addr)
+    } else {
+        let (listeners, local_addr) =
+            crate::sys::listeners(config.addr, config.worker_count(), config.backlog, true)?;
+        let workers = listeners.into_iter().map(|l| (Arc::new(l), None)).collect();
+        (workers, local_addr)
+    };
     // Each ring is created on its worker's thread: SINGLE_ISSUER ties it to that thread.
-    let (listeners, local_addr) = crate::sys::listeners(
-        core.config.addr,
-        core.config.worker_count(),
-        core.config.backlog,
-        true,
-    )?;
-    let threads = crate::runtime::spawn_workers(core, MODEL, listeners, |core, listener| {
-        let worker = Worker::new(core, listener)?;
-        Ok(Box::new(move || worker.run()))
-    })?;
+    let threads =
+        crate::runtime::spawn_workers(core, MODEL, workers, |core, (listener, slots)| {
+            let worker = Worker::new(core, listener, slots)?;
+            Ok(Box::new(move || worker.run()))
+        })?;
     Ok((threads, local_addr))
 }
 

@@ -3,7 +3,8 @@
 //!
 //! The one unsafe step of io_uring is `SubmissionQueue::push`: the kernel may read or write
 //! the memory an entry points to until the operation's last completion. Here that memory
-//! always belongs to an [`Op`] (a send buffer, the wake-up counter), and [`Ring::submit`]
+//! always belongs to an [`Op`] (a send buffer, the wake-up counter, an accept's address
+//! buffer, a socket option's value), and [`Ring::submit`]
 //! moves the op into the [`Ops`] table *before* pushing. The table gives an op back only
 //! from [`Ops::complete`], which the worker calls for the op's final completion (one
 //! without `IORING_CQE_F_MORE`); so a buffer cannot be freed or reused while the kernel
@@ -14,10 +15,11 @@
 use super::buffers::{BufRing, GROUP};
 use crate::chunks::{Chunks, MAX_SLICES};
 use crate::config::UringSetup;
-use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
+use io_uring::types::{CancelBuilder, DestinationSlot, Fd, Fixed, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 use std::cell::UnsafeCell;
 use std::io::{self, IoSlice};
+use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
@@ -28,6 +30,10 @@ const CQ_ENTRIES: u32 = 4096;
 /// Provided buffers per worker, and their size: 1 MiB per worker.
 const BUF_COUNT: u16 = 256;
 const BUF_SIZE: u32 = 4096;
+
+/// `SOCKET_URING_OP_SIOCOUTQ` of `<linux/io_uring.h>` (the io-uring crate does not export
+/// its command numbers).
+const SOCKET_URING_OP_SIOCOUTQ: u32 = 1;
 
 /// Identifies a submitted op: its table index and the generation of that index, so that a
 /// cancel aimed at a finished op can never hit a newer op in the same place.
@@ -102,30 +108,124 @@ impl SendBuf {
     }
 }
 
+/// A connection's socket as ops name it: a descriptor of the process's table, or an index
+/// into the ring's own table of direct descriptors (registered files).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Sock {
+    /// A normal descriptor.
+    Fd(RawFd),
+    /// A direct descriptor: a slot of this ring's fixed-file table.
+    Fixed(u32),
+}
+
+/// Build an entry for either kind of [`Sock`]: the io-uring crate takes `Fd` and `Fixed`
+/// as different types, so the builder expression is written once and typed twice.
+macro_rules! on_sock {
+    ($sock:expr, |$target:ident| $build:expr) => {
+        match $sock {
+            Sock::Fd(fd) => {
+                let $target = Fd(fd);
+                $build
+            }
+            Sock::Fixed(index) => {
+                let $target = Fixed(index);
+                $build
+            }
+        }
+    };
+}
+
 /// What a cancel targets.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Target {
     /// One op.
     Op(UserData),
-    /// Every op on a descriptor.
-    Fd(RawFd),
+    /// Every op on a socket.
+    Sock(Sock),
     /// Every op of the ring.
     Any,
+}
+
+/// Where a single-shot accept writes the peer's address: owned by the op, so the kernel
+/// writes into memory nothing else reads until the completion.
+pub(super) struct PeerAddr {
+    storage: UnsafeCell<libc::sockaddr_storage>,
+    len: UnsafeCell<libc::socklen_t>,
+}
+
+impl PeerAddr {
+    pub(super) fn new() -> Box<PeerAddr> {
+        Box::new(PeerAddr {
+            // SAFETY: sockaddr_storage is plain integers; all zeroes is a valid value.
+            storage: UnsafeCell::new(unsafe { std::mem::zeroed() }),
+            len: UnsafeCell::new(std::mem::size_of::<libc::sockaddr_storage>() as _),
+        })
+    }
+
+    /// The address the kernel wrote. Call only after the accept's completion (the op was
+    /// taken back from the table, so the kernel no longer writes here).
+    pub(super) fn addr(&self) -> Option<SocketAddr> {
+        // SAFETY: the accept completed, so nothing writes these cells any more; the kernel
+        // wrote at most `len` bytes of a socket address into the zeroed storage (both are
+        // plain integers, valid whatever their bytes).
+        let (storage, len) = unsafe { (*self.storage.get(), *self.len.get()) };
+        let len = len.min(std::mem::size_of::<libc::sockaddr_storage>() as _);
+        // SAFETY: `storage` holds `len` bytes of a socket address (or zeroes, family 0,
+        // which `as_socket` turns into `None`).
+        unsafe { socket2::SockAddr::new(storage, len) }.as_socket()
+    }
+}
+
+impl std::fmt::Debug for PeerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PeerAddr")
+    }
+}
+
+/// Why a connection's unacknowledged output is asked for (see [`Op::Unsent`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Look {
+    /// The idle sweep.
+    Idle,
+    /// A lingering close (begun at that stamp).
+    Linger(crate::runtime::timers::Stamp),
 }
 
 /// One operation, with everything the kernel may touch while it runs.
 #[derive(Debug)]
 pub(super) enum Op {
-    /// Multishot accept on a listener: the book's pre-posted AcceptEx.
+    /// Multishot accept on a listener into normal descriptors: the book's pre-posted
+    /// AcceptEx.
     Accept { listener: RawFd },
+    /// A single-shot accept into a free slot of the ring's direct-descriptor table
+    /// (IORING_FILE_INDEX_ALLOC), writing the peer's address into `peer`.
+    AcceptDirect {
+        listener: RawFd,
+        peer: Box<PeerAddr>,
+    },
     /// Multishot receive into the provided-buffer ring.
-    Recv { slot: u32, fd: RawFd },
+    Recv { slot: u32, sock: Sock },
     /// A send of an owned buffer (at most one per connection).
     Send {
         slot: u32,
-        fd: RawFd,
+        sock: Sock,
         buf: Box<SendBuf>,
     },
+    /// `shutdown(SHUT_WR)` of a direct descriptor (normal ones call shutdown(2)).
+    Shutdown { slot: u32, sock: Sock },
+    /// `setsockopt(SO_LINGER, 0)` on a direct descriptor, so that its close resets
+    /// (IORING_OP_URING_CMD, SOCKET_URING_OP_SETSOCKOPT, Linux 6.7).
+    Linger {
+        slot: u32,
+        sock: Sock,
+        value: Box<libc::linger>,
+    },
+    /// The bytes written and not yet acknowledged by the peer (SIOCOUTQ through
+    /// IORING_OP_URING_CMD, SOCKET_URING_OP_SIOCOUTQ): what a direct descriptor offers in
+    /// place of `getsockopt(TCP_INFO)`, which io_uring does not pass on.
+    Unsent { slot: u32, sock: Sock, look: Look },
+    /// Close a direct descriptor and free its table slot.
+    Close { index: u32 },
     /// Cancel ops; `slot` is the connection the cancel counts against, if any.
     Cancel { slot: Option<u32>, target: Target },
     /// Read the wake-up eventfd into an owned counter.
@@ -148,9 +248,15 @@ impl Op {
     /// The connection slot this op counts against, if any.
     fn conn(&self) -> Option<u32> {
         match *self {
-            Op::Recv { slot, .. } | Op::Send { slot, .. } => Some(slot),
+            Op::Recv { slot, .. }
+            | Op::Send { slot, .. }
+            | Op::Shutdown { slot, .. }
+            | Op::Linger { slot, .. }
+            | Op::Unsent { slot, .. } => Some(slot),
             Op::Cancel { slot, .. } => slot,
-            Op::Accept { .. } | Op::Wake { .. } => None,
+            Op::Accept { .. } | Op::AcceptDirect { .. } | Op::Close { .. } | Op::Wake { .. } => {
+                None
+            }
         }
     }
 
@@ -168,24 +274,49 @@ impl Op {
             Op::Accept { listener } => opcode::AcceptMulti::new(Fd(*listener))
                 .flags(libc::SOCK_CLOEXEC)
                 .build(),
-            Op::Recv { fd, .. } => opcode::RecvMulti::new(Fd(*fd), GROUP).build(),
-            Op::Send { fd, buf, .. } if buf.iov.len() > 1 => {
-                opcode::SendMsg::new(Fd(*fd), &buf.msg)
-                    .flags(libc::MSG_NOSIGNAL as u32)
+            Op::AcceptDirect { listener, peer } => {
+                // No SOCK_CLOEXEC: a direct descriptor is never in the descriptor table that
+                // exec would close, and the kernel refuses the flag here (EINVAL).
+                opcode::Accept::new(Fd(*listener), peer.storage.get().cast(), peer.len.get())
+                    .file_index(Some(DestinationSlot::auto_target()))
                     .build()
             }
-            Op::Send { fd, buf, .. } => {
+            Op::Recv { sock, .. } => on_sock!(*sock, |s| opcode::RecvMulti::new(s, GROUP).build()),
+            Op::Send { sock, buf, .. } if buf.iov.len() > 1 => {
+                on_sock!(*sock, |s| opcode::SendMsg::new(s, &buf.msg)
+                    .flags(libc::MSG_NOSIGNAL as u32)
+                    .build())
+            }
+            Op::Send { sock, buf, .. } => {
                 let rest = buf.data.first();
                 let len = u32::try_from(rest.len()).unwrap_or(u32::MAX);
-                opcode::Send::new(Fd(*fd), rest.as_ptr(), len)
+                on_sock!(*sock, |s| opcode::Send::new(s, rest.as_ptr(), len)
                     .flags(libc::MSG_NOSIGNAL)
-                    .build()
+                    .build())
             }
+            Op::Shutdown { sock, .. } => {
+                on_sock!(*sock, |s| opcode::Shutdown::new(s, libc::SHUT_WR).build())
+            }
+            Op::Linger { sock, value, .. } => on_sock!(*sock, |s| opcode::SetSockOpt::new(
+                s,
+                libc::SOL_SOCKET as u32,
+                libc::SO_LINGER as u32,
+                (&**value as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as u32
+            )
+            .build()),
+            Op::Unsent { sock, .. } => on_sock!(*sock, |s| opcode::UringCmd16::new(
+                s,
+                SOCKET_URING_OP_SIOCOUTQ
+            )
+            .build()),
+            Op::Close { index } => opcode::Close::new(Fixed(*index)).build(),
             Op::Cancel { target, .. } => match *target {
                 Target::Op(user_data) => opcode::AsyncCancel::new(user_data).build(),
-                Target::Fd(fd) => {
-                    opcode::AsyncCancel2::new(CancelBuilder::fd(Fd(fd)).all()).build()
-                }
+                Target::Sock(sock) => on_sock!(sock, |s| opcode::AsyncCancel2::new(
+                    CancelBuilder::fd(s).all()
+                )
+                .build()),
                 Target::Any => opcode::AsyncCancel2::new(CancelBuilder::any()).build(),
             },
             Op::Wake { fd, value } => opcode::Read::new(Fd(*fd), value.get().cast(), 8).build(),
@@ -339,6 +470,12 @@ impl Ring {
         &self.uring
     }
 
+    /// Give the ring a table of `slots` direct descriptors, all free (sparse registration).
+    /// The kernel refuses more than the soft RLIMIT_NOFILE (EMFILE).
+    pub(super) fn register_table(&self, slots: u32) -> io::Result<()> {
+        self.uring.submitter().register_files_sparse(slots)
+    }
+
     /// Store `op` in the table and queue its entry; it reaches the kernel with the next
     /// [`Ring::wait`] (or earlier, when the submission queue is full).
     pub(super) fn submit(&mut self, op: Op) -> io::Result<UserData> {
@@ -348,13 +485,14 @@ impl Ring {
             None => unreachable!("an op just inserted is in the table"),
         };
         for _ in 0..2 {
-            // SAFETY: the memory `entry` points to (a send's bytes, or its message header
-            // and the vector it names; the wake-up counter) is heap memory owned by the op now stored in `self.ops`, which keeps it until the
-            // op's final completion is processed (`Ops::complete`) or the ring is dropped
-            // after the io_uring (field order). The descriptors it names stay open until the
-            // last op on them completed: the worker closes a connection's socket only when
-            // its op count is zero, a listener only after its accept op ended, and the
-            // eventfd outlives the ring.
+            // SAFETY: the memory `entry` points to (a send's bytes, or its message header and
+            // the vector it names; the wake-up counter, an accept's address buffer, a socket
+            // option's value) is heap memory owned by the op now stored in `self.ops`, which
+            // keeps it until the op's final completion is processed (`Ops::complete`) or the
+            // ring is dropped after the io_uring (field order). The sockets it names stay open
+            // until the last op on them completed: the worker closes a connection's socket
+            // (or direct descriptor) only when its op count is zero, a listener only after
+            // its accept ops ended, and the eventfd outlives the ring.
             let pushed = unsafe { self.uring.submission().push(&entry) };
             if pushed.is_ok() {
                 return Ok(user_data);

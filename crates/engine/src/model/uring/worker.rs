@@ -7,7 +7,7 @@
 //! and the application goes through [`Conn`]; everything the kernel borrows goes through
 //! the op table of [`Ring`].
 
-use super::ring::{Kind, Op, Ring, SendBuf, Target, UserData};
+use super::ring::{Kind, Look, Op, PeerAddr, Ring, SendBuf, Sock, Target, UserData};
 use super::MODEL;
 use crate::close::CloseReason;
 use crate::handler::Handler;
@@ -16,7 +16,7 @@ use crate::runtime::lifecycle::EventLoop;
 use crate::runtime::mailbox::Mailbox;
 use crate::runtime::policy::{self, AcceptStep, Closing, Flow};
 use crate::runtime::slab::Slab;
-use crate::runtime::timers::{Activity, Linger, Timers};
+use crate::runtime::timers::{self, Activity, IdleCheck, Linger, SendProgress, Timers};
 use crate::runtime::Core;
 use crate::session::Session;
 use crate::stats::Counters;
@@ -24,6 +24,7 @@ use crate::sys::{self, EventFd};
 use io_uring::cqueue;
 use std::cell::UnsafeCell;
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,6 +37,50 @@ pub(super) const SPARE_BUFS: usize = 1024;
 const CANCEL_RETRY: Duration = Duration::from_millis(10);
 /// How long the final drain of ops may take when a worker exits.
 pub(super) const EXIT_DRAIN: Duration = Duration::from_secs(1);
+/// Single-shot accepts in flight per ring with direct descriptors (never more than the
+/// table's free slots).
+const ACCEPT_DEPTH: usize = 8;
+
+/// A connection's socket: a normal descriptor (closed when dropped), or a slot of the
+/// ring's direct-descriptor table (closed by an `IORING_OP_CLOSE` the worker submits when
+/// it frees the connection).
+#[derive(Debug)]
+pub(super) enum Socket {
+    Fd(OwnedFd),
+    Direct(u32),
+}
+
+impl Socket {
+    /// The socket as ops name it.
+    pub(super) fn sock(&self) -> Sock {
+        match self {
+            Socket::Fd(fd) => Sock::Fd(fd.as_raw_fd()),
+            Socket::Direct(index) => Sock::Fixed(*index),
+        }
+    }
+}
+
+/// The ring's table of direct descriptors and the accepts that may fill it. Every slot is
+/// counted from the accept that fills it until the completion of the close that empties
+/// it, and accepts in flight never outnumber the free slots: a full table would make the
+/// kernel accept a connection and then drop it (ENFILE), which the peer sees as a reset.
+#[derive(Debug)]
+pub(super) struct Table {
+    /// Slots registered.
+    pub(super) capacity: u32,
+    /// Slots holding a socket, or waiting for its close to complete.
+    pub(super) used: u32,
+    /// The single-shot accepts in flight.
+    pub(super) accepts: Vec<UserData>,
+}
+
+impl Table {
+    /// Whether another accept may be armed.
+    pub(super) fn room(&self) -> bool {
+        self.accepts.len() < ACCEPT_DEPTH
+            && self.used as usize + self.accepts.len() < self.capacity as usize
+    }
+}
 
 /// The state of a connection's multishot receive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,7 +96,7 @@ pub(super) enum Recv {
 /// One connection. Its slot and socket are kept until every op on it has completed, even
 /// after the session itself was closed, and while its close lingers.
 pub(super) struct Connection<S> {
-    pub(super) fd: OwnedFd,
+    pub(super) socket: Socket,
     /// The session; `None` once closed (the slot waits for its ops, or its linger).
     pub(super) conn: Option<Conn<S>>,
     pub(super) recv: Recv,
@@ -69,10 +114,15 @@ pub(super) struct Worker<H: Handler> {
     pub(super) ring: Ring,
     pub(super) core: Arc<Core<H>>,
     pub(super) conns: Slab<Connection<H::State>>,
-    /// Occupied slots, closing ones included.
-    pub(super) listener: Option<OwnedFd>,
-    /// The armed multishot accept.
+    /// The listener: this worker's own (SO_REUSEPORT), or with direct descriptors the one
+    /// every ring accepts from.
+    pub(super) listener: Option<Arc<OwnedFd>>,
+    /// The armed multishot accept (normal descriptors).
     pub(super) accept: Option<UserData>,
+    /// The direct-descriptor table, when the ring accepts into one.
+    pub(super) table: Option<Table>,
+    /// Closes of direct descriptors whose submission failed, to try again.
+    pub(super) closes: Vec<u32>,
     pub(super) reserve: sys::Reserve,
     pub(super) waker: Arc<EventFd>,
     pub(super) mailbox: Arc<Mailbox>,
@@ -90,11 +140,22 @@ pub(super) struct Worker<H: Handler> {
 }
 
 impl<H: Handler> Worker<H> {
-    /// Set up on the worker thread (the ring is single-issuer).
-    pub(super) fn new(core: Arc<Core<H>>, listener: OwnedFd) -> Result<Worker<H>, crate::Error> {
+    /// Set up on the worker thread (the ring is single-issuer); with `slots`, the ring
+    /// accepts into a table of that many direct descriptors.
+    pub(super) fn new(
+        core: Arc<Core<H>>,
+        listener: Arc<OwnedFd>,
+        slots: Option<u32>,
+    ) -> Result<Worker<H>, crate::Error> {
         let ring = Ring::new(core.config.uring_setup)
             .map_err(crate::Error::setup(MODEL, "creating the ring"))?;
-        tracing::debug!(mode = ?ring.mode(), "uring worker ring ready");
+        if let Some(slots) = slots {
+            ring.register_table(slots).map_err(crate::Error::setup(
+                MODEL,
+                "registering the direct-descriptor table",
+            ))?;
+        }
+        tracing::debug!(mode = ?ring.mode(), ?slots, "uring worker ring ready");
         let waker =
             Arc::new(EventFd::new().map_err(crate::Error::setup(MODEL, "creating the eventfd"))?);
         core.add_waker(waker.clone());
@@ -106,6 +167,12 @@ impl<H: Handler> Worker<H> {
             conns: Slab::new(),
             listener: Some(listener),
             accept: None,
+            table: slots.map(|capacity| Table {
+                capacity,
+                used: 0,
+                accepts: Vec::with_capacity(ACCEPT_DEPTH),
+            }),
+            closes: Vec::new(),
             reserve: sys::Reserve::new(),
             waker,
             mailbox,
@@ -130,6 +197,7 @@ impl<H: Handler> Worker<H> {
     pub(super) fn run(mut self) -> Result<(), crate::Error> {
         loop {
             self.retry_cancels();
+            self.retry_closes();
             let timeout = self.timeout();
             if let Err(e) = self.ring.wait(timeout) {
                 self.abort_all(CloseReason::Error);
@@ -165,7 +233,7 @@ impl<H: Handler> Worker<H> {
     /// How long the next wait may last: until the nearest timer.
     pub(super) fn timeout(&self) -> Option<Duration> {
         let next = self.timers.next_wait();
-        if self.cancels.is_empty() {
+        if self.cancels.is_empty() && self.closes.is_empty() {
             return next;
         }
         // A cancel waits to be submitted again: soon, whatever else happens.
@@ -191,6 +259,7 @@ impl<H: Handler> Worker<H> {
         };
         match op {
             Op::Accept { .. } => self.on_accept(result, true),
+            Op::AcceptDirect { peer, .. } => self.on_accept_direct(user_data, result, peer),
             Op::Recv { slot, .. } => self.on_recv(slot, result, flags, true),
             Op::Send { slot, buf, .. } => self.on_send(slot, result, buf),
             Op::Cancel { slot, .. } => {
@@ -198,6 +267,15 @@ impl<H: Handler> Worker<H> {
                     self.release_if_done(slot);
                 }
             }
+            Op::Shutdown { slot, .. } | Op::Linger { slot, .. } => {
+                if result < 0 && result != -libc::ENOTCONN && result != -libc::ECANCELED {
+                    let err = io::Error::from_raw_os_error(-result);
+                    tracing::debug!(model = %MODEL, "shutdown or SO_LINGER: {err}");
+                }
+                self.release_if_done(slot);
+            }
+            Op::Unsent { slot, look, .. } => self.on_unsent(slot, look, result),
+            Op::Close { index } => self.on_close(index, result),
             Op::Wake { value, .. } => self.on_wake(result, value),
         }
     }
@@ -210,7 +288,7 @@ impl<H: Handler> Worker<H> {
             // SAFETY: a successful accept completion carries a new descriptor that nothing
             // else owns.
             let fd = unsafe { OwnedFd::from_raw_fd(result) };
-            self.open(fd);
+            self.open(Socket::Fd(fd), None);
         } else {
             if result != -libc::ECANCELED {
                 self.accept_failed(io::Error::from_raw_os_error(-result));
@@ -228,43 +306,93 @@ impl<H: Handler> Worker<H> {
         }
     }
 
+    /// The completion of a single-shot accept into the direct-descriptor table: the result
+    /// is the slot the kernel chose. Arms the next accept while the table has room.
+    pub(super) fn on_accept_direct(
+        &mut self,
+        user_data: UserData,
+        result: i32,
+        peer: Box<PeerAddr>,
+    ) {
+        if let Some(table) = self.table.as_mut() {
+            table.accepts.retain(|&accept| accept != user_data);
+            if result >= 0 {
+                table.used += 1;
+            }
+        }
+        if result >= 0 {
+            self.open(Socket::Direct(result as u32), peer.addr());
+        } else if result != -libc::ECANCELED {
+            self.accept_failed(io::Error::from_raw_os_error(-result));
+        }
+        if self.timers.shutdown_deadline.is_some() || self.exiting {
+            if self.table.as_ref().is_some_and(|t| t.accepts.is_empty()) {
+                self.listener = None;
+            }
+        } else if self.timers.accept_paused_until.is_none() {
+            if let Err(e) = self.arm_accept() {
+                tracing::warn!(model = %MODEL, "re-arming accept: {e}; retrying later");
+                self.timers.pause_accept(self.now);
+            }
+        }
+    }
+
     /// A failed accept: shed a connection through the reserve, or pause accepting (the
-    /// armed multishot accept is cancelled, and re-armed when the pause is over).
+    /// armed accepts are cancelled, and armed again when the pause is over).
     pub(super) fn accept_failed(&mut self, err: io::Error) {
         let failure = sys::accept_failure(&err);
-        let listener = self.listener.as_ref().map(|l| l.as_raw_fd());
+        // The reserve sheds a connection when normal descriptors ran out; accepts into
+        // direct descriptors take none.
+        let listener = match self.table {
+            None => self.listener.as_ref().map(|l| l.as_raw_fd()),
+            Some(_) => None,
+        };
         let reserve = &mut self.reserve;
         let shed = || listener.is_some_and(|l| reserve.shed(l));
         let step = policy::after_accept_error(MODEL, &err, failure, &self.counters, shed);
         if step == AcceptStep::Pause && self.timers.accept_paused_until.is_none() {
             self.timers.pause_accept(self.now);
-            if let Some(accept) = self.accept {
-                self.cancel(None, Target::Op(accept));
-            }
+            self.cancel_accepts();
         }
     }
 
-    pub(super) fn open(&mut self, fd: OwnedFd) {
+    /// Cancel every accept in flight (their completions end them).
+    pub(super) fn cancel_accepts(&mut self) {
+        if let Some(accept) = self.accept {
+            self.cancel(None, Target::Op(accept));
+        }
+        let direct = self.table.as_ref().map(|t| t.accepts.clone());
+        for accept in direct.into_iter().flatten() {
+            self.cancel(None, Target::Op(accept));
+        }
+    }
+
+    /// Serve a connection the kernel accepted, or close it at once when shutting down or
+    /// over the connection limit. `peer` is its address if the accept gave it.
+    pub(super) fn open(&mut self, socket: Socket, peer: Option<SocketAddr>) {
         if self.timers.shutdown_deadline.is_some() || self.exiting {
             // Accepted by the kernel before the accept's cancel landed (without
             // DEFER_TASKRUN completions keep coming in any enter). Shutdown has asked every
             // session to close already: serving this one would outlive it.
             self.counters.refused();
             tracing::debug!(model = %MODEL, "refused: shutting down");
-            return;
+            return self.discard(socket);
         }
         if !self.core.admit() {
             self.counters.refused();
             tracing::debug!(model = %MODEL, "refused: connection limit reached");
-            return;
+            return self.discard(socket);
         }
         // Multishot accept returns no address. A connection reset while it waited in the
         // accept queue has none left (ENOTCONN): it still becomes a session, with an
         // unspecified peer, and ends as Reset on its first receive, as with accept4.
-        let peer = match socket2::SockRef::from(&fd)
-            .peer_addr()
-            .map(|a| a.as_socket())
-        {
+        let looked_up = || match &socket {
+            Socket::Fd(fd) => socket2::SockRef::from(fd)
+                .peer_addr()
+                .map(|a| a.as_socket()),
+            Socket::Direct(_) => Ok(None),
+        };
+        let peer = match peer.map(|p| Ok(Some(p))).unwrap_or_else(looked_up) {
             Ok(Some(peer)) => peer,
             other => {
                 tracing::debug!(
@@ -279,7 +407,10 @@ impl<H: Handler> Worker<H> {
                 std::net::SocketAddr::new(ip, 0)
             }
         };
-        sys::tune_accepted(&fd);
+        // A direct descriptor inherited TCP_NODELAY from the listener (see `mod.rs`).
+        if let Socket::Fd(fd) = &socket {
+            sys::tune_accepted(fd);
+        }
         let slot = self.conns.reserve() as u32;
         self.counters.accepted();
         let session = Session::new(
@@ -294,7 +425,7 @@ impl<H: Handler> Worker<H> {
         self.conns.put(
             slot as usize,
             Connection {
-                fd,
+                socket,
                 conn: Some(conn),
                 recv: Recv::Idle,
                 sending: false,
@@ -391,8 +522,8 @@ impl<H: Handler> Worker<H> {
             }
             if buf.advance(n) {
                 // Partial send: the tail goes next, ahead of anything queued since.
-                let fd = entry.fd.as_raw_fd();
-                self.submit_send(slot, fd, buf);
+                let sock = entry.socket.sock();
+                self.submit_send(slot, sock, buf);
                 return;
             }
             self.recycle_send(buf);
@@ -425,4 +556,67 @@ impl<H: Handler> Worker<H> {
             tracing::error!(model = %MODEL, "re-arming the wake-up read: {e}");
         }
     }
+}
+
+impl<H: Handler> Worker<H> {
+    /// The answer to a look at a direct descriptor's unacknowledged output (SIOCOUTQ): the
+    /// idle sweep or a lingering close decides with it, as they decide with `TCP_INFO` on
+    /// a normal descriptor.
+    pub(super) fn on_unsent(&mut self, slot: u32, look: Look, result: i32) {
+        let progress = unsent_progress(result);
+        let idle = self.core.config.idle_timeout;
+        let Some(entry) = self.conns.get_mut(slot as usize) else {
+            return;
+        };
+        match look {
+            Look::Idle => {
+                if let (Some(_), Some(idle)) = (&entry.conn, idle) {
+                    let check =
+                        (entry.activity).check_given(&self.timers, self.now, idle, progress);
+                    if check == IdleCheck::Idle {
+                        return self.close(slot, CloseReason::IdleTimeout, Closing::Abortive);
+                    }
+                }
+            }
+            Look::Linger(since) => {
+                let ours = entry.linger.is_some_and(|l| l.since == since);
+                if ours && timers::linger_over_given(progress) {
+                    self.finish_linger(slot);
+                }
+            }
+        }
+        self.release_if_done(slot);
+    }
+
+    /// A direct descriptor's close completed: its slot is free for the next accept.
+    pub(super) fn on_close(&mut self, index: u32, result: i32) {
+        if result < 0 {
+            let err = io::Error::from_raw_os_error(-result);
+            tracing::warn!(model = %MODEL, index, "closing a direct descriptor: {err}");
+        }
+        if let Some(table) = self.table.as_mut() {
+            table.used = table.used.saturating_sub(1);
+        }
+        let accepting = self.timers.shutdown_deadline.is_none()
+            && !self.exiting
+            && self.timers.accept_paused_until.is_none();
+        if accepting {
+            if let Err(e) = self.arm_accept() {
+                tracing::warn!(model = %MODEL, "re-arming accept: {e}; retrying later");
+                self.timers.pause_accept(self.now);
+            }
+        }
+    }
+}
+
+/// A direct descriptor's [`SendProgress`] from its unacknowledged bytes (SIOCOUTQ): the
+/// complement of that count stands for the acknowledged bytes (see `SendProgress::acked`).
+fn unsent_progress(result: i32) -> io::Result<SendProgress> {
+    if result < 0 {
+        return Err(io::Error::from_raw_os_error(-result));
+    }
+    Ok(SendProgress {
+        acked: u64::from(u32::MAX - result as u32),
+        outstanding: result > 0,
+    })
 }
