@@ -2,7 +2,7 @@
 
 use crate::flags::{self, IdleTimeout};
 use anyhow::{Context, Result};
-use iomodels_engine::{echo::Echo, Config, Model, Server};
+use iomodels_engine::{echo::Echo, Config, Model, Server, UringDescriptors};
 use iomodels_metrics::Source;
 use std::net::SocketAddr;
 
@@ -27,6 +27,12 @@ pub struct ServeArgs {
     /// Bytes a session may have queued before it is closed as a slow consumer.
     #[arg(long, default_value_t = 1024 * 1024)]
     send_queue_limit: usize,
+    /// For --model uring: accept into io_uring direct descriptors, which do not count
+    /// against the open-file limit (auto: when the kernel can; direct: or fail; normal:
+    /// never). With direct descriptors and no --workers, as many rings (worker threads)
+    /// start as --max-connections needs at the soft open-file limit per ring.
+    #[arg(long, value_name = "KIND", default_value = "auto")]
+    uring_descriptors: UringDescriptors,
     /// Serve Prometheus metrics at http://ADDR/metrics (off unless given).
     #[arg(long, value_name = "ADDR", value_parser = flags::addr)]
     metrics_addr: Option<SocketAddr>,
@@ -45,6 +51,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     config.max_connections = args.max_connections;
     config.send_queue_limit = args.send_queue_limit;
     config.idle_timeout = args.idle_timeout.0;
+    config.uring_descriptors = args.uring_descriptors;
 
     let descriptors = crate::raise_open_file_limit();
     // Before any thread starts, so that none of them takes the signals.

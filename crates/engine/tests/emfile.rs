@@ -1,6 +1,8 @@
 //! Every model when the process runs out of descriptors (EMFILE): pending connections are
 //! shed through the reserve descriptor and counted as refused, the server keeps serving the
-//! sessions it has, and accepts again once descriptors are free.
+//! sessions it has, and accepts again once descriptors are free. uring runs it on normal
+//! descriptors; on io_uring direct descriptors (its default) it needs no descriptor per
+//! connection, and serves every one while the table is full.
 //!
 //! Its own test binary, and one test that runs the models one after another: it fills the
 //! process's descriptor table, which every thread of the process shares. The table is
@@ -103,7 +105,48 @@ fn sheds_then_recovers(model: Model) {
 fn out_of_descriptors_sheds_then_recovers() {
     // The blocking model needs no descriptor per thread, but spawning threads under a full
     // table works too; every model goes through the same check.
+    util::uring_descriptors(iomodels_engine::UringDescriptors::Normal);
     for &model in Model::ALL {
         sheds_then_recovers(model);
     }
+    util::uring_descriptors(iomodels_engine::UringDescriptors::Direct);
+    direct_descriptors_need_none();
+}
+
+/// uring on direct descriptors with the process's descriptor table full: every connection
+/// is accepted and served, none shed.
+fn direct_descriptors_need_none() {
+    let mut config = util::config(Model::Uring);
+    config.workers = Some(1);
+    let Some(server) = start(config, Echo) else {
+        return;
+    };
+    let addr = server.local_addr();
+    const CLIENTS: usize = 30;
+    let sockets: Vec<socket2::Socket> = (0..CLIENTS)
+        .map(|_| socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap())
+        .collect();
+    let filler = fill_table(0);
+    let mut clients: Vec<TcpStream> = sockets
+        .into_iter()
+        .map(|s| {
+            s.connect(&addr.into()).unwrap();
+            let stream: TcpStream = s.into();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            stream
+        })
+        .collect();
+    let served = clients
+        .iter_mut()
+        .map(|c| echo_once(c, b"served?"))
+        .filter(|&ok| ok)
+        .count();
+    let stats = server.stats();
+    drop(filler);
+    assert_eq!(served, CLIENTS, "uring direct: {stats:?}");
+    assert_eq!((stats.accepted, stats.refused), (CLIENTS as u64, 0));
+    drop(clients);
+    server.stop().unwrap();
 }

@@ -28,11 +28,19 @@ use util::{
 
 macro_rules! model_tests {
     ($module:ident, $model:ident: $($scenario:ident),*) => {
+        model_tests!($module, $model, [()]: $($scenario),*);
+    };
+    // With a setup run on the test's thread before each scenario.
+    ($module:ident, $model:ident, [$setup:expr]: $($scenario:ident),*) => {
         mod $module {
+            fn setup() {
+                $setup;
+            }
             $(
                 #[test]
                 fn $scenario() {
                     let _table = crate::util::descriptors(crate::HEAVY.contains(&stringify!($scenario)));
+                    setup();
                     crate::$scenario(iomodels_engine::Model::$model);
                 }
             )*
@@ -40,7 +48,9 @@ macro_rules! model_tests {
     };
 }
 
-/// Every model of this platform: Linux's seven.
+/// Every model of this platform: Linux's seven; uring twice, on io_uring direct
+/// descriptors (its default where the kernel has them) and on normal descriptors (its
+/// fallback), so that neither path goes untested.
 #[cfg(target_os = "linux")]
 macro_rules! scenarios {
     ($($scenario:ident),* $(,)?) => {
@@ -50,7 +60,8 @@ macro_rules! scenarios {
         model_tests!(poll, Poll: $($scenario),*);
         model_tests!(signal, Signal: $($scenario),*);
         model_tests!(epoll, Epoll: $($scenario),*);
-        model_tests!(uring, Uring: $($scenario),*);
+        model_tests!(uring, Uring, [crate::util::uring_descriptors(iomodels_engine::UringDescriptors::Direct)]: $($scenario),*);
+        model_tests!(uring_normal_fds, Uring, [crate::util::uring_descriptors(iomodels_engine::UringDescriptors::Normal)]: $($scenario),*);
     };
 }
 

@@ -7,9 +7,22 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+std::thread_local! {
+    /// The descriptors the uring model is set to use by [`config`] on this thread.
+    static URING_DESCRIPTORS: std::cell::Cell<iomodels_engine::UringDescriptors> =
+        const { std::cell::Cell::new(iomodels_engine::UringDescriptors::Auto) };
+}
+
+/// Make [`config`] on this thread ask the uring model for `descriptors` (a test runs the
+/// same scenario on direct and on normal descriptors this way).
+pub fn uring_descriptors(descriptors: iomodels_engine::UringDescriptors) {
+    URING_DESCRIPTORS.with(|d| d.set(descriptors));
+}
+
 /// A config for `model` on a free loopback port.
 pub fn config(model: Model) -> Config {
     let mut config = Config::new(model, "127.0.0.1:0".parse().unwrap());
+    config.uring_descriptors = URING_DESCRIPTORS.with(|d| d.get());
     if model.has_workers() && model.default_workers() > 1 {
         // Exercise more than one worker where the model has them.
         config.workers = Some(2);

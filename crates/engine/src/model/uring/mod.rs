@@ -5,14 +5,37 @@
 //! already in the driver's buffers. Each worker thread owns one ring, one SO_REUSEPORT
 //! listener and its connections; nothing is shared between workers but the counters.
 //!
-//! **Syscalls.** `io_uring_setup` and `io_uring_register` (buffer ring, ring fd) once per
-//! worker; then one `io_uring_enter` per loop turn, which submits everything queued that
-//! turn and waits for completions (with a timeout through IORING_FEAT_EXT_ARG when a timer
-//! is due). Per connection: `getpeername` and `setsockopt(TCP_NODELAY)` at accept,
-//! `shutdown` or `setsockopt(SO_LINGER)` and `close` at the end. Ops: multishot
-//! `IORING_OP_ACCEPT`, multishot `IORING_OP_RECV` with buffer select, `IORING_OP_SEND`
-//! (`IORING_OP_SENDMSG` to gather several queued pieces, say shared broadcasts),
-//! `IORING_OP_ASYNC_CANCEL` (by op or by descriptor), `IORING_OP_READ` on an eventfd.
+//! **Syscalls.** `io_uring_setup` and `io_uring_register` (buffer ring, file table) once
+//! per worker; then one `io_uring_enter` per loop turn, which submits everything queued
+//! that turn and waits for completions (with a timeout through IORING_FEAT_EXT_ARG when a
+//! timer is due). Ops: `IORING_OP_ACCEPT`, multishot `IORING_OP_RECV` with buffer select,
+//! `IORING_OP_SEND` (`IORING_OP_SENDMSG` to gather several queued pieces, say shared
+//! broadcasts), `IORING_OP_ASYNC_CANCEL` (by op or by socket), `IORING_OP_READ` on an
+//! eventfd; on direct descriptors also `IORING_OP_SHUTDOWN`, `IORING_OP_CLOSE` and
+//! `IORING_OP_URING_CMD` (below). On normal descriptors, per connection: `getpeername` and
+//! `setsockopt(TCP_NODELAY)` at accept, `shutdown` or `setsockopt(SO_LINGER)` and `close`
+//! at the end.
+//!
+//! **Direct descriptors: more connections than the descriptor limit.** By default (when
+//! the kernel has everything, Linux 6.7; [`crate::UringDescriptors`]) a connection is never
+//! given a descriptor number: the accept puts its socket straight into a slot of the ring's
+//! own file table (`IORING_FILE_INDEX_ALLOC`) and every later op names that slot. This is
+//! the only way a Linux process holds more sockets than `RLIMIT_NOFILE`: the kernel caps
+//! each ring's table at the soft limit, but not the sum over rings, so the driver starts
+//! as many rings (workers) as `max_connections` needs, all accepting from one shared
+//! listener (`direct.rs`). The price: a direct descriptor exists only for the ring. It
+//! gets TCP_NODELAY by inheriting it from the listener; its peer address comes from a
+//! single-shot accept that owns an address buffer; its half-close, abortive close and
+//! close are ring ops (`IORING_OP_SHUTDOWN`, `SO_LINGER` through `IORING_OP_URING_CMD`'s
+//! `SOCKET_URING_OP_SETSOCKOPT`, `IORING_OP_CLOSE`); and `getsockopt(TCP_INFO)` is out of
+//! reach (io_uring passes on only `SOL_SOCKET` options), so the idle timeout and lingering
+//! closes ask the ring for the bytes not yet acknowledged (`SOCKET_URING_OP_SIOCOUTQ`) and
+//! decide when the answer completes. One rule keeps every connection safe: a full table
+//! makes the kernel accept a connection and then drop it (ENFILE, a reset for the peer),
+//! so a ring never has more accepts in flight than free slots (at most 8), and accepts
+//! nothing while its table is full: the connection waits in the listen backlog until a
+//! slot frees. When the kernel lacks any of it, normal descriptors are used (logged at
+//! debug), one SO_REUSEPORT listener and one multishot accept per worker.
 //!
 //! **Cost per event.** A received message is one completion read from shared memory, no
 //! syscall of its own; its echo is one submission entry, submitted with the others of the
@@ -21,7 +44,9 @@
 //! message: receive buffers come from the ring, send buffers are recycled.
 //!
 //! **What maps to the book's IOCP.**
-//! - Multishot accept = AcceptEx pre-posted on the listener: one submission accepts until
+//! - Accepts posted ahead = AcceptEx pre-posted on the listener: on direct descriptors a
+//!   few single-shot accepts per ring, each with its own address buffer, as the book
+//!   posts several AcceptEx; on normal descriptors one multishot accept that runs until
 //!   it ends (re-armed when a completion lacks IORING_CQE_F_MORE).
 //! - The provided-buffer ring (`buffers.rs`) = the book's memory pool: the kernel picks a
 //!   buffer only when data arrives, so 10,000 idle connections cost no receive buffer
@@ -38,16 +63,19 @@
 //!
 //! **Workers.** The default is one per core ([`crate::Model::default_workers`]). The book's
 //! "2x cores" is for IOCP threads that may block inside handlers; ours never block, so a
-//! second ring per core would only add context switches and split batches.
+//! second ring per core would only add context switches and split batches. The exception
+//! is the descriptor limit: on direct descriptors with `workers` unset, rings are added
+//! until their tables hold `max_connections` (100,000 at a limit of 20,000: five). A
+//! thread waits on one ring only, so an extra ring is an extra thread; it sleeps while
+//! its connections are idle.
 //!
 //! **Limits and fallbacks.** Needs Linux 6.0 (multishot receive) with provided-buffer rings
 //! (5.19) and IORING_FEAT_EXT_ARG (5.11); [`probe`] names what is missing. Rings are set up
 //! with SINGLE_ISSUER + DEFER_TASKRUN (6.1); if the kernel refuses, COOP_TASKRUN (5.19),
 //! then a plain ring (documented fallback, logged at debug). Receive buffers: 256 x 4 KiB
 //! per worker; when they run out (ENOBUFS) the receive ends, the data waits in the socket,
-//! and the receive is re-armed after the turn recycled buffers. Not used (yet): registered
-//! (direct) descriptors, which would need io_uring ops for every socket option and close;
-//! receive bundles; incremental buffer consumption. Sessions, back-pressure, idle timeout
+//! and the receive is re-armed after the turn recycled buffers. Not used (yet): receive
+//! bundles; incremental buffer consumption. Sessions, back-pressure, idle timeout
 //! and shutdown follow the engine's contracts (see `worker.rs`).
 
 mod buffers;
