@@ -434,12 +434,8 @@ impl Linger {
         limit: Duration,
         progress: impl FnOnce() -> io::Result<SendProgress>,
     ) -> bool {
-        linger_over(
-            timers.elapsed(self.since, now),
-            timers.elapsed(self.heard, now),
-            limit,
-            progress,
-        )
+        self.over_unread(timers, now, limit)
+            .unwrap_or_else(|| linger_over_given(progress()))
     }
 
     /// The answer of [`Linger::over`] when it needs no look at the send progress, or `None`

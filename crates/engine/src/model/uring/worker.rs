@@ -259,7 +259,7 @@ impl<H: Handler> Worker<H> {
         };
         match op {
             Op::Accept { .. } => self.on_accept(result, true),
-            Op::AcceptDirect { peer, .. } => self.on_accept_direct(user_data, result, peer),
+            Op::AcceptDirect { peer, .. } => self.on_accept_direct(user_data, result, &peer),
             Op::Recv { slot, .. } => self.on_recv(slot, result, flags, true),
             Op::Send { slot, buf, .. } => self.on_send(slot, result, buf),
             Op::Cancel { slot, .. } => {
@@ -308,12 +308,7 @@ impl<H: Handler> Worker<H> {
 
     /// The completion of a single-shot accept into the direct-descriptor table: the result
     /// is the slot the kernel chose. Arms the next accept while the table has room.
-    pub(super) fn on_accept_direct(
-        &mut self,
-        user_data: UserData,
-        result: i32,
-        peer: Box<PeerAddr>,
-    ) {
+    pub(super) fn on_accept_direct(&mut self, user_data: UserData, result: i32, peer: &PeerAddr) {
         if let Some(table) = self.table.as_mut() {
             table.accepts.retain(|&accept| accept != user_data);
             if result >= 0 {
