@@ -66,8 +66,9 @@
 //! second ring per core would only add context switches and split batches. The exception
 //! is the descriptor limit: on direct descriptors with `workers` unset, rings are added
 //! until their tables hold `max_connections` (100,000 at a limit of 20,000: five). A
-//! thread waits on one ring only, so an extra ring is an extra thread; it sleeps while
-//! its connections are idle.
+//! thread waits on one ring only, so an extra ring is an extra thread; the extra rings
+//! accept only once the first ones' tables are full (`direct::Spill`), so below the
+//! descriptor limit the connections are spread over one ring per core, as without them.
 //!
 //! **Limits and fallbacks.** Needs Linux 6.0 (multishot receive) with provided-buffer rings
 //! (5.19) and IORING_FEAT_EXT_ARG (5.11); [`probe`] names what is missing. Rings are set up
@@ -123,7 +124,17 @@ pub(crate) fn start<H: Handler>(core: &Arc<Core<H>>) -> Result<crate::runtime::S
         // Accepted sockets inherit TCP_NODELAY from the listener on Linux: a direct
         // descriptor gets it without a setsockopt of its own.
         let _ = socket2::SockRef::from(&*listener).set_nodelay(true);
-        let workers = vec![(listener, Some(plan.slots)); plan.rings];
+        let spill = Arc::new(direct::Spill::new(config.worker_count().min(plan.rings)));
+        let workers = (0..plan.rings)
+            .map(|index| {
+                let ring = direct::DirectRing {
+                    slots: plan.slots,
+                    primary: spill.is_primary(index),
+                    spill: spill.clone(),
+                };
+                (listener.clone(), Some(ring))
+            })
+            .collect();
         (workers, local_addr)
     } else {
         let (listeners, local_addr) =
@@ -133,8 +144,8 @@ pub(crate) fn start<H: Handler>(core: &Arc<Core<H>>) -> Result<crate::runtime::S
     };
     // Each ring is created on its worker's thread: SINGLE_ISSUER ties it to that thread.
     let threads =
-        crate::runtime::spawn_workers(core, MODEL, workers, |core, (listener, slots)| {
-            let worker = Worker::new(core, listener, slots)?;
+        crate::runtime::spawn_workers(core, MODEL, workers, |core, (listener, direct)| {
+            let worker = Worker::new(core, listener, direct)?;
             Ok(Box::new(move || worker.run()))
         })?;
     Ok((threads, local_addr))

@@ -7,6 +7,7 @@
 //! and the application goes through [`Conn`]; everything the kernel borrows goes through
 //! the op table of [`Ring`].
 
+use super::direct::{DirectRing, Spill};
 use super::ring::{Kind, Look, Op, PeerAddr, Ring, SendBuf, Sock, Target, UserData};
 use super::MODEL;
 use crate::close::CloseReason;
@@ -72,6 +73,11 @@ pub(super) struct Table {
     pub(super) used: u32,
     /// The single-shot accepts in flight.
     pub(super) accepts: Vec<UserData>,
+    /// Whether this ring always accepts, or only while the primaries are full.
+    primary: bool,
+    /// A primary whose table is full says so here (counted once).
+    counted_full: bool,
+    spill: Arc<Spill>,
 }
 
 impl Table {
@@ -79,6 +85,26 @@ impl Table {
     pub(super) fn room(&self) -> bool {
         self.accepts.len() < ACCEPT_DEPTH
             && self.used as usize + self.accepts.len() < self.capacity as usize
+            && (self.primary || self.spill.spilling())
+    }
+
+    /// A slot was filled (`true`) or emptied: a primary tells the spill rings when
+    /// its table is full and when it is not any more.
+    pub(super) fn used_changed(&mut self, filled: bool) {
+        if filled {
+            self.used += 1;
+        } else {
+            self.used = self.used.saturating_sub(1);
+        }
+        let full = self.used >= self.capacity;
+        if self.primary && full != self.counted_full {
+            self.counted_full = full;
+            if full {
+                self.spill.primary_filled();
+            } else {
+                self.spill.primary_freed();
+            }
+        }
     }
 }
 
@@ -145,8 +171,9 @@ impl<H: Handler> Worker<H> {
     pub(super) fn new(
         core: Arc<Core<H>>,
         listener: Arc<OwnedFd>,
-        slots: Option<u32>,
+        direct: Option<DirectRing>,
     ) -> Result<Worker<H>, crate::Error> {
+        let slots = direct.as_ref().map(|d| d.slots);
         let ring = Ring::new(core.config.uring_setup)
             .map_err(crate::Error::setup(MODEL, "creating the ring"))?;
         if let Some(slots) = slots {
@@ -159,6 +186,9 @@ impl<H: Handler> Worker<H> {
         let waker =
             Arc::new(EventFd::new().map_err(crate::Error::setup(MODEL, "creating the eventfd"))?);
         core.add_waker(waker.clone());
+        if let Some(ring) = direct.as_ref().filter(|d| !d.primary) {
+            ring.spill.add_spill_waker(waker.clone());
+        }
         let counters = core.counters.add_worker();
         let mailbox = Arc::new(Mailbox::new(waker.clone(), counters.clone()));
         let now = Instant::now();
@@ -167,10 +197,13 @@ impl<H: Handler> Worker<H> {
             conns: Slab::new(),
             listener: Some(listener),
             accept: None,
-            table: slots.map(|capacity| Table {
-                capacity,
+            table: direct.map(|ring| Table {
+                capacity: ring.slots,
                 used: 0,
                 accepts: Vec::with_capacity(ACCEPT_DEPTH),
+                primary: ring.primary,
+                counted_full: false,
+                spill: ring.spill,
             }),
             closes: Vec::new(),
             reserve: sys::Reserve::new(),
@@ -312,7 +345,7 @@ impl<H: Handler> Worker<H> {
         if let Some(table) = self.table.as_mut() {
             table.accepts.retain(|&accept| accept != user_data);
             if result >= 0 {
-                table.used += 1;
+                table.used_changed(true);
             }
         }
         if result >= 0 {
@@ -550,6 +583,16 @@ impl<H: Handler> Worker<H> {
         if let Err(e) = self.ring.submit(op) {
             tracing::error!(model = %MODEL, "re-arming the wake-up read: {e}");
         }
+        // A spill ring is woken when the primaries' tables are full: it accepts now.
+        let accepting = self.timers.shutdown_deadline.is_none()
+            && self.timers.accept_paused_until.is_none()
+            && self.table.as_ref().is_some_and(|t| !t.primary);
+        if accepting {
+            if let Err(e) = self.arm_accept() {
+                tracing::warn!(model = %MODEL, "arming a spill ring's accept: {e}; retrying later");
+                self.timers.pause_accept(self.now);
+            }
+        }
     }
 }
 
@@ -590,7 +633,7 @@ impl<H: Handler> Worker<H> {
             tracing::warn!(model = %MODEL, index, "closing a direct descriptor: {err}");
         }
         if let Some(table) = self.table.as_mut() {
-            table.used = table.used.saturating_sub(1);
+            table.used_changed(false);
         }
         let accepting = self.timers.shutdown_deadline.is_none()
             && !self.exiting
