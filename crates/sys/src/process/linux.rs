@@ -31,6 +31,29 @@ pub(super) fn spawn(command: &mut Command, cpus: Option<&[usize]>) -> io::Result
     command.spawn()
 }
 
+pub(super) fn die_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id();
+    // SAFETY: the closure runs between fork and exec, where only async-signal-safe calls
+    // are allowed: prctl(2) and getppid(2) are system calls on plain integers, and nothing
+    // is allocated (an OS error is stored inline in io::Error).
+    unsafe {
+        command.pre_exec(move || {
+            // SAFETY: PR_SET_PDEATHSIG takes a signal number; no pointer is passed.
+            syscall!(prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong
+            ))?;
+            // The parent may have died before the prctl: then no signal will come.
+            // SAFETY: getppid takes no arguments and cannot fail.
+            if syscall!(getppid())? as u32 != parent {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
 pub(super) fn request_stop(child: &Child) -> io::Result<()> {
     // SAFETY: kill(2) takes no pointers; the pid is our own child's, not yet waited for
     // (the caller checked), so it cannot have been reused by another process.

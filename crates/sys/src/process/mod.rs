@@ -103,6 +103,15 @@ pub fn spawn(command: &mut Command, cpus: Option<&[usize]>) -> io::Result<Child>
     imp::spawn(command, cpus)
 }
 
+/// Have the process `command` spawns die with its parent: on Linux the kernel sends it
+/// SIGKILL when the thread that spawned it ends (`PR_SET_PDEATHSIG`; a thread, not the
+/// process: spawn from a thread that lives as long as the child should), and a child
+/// whose parent is already gone when it starts fails to spawn. On Windows nothing is set
+/// (a job object would do it); the parent must kill its children itself.
+pub fn die_with_parent(command: &mut Command) {
+    imp::die_with_parent(command)
+}
+
 /// Ask `child` to stop gracefully, as a user would: SIGTERM on Linux; on Windows the stop
 /// request [`crate::signals::Termination::wait`] returns for, set by name (there is no
 /// SIGTERM, and console events reach only processes sharing a console).

@@ -102,6 +102,12 @@ fn pin_and_resume(child: &Child, mask: Mask) -> io::Result<()> {
     Ok(())
 }
 
+pub(super) fn die_with_parent(_command: &mut Command) {
+    // Nothing: Windows has no parent-death signal. A job object with
+    // JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE would do it; until then the parent kills its
+    // children itself when it fails.
+}
+
 pub(super) fn request_stop(child: &Child) -> io::Result<()> {
     crate::signals::request_stop(child.id())
 }
