@@ -8,6 +8,14 @@ use std::time::Duration;
 /// whatever the embedding program holds) when computing the connection ceiling.
 pub const RESERVED_DESCRIPTORS: u64 = 64;
 
+/// The highest host number of a source address 127.0.0.x (255 is the broadcast address).
+pub(crate) const MAX_SOURCE_HOST: usize = 254;
+
+/// Connections given to one source address when the count picks them: half the 28,232
+/// ephemeral ports of Linux's default range, so ports never run out even with earlier
+/// connections in TIME_WAIT.
+pub(crate) const CONNECTIONS_PER_SOURCE: usize = 16_384;
+
 /// One benchmark run: where to connect, how many connections, what load, for how long.
 ///
 /// Build one with [`BenchConfig::new`] and set the public fields; [`crate::run`] checks
@@ -45,6 +53,18 @@ pub struct BenchConfig {
     pub server_pid: Option<u32>,
     /// CPUs to pin the load threads to: thread `i` runs on `cpus[i % cpus.len()]`.
     pub cpus: Option<Vec<usize>>,
+    /// The first source host: connection `i` binds to `127.0.0.(first_source + i %
+    /// sources)`. 1 unless this process is one part of a run spread over several
+    /// ([`crate::spread`]), whose parts use disjoint addresses.
+    pub first_source: u8,
+    /// The run-wide number of this process's first connection, which picks the byte
+    /// pattern of each stream: 0 unless this process is one part of a spread run, so no
+    /// two connections of a run carry the same bytes.
+    pub first_connection: u64,
+    /// After the window, how long to keep every connection open with no traffic while the
+    /// server's CPU time is sampled (its idle cost; see [`crate::IdleReport`]). Zero skips
+    /// the idle hold.
+    pub idle: Duration,
 }
 
 impl BenchConfig {
@@ -65,11 +85,27 @@ impl BenchConfig {
             sources: 0,
             server_pid: None,
             cpus: None,
+            first_source: 1,
+            first_connection: 0,
+            idle: Duration::ZERO,
         }
     }
 
     /// Check the fields make sense together and fit in this process's descriptor limit.
     pub fn validate(&self) -> Result<(), Error> {
+        self.validate_shape()?;
+        let ceiling = connection_ceiling(self.threads);
+        if self.connections as u64 > ceiling {
+            return Err(Error::TooManyConnections {
+                requested: self.connections,
+                ceiling,
+            });
+        }
+        Ok(())
+    }
+
+    /// Check the fields make sense together, whatever the descriptor limit.
+    pub(crate) fn validate_shape(&self) -> Result<(), Error> {
         let invalid = |what: &'static str| Err(Error::InvalidConfig(what));
         if self.connections == 0 {
             return invalid("connections must be at least 1");
@@ -95,12 +131,10 @@ impl BenchConfig {
         if self.cpus.as_ref().is_some_and(|cpus| cpus.is_empty()) {
             return invalid("the CPU list is empty");
         }
-        let ceiling = connection_ceiling(self.threads);
-        if self.connections as u64 > ceiling {
-            return Err(Error::TooManyConnections {
-                requested: self.connections,
-                ceiling,
-            });
+        if self.first_source == 0
+            || self.first_source as usize + self.source_count() - 1 > MAX_SOURCE_HOST
+        {
+            return invalid("source addresses must lie within 127.0.0.1 to 127.0.0.254");
         }
         Ok(())
     }
@@ -113,9 +147,11 @@ impl BenchConfig {
     /// Source addresses to spread over (see [`BenchConfig::sources`]).
     pub(crate) fn source_count(&self) -> usize {
         if self.sources > 0 {
-            self.sources.min(254)
+            self.sources.min(MAX_SOURCE_HOST)
         } else {
-            self.connections.div_ceil(16_384).clamp(4, 254)
+            self.connections
+                .div_ceil(CONNECTIONS_PER_SOURCE)
+                .clamp(4, MAX_SOURCE_HOST)
         }
     }
 }

@@ -1,5 +1,7 @@
 //! What a run measured, and what it shows while running.
 
+use crate::error::Error;
+use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::SocketAddr;
@@ -45,6 +47,14 @@ pub struct BenchReport {
     pub server: Option<ServerReport>,
     /// Which side's CPU was the bottleneck.
     pub limit: Limit,
+    /// The server over the idle hold after the window, when one was asked for and the
+    /// server's pid given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle: Option<IdleReport>,
+    /// Each client process of a run spread over several ([`crate::spread`]), in order;
+    /// empty for a run in one process.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clients: Vec<ClientReport>,
 }
 
 impl BenchReport {
@@ -71,6 +81,141 @@ impl BenchReport {
             ));
         }
         problems
+    }
+}
+
+/// The server while every connection stayed open and silent after the window: what
+/// holding them costs it.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IdleReport {
+    /// Length of the sampled hold, in seconds.
+    pub secs: f64,
+    /// Connections open when the window closed (and kept through the hold).
+    pub connections: usize,
+    /// The server's user + system time over the hold, in seconds (10 ms resolution on
+    /// Linux).
+    pub server_cpu_secs: f64,
+    /// `server_cpu_secs / secs`: cores the idle server kept busy.
+    pub server_cpu_per_sec: f64,
+}
+
+/// One client process of a spread run, as the merged report lists it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClientReport {
+    /// Its place in the run, from 0.
+    pub index: usize,
+    /// Its process id.
+    pub pid: u32,
+    /// The source addresses its connections were bound to, like `127.0.0.3` or
+    /// `127.0.0.3-127.0.0.4`; empty when the target is not IPv4 loopback.
+    pub sources: String,
+    /// Connections it was given.
+    pub connections_requested: usize,
+    /// Connections it held when the window closed.
+    pub connections_held: usize,
+    /// Messages it echoed and verified within the window.
+    pub messages: u64,
+    /// Its errors.
+    pub errors: ErrorCounts,
+    /// Its load threads' CPU time over the window.
+    pub cpu_secs: f64,
+}
+
+/// What one load process measured over the window, before any percentile is taken: the
+/// unit a spread run's parent merges ([`Partial::merge`]), and the last line a client
+/// process writes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Partial {
+    /// Connections asked of this process.
+    pub connections_requested: usize,
+    /// Connections open when the window closed.
+    pub connections_held: usize,
+    /// Load threads that ran.
+    pub threads: usize,
+    /// Messages echoed and verified within the window.
+    pub messages: u64,
+    /// Bytes written within the window.
+    pub bytes_out: u64,
+    /// Bytes read back and verified within the window.
+    pub bytes_in: u64,
+    /// Errors, by kind.
+    pub errors: ErrorCounts,
+    /// The load threads' CPU time over the window, in seconds.
+    pub cpu_secs: f64,
+    /// Round-trip latencies in nanoseconds: the HdrHistogram V2 (deflate) encoding in
+    /// base64 on the wire, so merging loses nothing.
+    #[serde(with = "histogram_text")]
+    pub histogram: Histogram<u64>,
+}
+
+impl Partial {
+    /// Nothing measured yet: the identity of [`Partial::merge`].
+    pub fn empty() -> Partial {
+        Partial {
+            connections_requested: 0,
+            connections_held: 0,
+            threads: 0,
+            messages: 0,
+            bytes_out: 0,
+            bytes_in: 0,
+            errors: ErrorCounts::default(),
+            cpu_secs: 0.0,
+            histogram: latency_histogram(),
+        }
+    }
+
+    /// Add `other` to this one: counts and CPU summed, histograms merged.
+    pub fn merge(&mut self, other: &Partial) -> Result<(), Error> {
+        self.histogram
+            .add(&other.histogram)
+            .map_err(|e| Error::Histogram(e.to_string()))?;
+        self.connections_requested += other.connections_requested;
+        self.connections_held += other.connections_held;
+        self.threads += other.threads;
+        self.messages += other.messages;
+        self.bytes_out += other.bytes_out;
+        self.bytes_in += other.bytes_in;
+        self.errors.add(&other.errors);
+        self.cpu_secs += other.cpu_secs;
+        Ok(())
+    }
+}
+
+/// The histogram every load thread records into: 1 ns to 60 s, 3 significant digits.
+pub(crate) fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("constant histogram bounds are valid")
+}
+
+/// A histogram as text: its HdrHistogram V2 deflate encoding, in base64.
+mod histogram_text {
+    use base64::Engine as _;
+    use hdrhistogram::serialization::{Deserializer, Serializer as _, V2DeflateSerializer};
+    use hdrhistogram::Histogram;
+    use serde::de::Error as _;
+    use serde::ser::Error as _;
+    use serde::{Deserialize, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        histogram: &Histogram<u64>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut bytes = Vec::new();
+        V2DeflateSerializer::new()
+            .serialize(histogram, &mut bytes)
+            .map_err(|e| S::Error::custom(format!("encoding a histogram: {e:?}")))?;
+        serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Histogram<u64>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|e| D::Error::custom(format!("histogram base64: {e}")))?;
+        Deserializer::new()
+            .deserialize(&mut bytes.as_slice())
+            .map_err(|e| D::Error::custom(format!("decoding a histogram: {e:?}")))
     }
 }
 
@@ -169,7 +314,10 @@ pub enum Phase {
     Warmup,
     /// Inside the measured window.
     Measuring,
-    /// The window is over; connections are being closed.
+    /// After the window: every connection open and silent while the server's idle cost
+    /// is sampled.
+    Holding,
+    /// The window (and the idle hold) is over; connections are being closed.
     Done,
 }
 
@@ -179,6 +327,7 @@ impl fmt::Display for Phase {
             Phase::Connecting => "connecting",
             Phase::Warmup => "warm-up",
             Phase::Measuring => "measuring",
+            Phase::Holding => "idle hold",
             Phase::Done => "done",
         })
     }
@@ -250,6 +399,31 @@ impl fmt::Display for BenchReport {
                 s.pid, s.cpu_secs, s.cpu_us_per_msg, s.rss_kib, s.hwm_kib
             )?;
         }
-        write!(f, "\n  limit: {}", self.limit)
+        write!(f, "\n  limit: {}", self.limit)?;
+        if let Some(idle) = &self.idle {
+            write!(
+                f,
+                "\n  idle {:.1} s holding {} connections: server CPU {:.2} s = {:.4} CPU-s/s",
+                idle.secs, idle.connections, idle.server_cpu_secs, idle.server_cpu_per_sec
+            )?;
+        }
+        let count = self.clients.len();
+        for c in &self.clients {
+            let e = &c.errors;
+            write!(
+                f,
+                "\n  client {}/{count} (pid {}, from {}): {} of {} held, {} messages, CPU {:.2} s, \
+                 errors {}",
+                c.index + 1,
+                c.pid,
+                if c.sources.is_empty() { "any" } else { &c.sources },
+                c.connections_held,
+                c.connections_requested,
+                c.messages,
+                c.cpu_secs,
+                e.total()
+            )?;
+        }
+        Ok(())
     }
 }

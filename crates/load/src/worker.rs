@@ -58,11 +58,13 @@ impl Published {
 /// When traffic starts, when the window opens and when it closes; or an order to stop.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Schedule {
-    /// Traffic from `start`; the measured window is `[measure, end)`.
+    /// Traffic from `start`; the measured window is `[measure, end)`; after it the
+    /// connections stay open, silent, until `release`.
     Run {
         start: Instant,
         measure: Instant,
         end: Instant,
+        release: Instant,
     },
     /// Another thread failed: close everything and return.
     Abort,
@@ -196,8 +198,7 @@ impl Worker {
             Some(rate) => config.connections as f64 * 1e9 / (rate as f64 * share as f64),
             None => 0.0,
         };
-        let histogram = Histogram::new_with_bounds(1, 60_000_000_000, 3)
-            .map_err(|_| Error::InvalidConfig("latency histogram bounds"))?;
+        let histogram = crate::report::latency_histogram();
         Ok(Worker {
             index,
             threads,
@@ -239,9 +240,13 @@ impl Worker {
                 start,
                 measure,
                 end,
+                release,
             } => {
                 let cpu = self.traffic(self.ns(start), self.ns(measure), self.ns(end));
-                Some(self.finish(cpu))
+                let held = self.open;
+                // The idle hold: nothing sent, nothing read, every socket kept open.
+                std::thread::sleep(release.saturating_duration_since(Instant::now()));
+                Some(self.finish(cpu, held))
             }
             Schedule::Abort => None,
         }
@@ -256,8 +261,14 @@ impl Worker {
         self.ns(Instant::now())
     }
 
-    fn global(&self, local: usize) -> u64 {
+    /// The process-wide number of local connection `local`.
+    fn number(&self, local: usize) -> u64 {
         (self.index + local * self.threads) as u64
+    }
+
+    /// The run-wide number of local connection `local`, which picks its byte pattern.
+    fn global(&self, local: usize) -> u64 {
+        self.config.first_connection + self.number(local)
     }
 
     /// Publish counters for the progress display.
@@ -375,7 +386,7 @@ impl Worker {
                 // Spread over 127.0.0.x so the 28k ephemeral ports of one source
                 // address never run out, even with old connections in TIME_WAIT.
                 let sources = self.config.source_count() as u64;
-                let host = 1 + (self.global(j) % sources) as u8;
+                let host = self.config.first_source + (self.number(j) % sources) as u8;
                 // Windows has no such option: there bind picks the port at once.
                 #[cfg(target_os = "linux")]
                 iomodels_sys::socket::set_bind_address_no_port(std::os::fd::AsRawFd::as_raw_fd(
@@ -651,9 +662,9 @@ impl Worker {
         }
     }
 
-    /// Count what is still open, close everything, hand over the measurements.
-    fn finish(mut self, cpu: Duration) -> ThreadResult {
-        let held = self.open;
+    /// Close everything and hand over the measurements, with `held`, what was still open
+    /// when the window closed.
+    fn finish(mut self, cpu: Duration, held: usize) -> ThreadResult {
         for j in 0..self.conns.len() {
             self.conns[j].socket = None;
         }
