@@ -4,11 +4,16 @@
 //! With `--json`, stdout carries exactly one line, the [`BenchReport`] as JSON. The run
 //! exits 1 when any connection failed, any echo was wrong, or fewer connections were held
 //! than asked, unless `--allow-errors`; the report is printed either way.
+//!
+//! More connections than one process can hold (or `--clients N`) spread the run over
+//! client processes ([`iomodels_load::spread`]): this binary started again with the hidden
+//! `--client-part K/N`, which makes it client K of N, speaking the spread protocol on its
+//! stdin and stdout instead of printing a report.
 
 use crate::flags;
 use crate::progress::Progress as Bar;
 use anyhow::{Context, Result};
-use iomodels_load::{BenchConfig, BenchReport, Phase, Progress};
+use iomodels_load::{spread, BenchConfig, BenchReport, Phase, Progress};
 use iomodels_sys::CpuList;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -20,9 +25,14 @@ pub struct BenchArgs {
     /// The echo server to load.
     #[arg(long, default_value = "127.0.0.1:7000", value_parser = flags::addr)]
     pub addr: SocketAddr,
-    /// Connections to open and keep busy (one process holds at most about 19,900).
+    /// Connections to open and keep busy (one process holds at most about 19,900; more are
+    /// spread over client processes).
     #[arg(long, default_value_t = 100)]
     pub connections: usize,
+    /// Client processes to spread the connections over, each on source addresses of its
+    /// own, merged into one report (0: as many as the count needs, one per ~19,900).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub clients: usize,
     /// Bytes per message.
     #[arg(long, default_value_t = 64)]
     pub payload: usize,
@@ -57,6 +67,13 @@ pub struct BenchArgs {
     /// Source addresses 127.0.0.x to spread connections over (0: enough for the count).
     #[arg(long, default_value_t = 0)]
     pub sources: usize,
+    /// After the window, seconds to keep every connection open and silent while the
+    /// server's CPU is sampled (its idle cost; needs --server-pid).
+    #[arg(long, value_name = "SECS", default_value = "0", value_parser = flags::seconds)]
+    pub idle: Duration,
+    /// Run as client K of N of a spread run (set by the parent process, not by hand).
+    #[arg(long, value_name = "K/N", hide = true, value_parser = client_part)]
+    pub client_part: Option<ClientPart>,
     /// Print the report as one line of JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -83,15 +100,67 @@ impl BenchArgs {
             sources: self.sources,
             server_pid: self.server_pid,
             cpus: self.cpus.as_ref().map(|list| list.0.clone()),
+            first_source: 1,
+            first_connection: 0,
+            idle: self.idle,
         }
     }
+}
+
+/// The value of the hidden `--client-part K/N`: client `index` (from 0) of `count`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientPart {
+    /// From 0.
+    pub index: usize,
+    /// How many clients the run has.
+    pub count: usize,
+}
+
+/// `--client-part K/N`: K from 1 to N.
+fn client_part(text: &str) -> Result<ClientPart, String> {
+    let bad = || format!("'{text}' is not K/N with 1 <= K <= N");
+    let (k, n) = text.split_once('/').ok_or_else(bad)?;
+    let (k, n): (usize, usize) = (
+        k.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if k == 0 || k > n {
+        return Err(bad());
+    }
+    Ok(ClientPart {
+        index: k - 1,
+        count: n,
+    })
 }
 
 /// Run `iomodels bench`: the report goes to stdout, progress to stderr; an unclean run is
 /// an error unless `--allow-errors`.
 pub fn run(args: BenchArgs) -> Result<()> {
     let config = args.config();
-    let report = measure(&config)?;
+    if let Some(part) = args.client_part {
+        return run_client(&config, part);
+    }
+    let count = match args.clients {
+        0 => spread::clients_needed(&config),
+        n => n,
+    };
+    let report = if count > 1 {
+        let program = std::env::current_exe().context("locating this program to spread the run")?;
+        let own_args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+        let command = |index: usize| {
+            let mut command = std::process::Command::new(&program);
+            command
+                .args(&own_args)
+                .arg("--client-part")
+                .arg(format!("{}/{count}", index + 1));
+            command
+        };
+        measure(&config, |progress| {
+            spread::run(&config, count, command, progress)
+        })?
+    } else {
+        measure(&config, |progress| iomodels_load::run(&config, progress))?
+    };
     let mut out = std::io::stdout().lock();
     if args.json {
         writeln!(out, "{}", serde_json::to_string(&report)?)
@@ -101,6 +170,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
     .and_then(|()| out.flush())
     .context("writing the report")?;
     check(&report, args.allow_errors)
+}
+
+/// Run as one client process of a spread run: the protocol on stdin and stdout.
+fn run_client(config: &BenchConfig, part: ClientPart) -> Result<()> {
+    let config = spread::part(config, part.index, part.count)?;
+    spread::run_client(&config, std::io::stdin().lock(), std::io::stdout().lock())?;
+    Ok(())
 }
 
 /// `Err` naming what went wrong, unless the run was clean or errors are allowed.
@@ -139,11 +215,14 @@ fn describe(p: &Progress) -> String {
 
 /// Run with a bar on a terminal (restarted at each phase, a summary line at the end), or
 /// a plain line about once a second and at each phase change.
-fn measure(config: &BenchConfig) -> Result<BenchReport> {
+fn measure(
+    config: &BenchConfig,
+    runner: impl FnOnce(&mut dyn FnMut(&Progress)) -> Result<BenchReport, iomodels_load::Error>,
+) -> Result<BenchReport> {
     let mut bar = Bar::new(1, "{prefix:>10} [{bar:30}] {elapsed_precise} {wide_msg}");
     let mut phase = None;
     let mut last = None;
-    let report = iomodels_load::run(config, |p| {
+    let report = runner(&mut |p: &Progress| {
         let changed = phase != Some(p.phase);
         phase = Some(p.phase);
         if let Bar::Bar(bar) = &bar {
