@@ -31,12 +31,18 @@ pub struct CompareArgs {
     /// Measured seconds per run [default: 5; --quick: 1].
     #[arg(long, value_name = "SECS", value_parser = flags::positive_seconds)]
     pub duration: Option<Duration>,
-    /// Highest connection count of the capacity ramp [default: 10000; --quick: 1000].
+    /// Highest connection count of the capacity ramp [default: 150000; --quick: 1000].
+    /// Past ~19,900 connections bench spreads over client processes.
     #[arg(long)]
     pub capacity_cap: Option<u64>,
-    /// Steps of the capacity ramp [default: 1000,2000,5000,10000 up to the cap, then the cap].
+    /// Steps of the capacity ramp [default: 1000,2000,5000,10000,20000,50000,100000,150000
+    /// up to the cap, then the cap].
     #[arg(long, value_delimiter = ',')]
     pub capacity_steps: Option<Vec<u64>>,
+    /// Seconds each capacity step keeps its connections open and silent after the window,
+    /// sampling the server's idle CPU [default: 2; --quick: 1; 0: no idle hold].
+    #[arg(long, value_name = "SECS", value_parser = flags::seconds)]
+    pub capacity_idle: Option<Duration>,
     /// Pin every server to these CPUs, like `0` or `0-1`.
     #[arg(long)]
     pub server_cpus: Option<String>,
@@ -97,6 +103,7 @@ impl From<CompareArgs> for CompareConfig {
             duration: args.duration.map(|d| d.as_secs_f64()),
             capacity_cap: args.capacity_cap,
             capacity_steps: args.capacity_steps,
+            capacity_idle: args.capacity_idle.map(|d| d.as_secs_f64()),
             server_cpus: args.server_cpus,
             client_cpus: args.client_cpus,
             workers: args.workers,

@@ -44,6 +44,43 @@ pub struct BenchResult {
     pub server: Option<ServerSample>,
     /// Which side's core was saturated: "client", "server" or "unknown".
     pub limit: String,
+    /// The server while every connection stayed open and silent after the window (`bench
+    /// --idle`, which each capacity step passes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle: Option<IdleSample>,
+    /// The client processes bench spread the run over (empty: one process).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clients: Vec<ClientSample>,
+}
+
+/// The server over bench's idle hold.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IdleSample {
+    /// Length of the hold.
+    pub secs: f64,
+    /// Connections held through it.
+    pub connections: u64,
+    /// The server's CPU time over the hold.
+    pub server_cpu_secs: f64,
+    /// `server_cpu_secs / secs`: cores the idle server kept busy.
+    pub server_cpu_per_sec: f64,
+}
+
+/// One client process of a spread bench run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClientSample {
+    /// Its place, from 0.
+    pub index: usize,
+    /// Its pid.
+    pub pid: u32,
+    /// The source addresses its connections came from.
+    pub sources: String,
+    /// Connections it was given.
+    pub connections_requested: u64,
+    /// Connections it held.
+    pub connections_held: u64,
+    /// Messages it echoed in the window.
+    pub messages: u64,
 }
 
 /// Latency percentiles in microseconds.

@@ -66,7 +66,70 @@ fn draw_echo(report: &Report, dir: &Path) -> Result<Vec<String>, Error> {
         Axis::Plain,
     )?;
     written.push("memory_per_connection.svg".to_string());
+
+    if report.settings.capacity_steps.len() > 1 {
+        line_chart(
+            &dir.join("capacity.svg"),
+            "capacity ramp: connections held at each step (the line ends where the ramp stopped)",
+            "connections held",
+            &capacity_series(report),
+            Axis::Rate,
+        )?;
+        written.push("capacity.svg".to_string());
+    }
+    let idle = idle_series(report);
+    if idle.iter().any(|(_, points)| !points.is_empty()) {
+        line_chart(
+            &dir.join("idle_cpu.svg"),
+            "idle cost: server CPU-s per second, connections open and silent",
+            "server CPU-s per second",
+            &idle,
+            Axis::Plain,
+        )?;
+        written.push("idle_cpu.svg".to_string());
+    }
     Ok(written)
+}
+
+/// Per target: (connections asked, connections held) at every capacity step that produced
+/// a result, so each line climbs to its server's ceiling and stops there.
+pub fn capacity_series(report: &Report) -> Vec<Series> {
+    report
+        .targets
+        .iter()
+        .map(|target| {
+            let mut points: Vec<(f64, f64)> = report
+                .rows_of(&target.name, Phase::Capacity)
+                .filter_map(|row| {
+                    let bench = row.bench.as_ref()?;
+                    Some((row.connections as f64, bench.connections_held as f64))
+                })
+                .collect();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            (target.name.clone(), points)
+        })
+        .collect()
+}
+
+/// Per target: (connections held, idle server CPU-s per second) at every capacity step
+/// with an idle hold.
+pub fn idle_series(report: &Report) -> Vec<Series> {
+    report
+        .targets
+        .iter()
+        .map(|target| {
+            let mut points: Vec<(f64, f64)> = report
+                .rows_of(&target.name, Phase::Capacity)
+                .filter_map(|row| {
+                    let idle = row.bench.as_ref()?.idle.as_ref()?;
+                    (idle.connections > 0)
+                        .then_some((idle.connections as f64, idle.server_cpu_per_sec))
+                })
+                .collect();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            (target.name.clone(), points)
+        })
+        .collect()
 }
 
 /// Per target: the matrix rows of one payload and pipeline depth that produced a result.

@@ -57,10 +57,13 @@ pub struct CompareConfig {
     pub warmup: Option<f64>,
     /// Measured seconds per run [default: 5; --quick: 1].
     pub duration: Option<f64>,
-    /// Highest connection count of the capacity ramp [default: 10000; --quick: 1000].
+    /// Highest connection count of the capacity ramp [default: 150000; --quick: 1000].
     pub capacity_cap: Option<u64>,
-    /// Steps of the capacity ramp [default: 1000,2000,5000,10000 up to the cap, then the cap].
+    /// Steps of the capacity ramp [default: [`CAPACITY_STEPS`] below the cap, then the cap].
     pub capacity_steps: Option<Vec<u64>>,
+    /// Seconds each capacity step holds its connections open and silent after the window,
+    /// sampling the server's idle CPU [default: 2; --quick: 1; 0: no idle hold].
+    pub capacity_idle: Option<f64>,
     /// Pin every server to these CPUs, like `0` or `0-1`.
     pub server_cpus: Option<String>,
     /// Pin the load generator to these CPUs (passed to bench as --cpus).
@@ -95,6 +98,14 @@ pub struct CompareConfig {
     /// 1000,2000,5000,10000; --quick: 500,1000].
     pub chat_rates: Option<Vec<u64>>,
 }
+
+/// The capacity ramp's steps up to the cap (default 150,000, the goal of issue 12). Past
+/// about 19,900 connections bench spreads itself over client processes; each server is
+/// ramped until a step fails, which for most is near 20,000, their own descriptor limit.
+pub const CAPACITY_STEPS: [u64; 8] = [1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000, 150_000];
+
+/// The capacity ramp's cap in a full run.
+pub const CAPACITY_CAP: u64 = 150_000;
 
 /// What a run will do, resolved from the flags.
 #[derive(Clone, Debug)]
@@ -162,21 +173,24 @@ impl Plan {
         }
         let cap = args
             .capacity_cap
-            .unwrap_or(if quick { 1000 } else { 10_000 });
+            .unwrap_or(if quick { 1000 } else { CAPACITY_CAP });
         let capacity_steps = match &args.capacity_steps {
             Some(steps) => list(&Some(steps.clone()), &[], &[], "capacity-steps")?,
             None if quick => vec![cap],
             None => {
-                let mut steps: Vec<u64> = [1000, 2000, 5000, 10_000]
-                    .into_iter()
-                    .filter(|&s| s < cap)
-                    .collect();
+                let mut steps: Vec<u64> = CAPACITY_STEPS.into_iter().filter(|&s| s < cap).collect();
                 steps.push(cap);
                 steps
             }
         };
         if cap == 0 {
             return Err(Error::InvalidArgs("--capacity-cap must be above 0".into()));
+        }
+        let capacity_idle_secs = args.capacity_idle.unwrap_or(if quick { 1.0 } else { 2.0 });
+        if !(0.0..=day).contains(&capacity_idle_secs) {
+            return Err(Error::InvalidArgs(
+                "--capacity-idle must be 0 to 86400 seconds".into(),
+            ));
         }
         let server_cpus = args
             .server_cpus
@@ -228,6 +242,7 @@ impl Plan {
                 warmup_secs,
                 duration_secs,
                 capacity_steps,
+                capacity_idle_secs,
                 server_cpus: args.server_cpus.clone(),
                 client_cpus: args.client_cpus.clone(),
                 model_workers,
@@ -572,9 +587,11 @@ fn server_command(
     }
 }
 
-/// The bench command against `addr`, sampling `server_pid`.
+/// The bench command against `addr`, sampling `server_pid`; a capacity step (`phase`) also
+/// holds its connections idle for [`Settings::capacity_idle_secs`].
 pub fn bench_args(
     settings: &Settings,
+    phase: Phase,
     addr: &str,
     connections: u64,
     payload: u64,
@@ -603,6 +620,9 @@ pub fn bench_args(
     }
     if let Some(threads) = settings.bench_threads {
         args.extend(["--threads".into(), threads.to_string()]);
+    }
+    if phase == Phase::Capacity && settings.capacity_idle_secs > 0.0 {
+        args.extend(["--idle".into(), settings.capacity_idle_secs.to_string()]);
     }
     args.push("--json".into());
     args
@@ -653,6 +673,7 @@ fn measure(
     row.baseline_rss_kib = server.baseline_rss_kib;
     let args = bench_args(
         &plan.settings,
+        phase,
         &addr_text,
         connections,
         payload,
@@ -662,7 +683,7 @@ fn measure(
     row.bench_command = Some(command_line(&binaries.iomodels, &args));
     let s = &plan.settings;
     let timeout = Duration::from_secs_f64(
-        s.warmup_secs + s.duration_secs + 60.0 + connections as f64 / 200.0,
+        s.warmup_secs + s.duration_secs + s.capacity_idle_secs + 60.0 + connections as f64 / 200.0,
     );
     match process::run_bench(&binaries.iomodels, &args, timeout) {
         Ok(bench) => row.bench = Some(bench),
@@ -733,17 +754,41 @@ mod tests {
         let s = &plan.settings;
         assert_eq!(s.connections, [1, 100, 1000, 10_000]);
         assert_eq!(s.pipelines, [1, 16]);
-        assert_eq!(s.capacity_steps, [1000, 2000, 5000, 10_000]);
-        assert_eq!(plan.runs_per_target(), 8 + 4);
+        assert_eq!(
+            s.capacity_steps,
+            [1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000, 150_000]
+        );
+        assert_eq!(s.capacity_idle_secs, 2.0);
+        assert_eq!(plan.runs_per_target(), 8 + 8);
 
         let capped = Plan::from_args(&CompareConfig {
             capacity_cap: Some(19_000),
+            capacity_idle: Some(0.0),
             ..args()
         })
         .unwrap();
         assert_eq!(
             capped.settings.capacity_steps,
             [1000, 2000, 5000, 10_000, 19_000]
+        );
+        let step = bench_args(
+            &capped.settings,
+            Phase::Capacity,
+            "127.0.0.1:9",
+            1000,
+            64,
+            1,
+            7,
+        );
+        assert!(!step.contains(&"--idle".to_string()), "{step:?}");
+        let between = Plan::from_args(&CompareConfig {
+            capacity_cap: Some(60_000),
+            ..args()
+        })
+        .unwrap();
+        assert_eq!(
+            between.settings.capacity_steps,
+            [1000, 2000, 5000, 10_000, 20_000, 50_000, 60_000]
         );
     }
 
@@ -766,11 +811,18 @@ mod tests {
         assert_eq!(s.peer_workers, 1);
         assert_eq!(plan.server_cpus, Some(vec![0]));
 
-        let bench = bench_args(s, "127.0.0.1:9", 100, 64, 16, 77);
+        let bench = bench_args(s, Phase::Matrix, "127.0.0.1:9", 100, 64, 16, 77);
         assert_eq!(
             bench.join(" "),
             "bench --addr 127.0.0.1:9 --connections 100 --payload 64 --pipeline 16 \
              --warmup 0.5 --duration 1 --server-pid 77 --cpus 1 --json"
+        );
+        // A capacity step holds its connections idle after the window.
+        let step = bench_args(s, Phase::Capacity, "127.0.0.1:9", 1000, 64, 1, 77);
+        assert_eq!(
+            step.join(" "),
+            "bench --addr 127.0.0.1:9 --connections 1000 --payload 64 --pipeline 1 \
+             --warmup 0.5 --duration 1 --server-pid 77 --cpus 1 --idle 1 --json"
         );
     }
 

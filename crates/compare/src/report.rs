@@ -120,6 +120,9 @@ pub struct Settings {
     pub duration_secs: f64,
     /// Connection counts of the capacity ramp.
     pub capacity_steps: Vec<u64>,
+    /// Seconds each capacity step held its connections idle after the window (0: none).
+    #[serde(default)]
+    pub capacity_idle_secs: f64,
     /// CPUs the servers were pinned to.
     pub server_cpus: Option<String>,
     /// CPUs the load generator was pinned to.
@@ -180,6 +183,11 @@ pub struct Capacity {
     pub failed: Option<(u64, Option<u64>, String)>,
     /// Whether the ramp reached its last step.
     pub reached_cap: bool,
+    /// The most connections held at any step, clean or not: where the server stops.
+    pub ceiling: Option<u64>,
+    /// The idle hold of the highest clean step that had one: (connections, server CPU-s
+    /// per second).
+    pub idle: Option<(u64, f64)>,
 }
 
 impl Report {
@@ -215,12 +223,20 @@ impl Report {
             held: None,
             failed: None,
             reached_cap: false,
+            ceiling: None,
+            idle: None,
         };
         for row in rows {
-            if row.clean().is_some() && row.server_note.is_none() {
+            if let Some(bench) = &row.bench {
+                capacity.ceiling = capacity.ceiling.max(Some(bench.connections_held));
+            }
+            if let Some(bench) = row.clean().filter(|_| row.server_note.is_none()) {
                 capacity.held = Some(row.connections);
                 capacity.reached_cap =
                     self.settings.capacity_steps.iter().max() == Some(&row.connections);
+                if let Some(idle) = &bench.idle {
+                    capacity.idle = Some((idle.connections, idle.server_cpu_per_sec));
+                }
             } else {
                 capacity.failed = Some((
                     row.connections,
@@ -519,15 +535,109 @@ impl Report {
         cell
     }
 
+    /// Why a target's ramp stopped, in a few words, from its first failed step: the
+    /// server's descriptor limit when it held all but a few descriptors of it, else what
+    /// bench or the server said.
+    pub fn stop_reason(&self, target: &str) -> Option<String> {
+        let row = self
+            .rows_of(target, Phase::Capacity)
+            .filter(|row| row.clean().is_none() || row.server_note.is_some())
+            .min_by_key(|row| row.connections)?;
+        let limit = self.machine.open_files_limit;
+        let held = row.bench.as_ref().map(|bench| bench.connections_held);
+        let why = match (held, limit) {
+            _ if target == "select" && self.machine.platform.is_none() => {
+                "FD_SETSIZE (1024)".to_string()
+            }
+            (Some(held), Some(limit))
+                if held < row.connections && held + DESCRIPTOR_SLACK >= limit && held <= limit =>
+            {
+                format!("the server's descriptor limit ({limit})")
+            }
+            _ if row.error.is_some() => "bench or the server failed".to_string(),
+            _ if row.server_note.is_some() => "the server did not survive the step".to_string(),
+            _ => match &row.bench {
+                Some(bench) if bench.errors.connect_failed > 0 => "connections refused".into(),
+                Some(bench) if bench.errors.connect_timeout > 0 => "connects timed out".into(),
+                Some(bench) if bench.errors.disconnected > 0 => "connections reset".into(),
+                Some(bench) if bench.errors.verify_failed > 0 => "wrong echoes".into(),
+                _ => "errors".into(),
+            },
+        };
+        Some(format!("{why}: {}", failure_reason(row)))
+    }
+
     fn write_capacity(&self, out: &mut String) {
         let _ = writeln!(out, "## Capacity\n");
+        let idle = self.settings.capacity_idle_secs;
         let _ = writeln!(
             out,
             "Each step starts a fresh server and holds that many ping-pong connections through a \
-             measured window; a step counts only when every connection was held with no connect \
-             failure, disconnect or wrong echo. The ramp ({}) stops at the first step that fails.\n",
-            join(&self.settings.capacity_steps)
+             measured window{}; a step counts only when every connection was held with no connect \
+             failure, disconnect or wrong echo. The ramp ({}) stops at the first step that fails; \
+             past about 19,900 connections the load is spread over client processes, each from \
+             source addresses of its own. \"ceiling\" is the most connections a server held at any \
+             step{}.\n",
+            if idle > 0.0 {
+                format!(
+                    ", then keeps them open and silent for {idle} s while the server's CPU time is \
+                     read (idle CPU-s/s: cores the idle server kept busy; /proc counts 10 ms ticks)"
+                )
+            } else {
+                String::new()
+            },
+            join(&self.settings.capacity_steps),
+            match self.machine.open_files_limit {
+                Some(limit) => format!(
+                    "; the open-file limit here is {limit} per process, so a server that keeps \
+                     one descriptor per connection stops just below it"
+                ),
+                None => String::new(),
+            }
         );
+        let _ = writeln!(
+            out,
+            "| server | ceiling | last clean step | stopped at | why | idle server CPU-s/s | memory per connection |\n\
+             |---|---:|---:|---:|---|---:|---:|"
+        );
+        for target in &self.targets {
+            let capacity = self.capacity(&target.name);
+            let ceiling = capacity.ceiling.map_or("—".to_string(), |c| c.to_string());
+            let clean = match capacity.held {
+                Some(held) if capacity.reached_cap => format!("{held} (cap)"),
+                Some(held) => held.to_string(),
+                None => "none".to_string(),
+            };
+            let stopped = capacity
+                .failed
+                .as_ref()
+                .map_or("—".to_string(), |(requested, _, _)| requested.to_string());
+            let why = match self.stop_reason(&target.name) {
+                Some(why) => truncate(&why, 160).replace('|', "/"),
+                None if capacity.reached_cap => "reached the cap".to_string(),
+                None => "—".to_string(),
+            };
+            let idle = capacity.idle.map_or("—".to_string(), |(connections, cpu)| {
+                format!("{cpu:.4} (at {connections})")
+            });
+            let memory = self
+                .rows_of(&target.name, Phase::Capacity)
+                .filter(|row| row.memory_per_connection_bytes().is_some())
+                .max_by_key(|row| row.bench.as_ref().map_or(0, |b| b.connections_held))
+                .map_or("—".to_string(), |row| {
+                    format!(
+                        "{} (at {})",
+                        format_bytes(row.memory_per_connection_bytes().unwrap_or(0.0)),
+                        row.bench.as_ref().map_or(0, |b| b.connections_held)
+                    )
+                });
+            let _ = writeln!(
+                out,
+                "| {} | {ceiling} | {clean} | {stopped} | {why} | {idle} | {memory} |",
+                target.name
+            );
+        }
+        out.push('\n');
         for target in &self.targets {
             let capacity = self.capacity(&target.name);
             let held = capacity
@@ -658,6 +768,11 @@ impl Report {
         let _ = writeln!(out, "```");
     }
 }
+
+/// Descriptors a server keeps besides its connections (listeners, its epoll or ring,
+/// wakers, stdio, a reserve): a step that held within this many of the open-file limit
+/// stopped at the limit.
+const DESCRIPTOR_SLACK: u64 = 64;
 
 /// Why a row is not a clean result, in one line.
 pub fn failure_reason(row: &Row) -> String {

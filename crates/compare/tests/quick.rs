@@ -109,6 +109,23 @@ fn quick_compare_writes_a_well_formed_report() {
             assert!(server.rss_kib > 0);
         }
         assert_eq!(report.capacity(name).held, Some(1000), "{name}");
+        // The step's idle hold: 1000 connections open and silent for 1 s, the server's CPU
+        // read over it (an idle server keeps well under half a core busy).
+        let step = report
+            .rows_of(name, Phase::Capacity)
+            .next()
+            .expect("a capacity step");
+        let idle = step
+            .bench
+            .as_ref()
+            .and_then(|bench| bench.idle.as_ref())
+            .unwrap_or_else(|| panic!("{name}: no idle hold in {step:?}"));
+        assert_eq!((idle.connections, idle.secs), (1000, 1.0), "{name}");
+        assert!(
+            (0.0..0.5).contains(&idle.server_cpu_per_sec),
+            "{name}: idle server CPU {} CPU-s/s",
+            idle.server_cpu_per_sec
+        );
     }
 
     let md = std::fs::read_to_string(out.path().join("compare.md")).expect("compare.md");
@@ -120,6 +137,11 @@ fn quick_compare_writes_a_well_formed_report() {
             .find(|line| line.starts_with(&format!("| {name} | 1000 (cap) |")))
             .unwrap_or_else(|| panic!("no summary line for {name} in\n{md}"));
         assert!(!line.contains("failed"), "{line}");
+        let capacity = format!("| {name} | 1000 | 1000 (cap) | — | reached the cap | 0.");
+        assert!(
+            md.lines().any(|line| line.starts_with(&capacity)),
+            "no capacity line {capacity} in\n{md}"
+        );
     }
     for chart in [
         "msgs_per_sec.svg",

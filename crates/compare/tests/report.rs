@@ -1,6 +1,6 @@
 //! The report writer on synthetic rows: the table, capacity, failures, JSON and charts.
 
-use iomodels_compare::bench::{BenchResult, Errors, Latency, ServerSample};
+use iomodels_compare::bench::{BenchResult, Errors, IdleSample, Latency, ServerSample};
 use iomodels_compare::chat::{BotsResult, ChatRow, ChatServer, ChatSettings, FanoutLatency};
 use iomodels_compare::machine::Machine;
 use iomodels_compare::report::{Kind, Phase, Row, Settings, TargetInfo};
@@ -47,6 +47,8 @@ fn bench(
             hwm_kib: rss_kib,
         }),
         limit: "server".into(),
+        idle: None,
+        clients: Vec::new(),
     }
 }
 
@@ -190,6 +192,7 @@ fn synthetic() -> Report {
             warmup_secs: 1.0,
             duration_secs: 2.0,
             capacity_steps: vec![1000, 2000, 10_000],
+            capacity_idle_secs: 2.0,
             server_cpus: Some("0".into()),
             client_cpus: Some("1".into()),
             model_workers: Some(1),
@@ -379,7 +382,8 @@ fn charts_are_svg_with_one_line_per_server() {
         [
             "msgs_per_sec.svg",
             "cpu_per_msg.svg",
-            "memory_per_connection.svg"
+            "memory_per_connection.svg",
+            "capacity.svg"
         ]
     );
     let svg = std::fs::read_to_string(dir.path().join("msgs_per_sec.svg")).unwrap();
@@ -606,4 +610,125 @@ fn chat_charts_have_a_line_per_chat_server() {
     // The median rounds: 4 ms at 1,000 (round 1), 40 ms at 5,000.
     assert_eq!(series[0].1, vec![(1000.0, 4000.0), (5000.0, 40_000.0)]);
     assert_eq!(series[1].1, vec![(1000.0, 7000.0), (5000.0, 90_000.0)]);
+}
+
+/// tokio-current ramped past 1000: clean at 2000 with an idle hold, then stopped at 20,000
+/// holding 19,990, ten short of the open-file limit of 20,000.
+fn ramped() -> Report {
+    let mut report = synthetic();
+    let mut clean = bench(2000, 2000, 200_000.0, 7000.0, 4.0, 9000);
+    clean.idle = Some(IdleSample {
+        secs: 2.0,
+        connections: 2000,
+        server_cpu_secs: 0.02,
+        server_cpu_per_sec: 0.01,
+    });
+    let mut stopped = bench(20_000, 19_990, 150_000.0, 90_000.0, 4.5, 90_000);
+    stopped.errors.connect_failed = 10;
+    report.rows.push(row(
+        "tokio-current",
+        Kind::Peer,
+        Phase::Capacity,
+        2000,
+        Some(clean),
+    ));
+    report.rows.push(row(
+        "tokio-current",
+        Kind::Peer,
+        Phase::Capacity,
+        20_000,
+        Some(stopped),
+    ));
+    report
+}
+
+/// The capacity table's line of one server.
+fn capacity_line(markdown: &str, name: &str) -> Vec<String> {
+    let start = markdown.find("## Capacity").expect("capacity section");
+    let line = markdown[start..]
+        .lines()
+        .find(|line| line.starts_with(&format!("| {name} |")))
+        .unwrap_or_else(|| panic!("no capacity line for {name}"));
+    cells(line).into_iter().map(String::from).collect()
+}
+
+#[test]
+fn the_capacity_table_shows_each_ceiling_why_it_stopped_and_the_idle_cost() {
+    let report = ramped();
+    let tokio = report.capacity("tokio-current");
+    assert_eq!(tokio.held, Some(2000));
+    assert_eq!(tokio.ceiling, Some(19_990));
+    assert_eq!(tokio.idle, Some((2000, 0.01)));
+    let md = report.markdown(&[]);
+    assert!(md.contains(
+        "| server | ceiling | last clean step | stopped at | why | idle server CPU-s/s | memory per connection |"
+    ));
+    let line = capacity_line(&md, "tokio-current");
+    assert_eq!(line[1], "19990");
+    assert_eq!(line[2], "2000");
+    assert_eq!(line[3], "20000");
+    assert!(
+        line[4].starts_with("the server's descriptor limit (20000): held 19990 of 20000"),
+        "{line:?}"
+    );
+    assert!(line[4].contains("10 connect failed"), "{line:?}");
+    assert_eq!(line[5], "0.0100 (at 2000)");
+    // (90,000 − 1000) KiB over 19,990 connections.
+    assert_eq!(line[6], "4.5 KiB (at 19990)");
+    assert!(md.contains("keeps them open and silent for 2 s"));
+
+    let select = capacity_line(&md, "select");
+    assert_eq!(&select[1..4], ["1019", "1000", "2000"]);
+    assert!(select[4].starts_with("FD_SETSIZE (1024): held 1019 of 2000"));
+    assert_eq!(select[5], "—");
+
+    let epoll = capacity_line(&md, "epoll");
+    assert_eq!(
+        &epoll[1..5],
+        ["10000", "10000 (cap)", "—", "reached the cap"]
+    );
+    // No capacity row at all: nothing to say.
+    let uring = capacity_line(&md, "uring");
+    assert_eq!(&uring[1..5], ["—", "none", "—", "—"]);
+
+    // A report from before the idle hold reads, with no idle column values.
+    let mut json: serde_json::Value =
+        serde_json::from_str(&serde_json::to_string(&report).unwrap()).unwrap();
+    json["settings"]
+        .as_object_mut()
+        .unwrap()
+        .remove("capacity_idle_secs");
+    let old: Report = serde_json::from_value(json).unwrap();
+    assert_eq!(old.settings.capacity_idle_secs, 0.0);
+}
+
+#[test]
+fn capacity_and_idle_charts_have_a_line_per_server() {
+    let report = ramped();
+    let series = charts::capacity_series(&report);
+    let tokio = &series
+        .iter()
+        .find(|(name, _)| name == "tokio-current")
+        .unwrap()
+        .1;
+    assert_eq!(
+        tokio,
+        &[(1000.0, 1000.0), (2000.0, 2000.0), (20_000.0, 19_990.0)]
+    );
+    let idle = charts::idle_series(&report);
+    let tokio = &idle
+        .iter()
+        .find(|(name, _)| name == "tokio-current")
+        .unwrap()
+        .1;
+    assert_eq!(tokio, &[(2000.0, 0.01)]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let written = charts::draw_all(&report, dir.path()).unwrap();
+    for chart in ["capacity.svg", "idle_cpu.svg"] {
+        assert!(written.contains(&chart.to_string()), "{written:?}");
+        let svg = std::fs::read_to_string(dir.path().join(chart)).unwrap();
+        assert!(svg.starts_with("<svg"), "{chart}");
+        assert!(svg.contains("\ntokio-current\n"), "{chart}");
+    }
 }
