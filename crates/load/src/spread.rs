@@ -657,3 +657,139 @@ impl<P: FnMut(&Progress)> crate::Follow for Following<'_, P> {
         self.clients.pump(until)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::latency_histogram;
+
+    fn config(connections: usize) -> BenchConfig {
+        let mut config = BenchConfig::new("127.0.0.1:7000".parse().unwrap());
+        config.connections = connections;
+        config
+    }
+
+    #[test]
+    fn parts_share_the_connections_and_rates_and_take_sources_of_their_own() {
+        let mut whole = config(1000);
+        whole.rate = Some(10_001);
+        whole.connect_rate = 30_000;
+        whole.server_pid = Some(42);
+        let parts: Vec<BenchConfig> = (0..3).map(|k| part(&whole, k, 3).unwrap()).collect();
+        assert_eq!(
+            parts.iter().map(|p| p.connections).collect::<Vec<_>>(),
+            [333, 333, 334]
+        );
+        assert_eq!(
+            parts.iter().map(|p| p.first_connection).collect::<Vec<_>>(),
+            [0, 333, 666]
+        );
+        assert_eq!(parts.iter().filter_map(|p| p.rate).sum::<u64>(), 10_001);
+        assert!(parts.iter().all(|p| p.connect_rate == 10_000));
+        assert!(parts.iter().all(|p| p.server_pid.is_none()));
+        assert_eq!(
+            parts.iter().map(sources_text).collect::<Vec<_>>(),
+            ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
+        );
+        for p in &parts {
+            p.validate().unwrap();
+        }
+
+        // Shares past what one address's ports take get two each, still disjoint.
+        let big = config(40_000);
+        let texts: Vec<String> = (0..2)
+            .map(|k| sources_text(&part(&big, k, 2).unwrap()))
+            .collect();
+        assert_eq!(texts, ["127.0.0.1-127.0.0.2", "127.0.0.3-127.0.0.4"]);
+    }
+
+    #[test]
+    fn impossible_parts_are_refused() {
+        let message = |result: Result<BenchConfig, Error>| result.unwrap_err().to_string();
+        assert!(message(part(&config(2), 0, 3)).contains("more client processes"));
+        assert!(message(part(&config(300), 0, 255)).contains("source addresses"));
+        let mut slow = config(300);
+        slow.rate = Some(2);
+        assert!(message(part(&slow, 0, 3)).contains("below one message"));
+        assert!(message(part(&config(300), 3, 3)).contains("out of range"));
+    }
+
+    #[test]
+    fn one_process_holds_up_to_the_ceiling() {
+        let ceiling = connection_ceiling(1) as usize;
+        assert_eq!(clients_needed(&config(ceiling)), 1);
+        assert_eq!(clients_needed(&config(ceiling + 1)), 2);
+        assert_eq!(
+            clients_needed(&config(150_000)),
+            150_000usize.div_ceil(ceiling)
+        );
+    }
+
+    fn partial(latencies: &[u64], held: usize, errors: u64) -> Partial {
+        let mut histogram = latency_histogram();
+        for &ns in latencies {
+            histogram.record(ns).unwrap();
+        }
+        Partial {
+            connections_requested: 100,
+            connections_held: held,
+            threads: 1,
+            messages: latencies.len() as u64,
+            bytes_out: 64 * latencies.len() as u64,
+            bytes_in: 64 * latencies.len() as u64,
+            errors: ErrorCounts {
+                disconnected: errors,
+                ..ErrorCounts::default()
+            },
+            cpu_secs: 0.25,
+            histogram,
+        }
+    }
+
+    #[test]
+    fn merged_partials_sum_and_keep_every_latency() {
+        let fast: Vec<u64> = (1..=900).map(|i| 10_000 + i).collect();
+        let slow: Vec<u64> = (1..=100).map(|i| 5_000_000 + i * 1000).collect();
+        let (a, b) = (partial(&fast, 100, 0), partial(&slow, 98, 2));
+        let mut merged = Partial::empty();
+        for p in [&a, &b] {
+            // Through the wire, as a parent gets them.
+            let line = serde_json::to_string(&Line::Done(p.clone())).unwrap();
+            let Line::Done(back) = serde_json::from_str(&line).unwrap() else {
+                panic!("not a done line: {line}");
+            };
+            assert_eq!(&back, p);
+            merged.merge(&back).unwrap();
+        }
+        assert_eq!(merged.messages, 1000);
+        assert_eq!(
+            (merged.connections_requested, merged.connections_held),
+            (200, 198)
+        );
+        assert_eq!(merged.bytes_in, 64_000);
+        assert_eq!(merged.errors.disconnected, 2);
+        assert_eq!(merged.threads, 2);
+        assert_eq!(merged.cpu_secs, 0.5);
+        let mut all = latency_histogram();
+        for &ns in fast.iter().chain(&slow) {
+            all.record(ns).unwrap();
+        }
+        assert_eq!(merged.histogram, all);
+        // The slow tenth is the p99 of the merge, not of either part.
+        let p99 = merged.histogram.value_at_quantile(0.99);
+        assert!(p99 > 5_000_000, "p99 {p99} ns");
+
+        let report = assemble(
+            &config(200),
+            2,
+            &merged,
+            &crate::Samples::default(),
+            Vec::new(),
+        );
+        assert_eq!(report.messages, 1000);
+        assert_eq!(report.connections_held, 198);
+        assert_eq!(report.latency_us.max, all.max() as f64 / 1000.0);
+        assert!(report.latency_us.p99 > 5000.0);
+        assert_eq!(report.problems().len(), 2, "{:?}", report.problems());
+    }
+}
