@@ -297,6 +297,9 @@ fn a_client_that_dies_fails_the_run_with_one_line_and_no_orphans() {
 fn clients_die_with_a_killed_parent() {
     let echo = Echo::start();
     let (mut bench, clients) = long_bench(echo.addr);
+    // Into the window, where a client only writes progress (whose failures it ignores) and
+    // nothing but the kernel's parent-death signal ends it before its 60 s.
+    thread::sleep(Duration::from_millis(1500));
     bench.0.kill().unwrap();
     bench.0.wait().unwrap();
     assert!(
