@@ -7,9 +7,10 @@ mod util;
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::thread;
+#[cfg(target_os = "linux")]
 use std::time::{Duration, Instant};
 use util::iomodels;
 
@@ -50,8 +51,10 @@ impl Echo {
 }
 
 /// Kills the child when dropped, so a failing test leaves nothing running.
-struct Running(Child);
+#[cfg(target_os = "linux")]
+struct Running(std::process::Child);
 
+#[cfg(target_os = "linux")]
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.0.kill();
