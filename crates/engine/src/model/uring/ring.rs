@@ -497,7 +497,9 @@ impl Ring {
             if pushed.is_ok() {
                 return Ok(user_data);
             }
-            // The queue is full: hand what is queued to the kernel, then retry.
+            // The queue is full: hand what is queued to the kernel, then retry (with the
+            // buffers recycled so far published, for the receives among the entries).
+            self.bufs.publish();
             if let Err(e) = self.uring.submit() {
                 if !is_transient(&e) {
                     self.ops.complete(user_data);

@@ -115,6 +115,10 @@ pub(super) enum Recv {
     Idle,
     /// Armed; this op.
     Armed(UserData),
+    /// Ended for lack of provided buffers (ENOBUFS): armed again at the start of the next
+    /// turn, once the buffers recycled in this one are published. Re-armed at once, it
+    /// would fail again at once, and a turn with thousands of them would never end.
+    Starved,
     /// A cancel is on its way; its final completion is still to come.
     Cancelling,
 }
@@ -160,6 +164,8 @@ pub(super) struct Worker<H: Handler> {
     pub(super) batch: Vec<cqueue::Entry>,
     /// Cancels whose submission failed, to try again (see [`Worker::cancel`]).
     pub(super) cancels: Vec<(Option<u32>, Target)>,
+    /// Connections whose receive ended with ENOBUFS this turn ([`Recv::Starved`]).
+    pub(super) starved: Vec<u32>,
     pub(super) now: Instant,
     pub(super) timers: Timers,
     pub(super) exiting: bool,
@@ -213,6 +219,7 @@ impl<H: Handler> Worker<H> {
             spare: Vec::new(),
             batch: Vec::with_capacity(BATCH),
             cancels: Vec::new(),
+            starved: Vec::new(),
             now,
             timers: Timers::new(core.config.idle_timeout, now),
             exiting: false,
@@ -231,6 +238,7 @@ impl<H: Handler> Worker<H> {
         loop {
             self.retry_cancels();
             self.retry_closes();
+            self.rearm_starved();
             let timeout = self.timeout();
             if let Err(e) = self.ring.wait(timeout) {
                 self.abort_all(CloseReason::Error);
@@ -466,10 +474,42 @@ impl<H: Handler> Worker<H> {
         self.flush(slot);
     }
 
+    /// Arm again the receives that ran out of buffers last turn (see [`Recv::Starved`]):
+    /// called before the wait, which publishes the recycled buffers first.
+    fn rearm_starved(&mut self) {
+        for slot in std::mem::take(&mut self.starved) {
+            let Some(entry) = self.conns.get_mut(slot as usize) else {
+                continue;
+            };
+            if entry.recv != Recv::Starved {
+                continue;
+            }
+            entry.recv = Recv::Idle;
+            if entry.conn.is_some() {
+                self.flush(slot);
+            } else if entry.linger.is_some() {
+                self.arm_linger_recv(slot);
+            } else {
+                self.release_if_done(slot);
+            }
+        }
+    }
+
     pub(super) fn on_recv(&mut self, slot: u32, result: i32, flags: u32, done: bool) {
+        if result <= 0 {
+            // A completion without data that carries a buffer anyway (the kernel picked
+            // one before it saw the end of stream) must give it back: a buffer kept is
+            // one fewer for every later receive.
+            if let Some(filled) = self.ring.bufs.filled(flags, 0) {
+                self.ring.bufs.recycle(filled);
+            }
+        }
         let now = self.timers.stamp(self.now);
         let Some(entry) = self.conns.get_mut(slot as usize) else {
             tracing::warn!(slot, "receive completion for a free slot");
+            if let Some(filled) = self.ring.bufs.filled(flags, result.max(0)) {
+                self.ring.bufs.recycle(filled);
+            }
             return;
         };
         if done {
@@ -502,7 +542,12 @@ impl<H: Handler> Worker<H> {
         } else {
             match -result {
                 // Out of provided buffers: the data stays in the socket; the receive is
-                // re-armed below once buffers were recycled this turn.
+                // armed again next turn, after the buffers recycled in this one are
+                // published (`Recv::Starved`).
+                libc::ENOBUFS if done => {
+                    entry.recv = Recv::Starved;
+                    self.starved.push(slot);
+                }
                 libc::ENOBUFS | libc::ECANCELED | libc::EINTR | libc::EAGAIN => {}
                 errno => {
                     let err = io::Error::from_raw_os_error(errno);
