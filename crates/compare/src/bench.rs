@@ -136,13 +136,7 @@ pub struct ServerSample {
 impl BenchResult {
     /// Parse bench's stdout: the last line that holds a JSON object.
     pub fn from_stdout(stdout: &str) -> Result<Self, serde_json::Error> {
-        let line = stdout
-            .lines()
-            .rev()
-            .map(str::trim)
-            .find(|line| line.starts_with('{'))
-            .unwrap_or("");
-        serde_json::from_str(line)
+        serde_json::from_str(crate::process::last_json_line(stdout))
     }
 
     /// Every requested connection held, at least one message, and no failure of any kind.

@@ -164,13 +164,7 @@ pub struct BotsResult {
 impl BotsResult {
     /// Parse chat-bots' stdout: the last line that holds a JSON object.
     pub fn from_stdout(stdout: &str) -> Result<Self, serde_json::Error> {
-        let line = stdout
-            .lines()
-            .rev()
-            .map(str::trim)
-            .find(|line| line.starts_with('{'))
-            .unwrap_or("");
-        serde_json::from_str(line)
+        serde_json::from_str(process::last_json_line(stdout))
     }
 
     /// Every bot connected, at least one notify, and nothing lost, duplicated, reordered,

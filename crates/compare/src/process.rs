@@ -96,6 +96,16 @@ pub enum RunError {
     Wait(#[source] io::Error),
 }
 
+/// The last line of `stdout` that holds a JSON object (a load process's report), or "".
+pub fn last_json_line(stdout: &str) -> &str {
+    stdout
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|line| line.starts_with('{'))
+        .unwrap_or("")
+}
+
 /// Quote a command line for display, as a shell would need it.
 pub fn command_line(program: &Path, args: &[String]) -> String {
     std::iter::once(program.display().to_string())
