@@ -496,18 +496,16 @@ impl<H: Handler> Worker<H> {
     }
 
     pub(super) fn on_recv(&mut self, slot: u32, result: i32, flags: u32, done: bool) {
-        if result <= 0 {
-            // A completion without data that carries a buffer anyway (the kernel picked
-            // one before it saw the end of stream) must give it back: a buffer kept is
-            // one fewer for every later receive.
-            if let Some(filled) = self.ring.bufs.filled(flags, 0) {
-                self.ring.bufs.recycle(filled);
-            }
-        }
+        // The buffer the completion carries, if any, goes back to the ring exactly once:
+        // after its bytes were delivered, or at once if there are none to deliver (a
+        // completion without data may carry one: the kernel picked it before it saw the end
+        // of stream). A buffer kept is one fewer for every later receive; one given back
+        // twice could be handed to two receives at once.
+        let filled = self.ring.bufs.filled(flags, result.max(0));
         let now = self.timers.stamp(self.now);
         let Some(entry) = self.conns.get_mut(slot as usize) else {
             tracing::warn!(slot, "receive completion for a free slot");
-            if let Some(filled) = self.ring.bufs.filled(flags, result.max(0)) {
+            if let Some(filled) = filled {
                 self.ring.bufs.recycle(filled);
             }
             return;
@@ -515,9 +513,16 @@ impl<H: Handler> Worker<H> {
         if done {
             entry.recv = Recv::Idle;
         }
+        let filled = match filled {
+            Some(filled) if result <= 0 => {
+                self.ring.bufs.recycle(filled);
+                None
+            }
+            filled => filled,
+        };
         let mut close = None;
         if result > 0 {
-            match self.ring.bufs.filled(flags, result) {
+            match filled {
                 Some(filled) => {
                     if let Some(conn) = entry.conn.as_mut() {
                         self.counters.received(result as usize);
