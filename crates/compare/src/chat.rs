@@ -335,57 +335,38 @@ fn server_command(
     server: ChatServer,
     addr: &str,
 ) -> (PathBuf, Vec<String>) {
+    // What every chat server is told alike: where to listen, and the world's size.
     let rooms = chat.rooms.to_string();
     let room_size = chat.room_size.to_string();
     let users = chat.bots.to_string();
+    let world = [
+        "--addr",
+        addr,
+        "--rooms",
+        &rooms,
+        "--room-capacity",
+        &room_size,
+        "--max-users",
+        &users,
+    ];
+    let strings = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
     match server {
         ChatServer::Model(model) => {
-            let mut args: Vec<String> = [
-                "chat-server",
-                "--model",
-                model.name(),
-                "--addr",
-                addr,
-                "--mode",
-                "logic",
-                "--rooms",
-                &rooms,
-                "--room-capacity",
-                &room_size,
-                "--max-users",
-                &users,
-                "--max-anonymous",
-                &users,
-                "--chat-limit",
-                "off",
-            ]
-            .into_iter()
-            .map(String::from)
-            .collect();
+            let mut args = strings(&["chat-server", "--model", model.name(), "--mode", "logic"]);
+            args.extend(strings(&world));
+            args.extend(strings(&["--max-anonymous", &users, "--chat-limit", "off"]));
             if let (Some(workers), true) = (plan.settings.model_workers, model.has_workers()) {
                 args.extend(["--workers".to_string(), workers.to_string()]);
             }
             (binaries.iomodels.clone(), args)
         }
         ChatServer::TokioChat => {
-            let workers = plan.settings.peer_workers.to_string();
-            let args = [
-                "--server",
-                "tokio-chat",
-                "--addr",
-                addr,
-                "--rooms",
-                &rooms,
-                "--room-capacity",
-                &room_size,
-                "--max-users",
-                &users,
-                "--workers",
-                &workers,
-            ]
-            .into_iter()
-            .map(String::from)
-            .collect();
+            let mut args = strings(&["--server", "tokio-chat"]);
+            args.extend(strings(&world));
+            args.extend([
+                "--workers".to_string(),
+                plan.settings.peer_workers.to_string(),
+            ]);
             let program = binaries
                 .peers
                 .clone()
