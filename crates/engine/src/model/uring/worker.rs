@@ -75,8 +75,6 @@ pub(super) struct Table {
     pub(super) accepts: Vec<UserData>,
     /// Whether this ring always accepts, or only while the primaries are full.
     primary: bool,
-    /// A primary whose table is full says so here (counted once).
-    counted_full: bool,
     spill: Arc<Spill>,
 }
 
@@ -91,14 +89,14 @@ impl Table {
     /// A slot was filled (`true`) or emptied: a primary tells the spill rings when
     /// its table is full and when it is not any more.
     pub(super) fn used_changed(&mut self, filled: bool) {
+        let was_full = self.used >= self.capacity;
         if filled {
             self.used += 1;
         } else {
             self.used = self.used.saturating_sub(1);
         }
         let full = self.used >= self.capacity;
-        if self.primary && full != self.counted_full {
-            self.counted_full = full;
+        if self.primary && full != was_full {
             if full {
                 self.spill.primary_filled();
             } else {
@@ -208,7 +206,6 @@ impl<H: Handler> Worker<H> {
                 used: 0,
                 accepts: Vec::with_capacity(ACCEPT_DEPTH),
                 primary: ring.primary,
-                counted_full: false,
                 spill: ring.spill,
             }),
             closes: Vec::new(),
