@@ -19,7 +19,7 @@ pub struct ServeArgs {
     #[arg(long)]
     workers: Option<usize>,
     /// Sessions open at once; connections past it are refused.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = iomodels_engine::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
     /// Close a session silent for this many seconds (0: never).
     #[arg(long, value_name = "SECS", default_value = "0", value_parser = flags::idle_timeout)]

@@ -1,7 +1,7 @@
 //! The chat matrix: chat fan-out under a swept offered rate, the same bot swarm against
 //! every chat server (issue 12, "Broadcast under load").
 //!
-//! For each server (`iomodels chat-server --model M --mode logic`, or `iomodels-peers
+//! For each server (`iomodels chat-server --model M --mode io`, or `iomodels-peers
 //! --server tokio-chat`) and each offered rate, a fresh server is started (pinned like the
 //! echo servers) and `iomodels chat-bots --scenario room-chat --json` runs against it
 //! (pinned to the load generator's CPUs): `bots` bots in rooms of [`ROOM_SIZE`], each
@@ -29,7 +29,8 @@ pub const BOTS_LIMIT: f64 = 0.8;
 /// A chat server under test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChatServer {
-    /// `iomodels chat-server --model M --mode logic`.
+    /// `iomodels chat-server --model M --mode io`: the game state under one mutex on the
+    /// I/O threads, as the tokio peer keeps its world (a task per connection, one mutex).
     Model(Model),
     /// `iomodels-peers --server tokio-chat`.
     TokioChat,
@@ -352,7 +353,7 @@ fn server_command(
     let strings = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
     match server {
         ChatServer::Model(model) => {
-            let mut args = strings(&["chat-server", "--model", model.name(), "--mode", "logic"]);
+            let mut args = strings(&["chat-server", "--model", model.name(), "--mode", "io"]);
             args.extend(strings(&world));
             args.extend(strings(&["--max-anonymous", &users, "--chat-limit", "off"]));
             if let (Some(workers), true) = (plan.settings.model_workers, model.has_workers()) {
@@ -504,7 +505,7 @@ pub(crate) fn write_markdown(report: &Report, out: &mut String) {
         out,
         "The same swarm against every chat server: {} bots in {} rooms of {}, `chat-bots \
          --scenario room-chat`, chatting {} s per run, each run against a fresh server \
-         (ours: `chat-server --mode logic --chat-limit off`), the bots {bots_cpus}. \
+         (ours: `chat-server --mode io --chat-limit off`, the game state under one mutex on the I/O threads as the peer keeps it), the bots {bots_cpus}. \
          Offered chats/s is bots × each bot's rate; achieved is chats sent / the chatting \
          window; notifies/s is the chats' notifies received / the window; server CPU is the \
          server process's user + system time from the swarm's start to its end (logins, \

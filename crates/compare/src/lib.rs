@@ -568,6 +568,13 @@ fn server_command(
             if let (Some(workers), true) = (s.model_workers, model.has_workers()) {
                 args.extend(["--workers".to_string(), workers.to_string()]);
             }
+            // The ramp may go past the engine's default limit: a model whose only ceiling
+            // would be that setting (uring, with direct descriptors) is let up to the top
+            // step, so the ramp finds where the model itself stops.
+            let top = s.capacity_steps.iter().copied().max().unwrap_or(0);
+            if top > iomodels_engine::DEFAULT_MAX_CONNECTIONS as u64 {
+                args.extend(["--max-connections".to_string(), top.to_string()]);
+            }
             (binaries.iomodels.clone(), args)
         }
         Target::Peer(peer) => {
@@ -789,6 +796,25 @@ mod tests {
         assert_eq!(
             between.settings.capacity_steps,
             [1000, 2000, 5000, 10_000, 20_000, 50_000, 60_000]
+        );
+
+        // Past the engine's default limit, our servers are let up to the top step.
+        let binaries = Binaries {
+            iomodels: "iomodels".into(),
+            peers: Some("iomodels-peers".into()),
+        };
+        let uring = Target::Model(iomodels_engine::Model::Uring);
+        let (_, full_args) = server_command(&binaries, &plan, uring, "127.0.0.1:9");
+        let limit = full_args.iter().position(|a| a == "--max-connections");
+        assert_eq!(
+            limit.map(|i| full_args[i + 1].as_str()),
+            Some("150000"),
+            "{full_args:?}"
+        );
+        let (_, capped_args) = server_command(&binaries, &capped, uring, "127.0.0.1:9");
+        assert!(
+            !capped_args.contains(&"--max-connections".to_string()),
+            "{capped_args:?}"
         );
     }
 

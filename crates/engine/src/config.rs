@@ -234,6 +234,9 @@ impl FromStr for Model {
     }
 }
 
+/// [`Config::max_connections`] unless set otherwise.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
+
 /// How a server runs. Start from [`Config::new`] and change what differs.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -372,7 +375,7 @@ impl Config {
             model,
             addr,
             workers: None,
-            max_connections: 100_000,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout: None,
             send_queue_limit: 1024 * 1024,
             input_limit: 1024 * 1024,

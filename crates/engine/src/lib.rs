@@ -45,7 +45,10 @@ pub mod echo;
 
 pub use chunks::SharedMessage;
 pub use close::CloseReason;
-pub use config::{Config, Model, UnknownDescriptors, UnknownModel, UringDescriptors, UringSetup};
+pub use config::{
+    Config, Model, UnknownDescriptors, UnknownModel, UringDescriptors, UringSetup,
+    DEFAULT_MAX_CONNECTIONS,
+};
 pub use error::Error;
 pub use handler::Handler;
 #[cfg(target_os = "linux")]

@@ -140,8 +140,6 @@ macro_rules! on_sock {
 pub(super) enum Target {
     /// One op.
     Op(UserData),
-    /// Every op on a socket.
-    Sock(Sock),
     /// Every op of the ring.
     Any,
 }
@@ -313,10 +311,6 @@ impl Op {
             Op::Close { index } => opcode::Close::new(Fixed(*index)).build(),
             Op::Cancel { target, .. } => match *target {
                 Target::Op(user_data) => opcode::AsyncCancel::new(user_data).build(),
-                Target::Sock(sock) => on_sock!(sock, |s| opcode::AsyncCancel2::new(
-                    CancelBuilder::fd(s).all()
-                )
-                .build()),
                 Target::Any => opcode::AsyncCancel2::new(CancelBuilder::any()).build(),
             },
             Op::Wake { fd, value } => opcode::Read::new(Fd(*fd), value.get().cast(), 8).build(),

@@ -128,8 +128,8 @@ pub(super) struct Connection<S> {
     /// The session; `None` once closed (the slot waits for its ops, or its linger).
     pub(super) conn: Option<Conn<S>>,
     pub(super) recv: Recv,
-    /// A send is in flight (at most one).
-    pub(super) sending: bool,
+    /// The send in flight (at most one).
+    pub(super) send: Option<UserData>,
     /// What the connection policy keeps: FIN seen, back-pressure, closing.
     pub(super) flow: Flow,
     /// For the idle timeout.
@@ -461,7 +461,7 @@ impl<H: Handler> Worker<H> {
                 socket,
                 conn: Some(conn),
                 recv: Recv::Idle,
-                sending: false,
+                send: None,
                 flow: Flow::default(),
                 activity: Activity::new(self.timers.stamp(self.now)),
                 linger: None,
@@ -580,7 +580,7 @@ impl<H: Handler> Worker<H> {
             tracing::warn!(slot, "send completion for a free slot");
             return;
         };
-        entry.sending = false;
+        entry.send = None;
         let Some(conn) = entry.conn.as_ref() else {
             // Closed meanwhile: the bytes are dropped (the outbox is closed already).
             self.recycle_send(buf);
