@@ -600,6 +600,12 @@ impl ChatServer {
         self.engine().config()
     }
 
+    /// The engine's uring rings on direct descriptors, if it runs on them (see
+    /// [`Server::direct_rings`]).
+    pub fn direct_rings(&self) -> Option<iomodels_engine::DirectRings> {
+        self.engine().direct_rings()
+    }
+
     /// A handle for stopping the server or reading its counters from another thread.
     pub fn handle(&self) -> ChatServerHandle {
         ChatServerHandle {

@@ -173,9 +173,10 @@ pub fn run_server(args: ChatServerArgs) -> Result<()> {
             return Err(e.into());
         }
     };
+    let threads = crate::threads_text(server.config(), server.direct_rings(), descriptors);
     eprintln!(
-        "iomodels: chat server on {} ({} model, {} mode, {} rooms of {}, up to {descriptors} \
-         descriptors){joined}{}; Ctrl-C stops it",
+        "iomodels: chat server on {} ({} model, {} mode, {} rooms of {}, {threads}){joined}{}; \
+         Ctrl-C stops it",
         server.local_addr(),
         args.model,
         args.mode,

@@ -153,6 +153,43 @@ fn raise_open_file_limit() -> u64 {
     iomodels_sys::raise_open_file_limit()
 }
 
+/// The servers' banners on their threads and how many connections they can hold: "1
+/// worker, up to 20000 descriptors", or for uring on direct descriptors "8 rings (1
+/// worker, 7 accepting only once it is full) of 18814 direct descriptors each".
+fn threads_text(
+    config: &iomodels_engine::Config,
+    direct: Option<iomodels_engine::DirectRings>,
+    descriptors: u64,
+) -> String {
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    if let Some(direct) = direct {
+        let extra = direct.rings - direct.workers;
+        let spill = match extra {
+            0 => String::new(),
+            n => format!(", {n} accepting only once the worker{} full", {
+                if direct.workers == 1 {
+                    " is"
+                } else {
+                    "s are"
+                }
+            }),
+        };
+        return format!(
+            "{} ring{} ({} worker{}{spill}) of {} direct descriptors each",
+            direct.rings,
+            plural(direct.rings),
+            direct.workers,
+            plural(direct.workers),
+            direct.slots
+        );
+    }
+    let threads = match config.worker_count() {
+        _ if !config.model.has_workers() => "two threads per connection".to_string(),
+        n => format!("{n} worker{}", plural(n)),
+    };
+    format!("{threads}, up to {descriptors} descriptors")
+}
+
 fn print_models() {
     use iomodels_engine::Model;
     println!(

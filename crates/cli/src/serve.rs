@@ -29,8 +29,9 @@ pub struct ServeArgs {
     send_queue_limit: usize,
     /// For --model uring: accept into io_uring direct descriptors, which do not count
     /// against the open-file limit (auto: when the kernel can; direct: or fail; normal:
-    /// never). With direct descriptors and no --workers, as many rings (worker threads)
-    /// start as --max-connections needs at the soft open-file limit per ring.
+    /// never). With direct descriptors, a ring per worker, and more rings (threads that
+    /// accept only once the workers' tables are full) if --max-connections needs them at
+    /// the soft open-file limit per ring.
     #[arg(long, value_name = "KIND", default_value = "auto")]
     uring_descriptors: UringDescriptors,
     /// Serve Prometheus metrics at http://ADDR/metrics (off unless given).
@@ -66,14 +67,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
             return Err(e.into());
         }
     };
-    let threads = match server.config().worker_count() {
-        _ if !model.has_workers() => "two threads per connection".to_string(),
-        1 => "1 worker".to_string(),
-        n => format!("{n} workers"),
-    };
+    let threads = crate::threads_text(server.config(), server.direct_rings(), descriptors);
     // Compare reads the address after "echo server on".
     eprintln!(
-        "iomodels: {model} echo server on {} ({threads}, up to {descriptors} descriptors){}",
+        "iomodels: {model} echo server on {} ({threads}){}",
         server.local_addr(),
         crate::metrics::banner(exporter.as_ref())
     );

@@ -155,7 +155,7 @@ fn holds_several_times_its_descriptor_limit() {
 #[test]
 fn a_full_table_keeps_the_rest_waiting() {
     raise_own_limit();
-    let Some(server) = serve(&["--workers", "1"]) else {
+    let Some(server) = serve(&["--workers", "1", "--max-connections", &LIMIT.to_string()]) else {
         return;
     };
     const SLOTS: usize = LIMIT as usize;

@@ -234,6 +234,19 @@ impl FromStr for Model {
     }
 }
 
+/// The rings a uring server runs on direct descriptors (see [`UringDescriptors`]), as
+/// [`crate::Server::direct_rings`] reports them once it started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DirectRings {
+    /// Rings in all, each on a thread of its own.
+    pub rings: usize,
+    /// The rings that always accept: one per worker. The others accept only while every
+    /// one of these is full.
+    pub workers: usize,
+    /// Slots of each ring's table: the connections it can hold.
+    pub slots: u32,
+}
+
 /// [`Config::max_connections`] unless set otherwise.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 100_000;
 
@@ -291,11 +304,12 @@ pub struct Config {
 /// the process's descriptor table, so it does not count against `RLIMIT_NOFILE`: the
 /// kernel caps each ring's table at the soft limit, but the tables of several rings add
 /// up, so one process can hold several times the limit in connections. With direct
-/// descriptors and [`Config::workers`] unset, the model starts as many rings (each on a
-/// worker thread of its own) as [`Config::max_connections`] needs at the soft limit per
-/// ring, at least one per core and at most 64; with `workers` set, exactly that many,
-/// and the connections they can hold are capped by their tables: connections past that
-/// wait in the listen backlog until a slot frees (never accepted and dropped).
+/// descriptors the model starts a ring per worker ([`Config::worker_count`]), and more
+/// rings (each on a thread of its own, at most 64 in all) when [`Config::max_connections`]
+/// needs more slots than the workers' tables hold at the soft limit: those extra rings
+/// accept only while every worker's table is full, so below that they cost nothing. The
+/// connections the tables can hold are the cap: connections past it wait in the listen
+/// backlog until a slot frees (never accepted and dropped).
 ///
 /// What a direct descriptor lacks: it has no number in the process's table, so every
 /// call on it goes through the ring: `IORING_OP_SHUTDOWN`, `IORING_OP_CLOSE`, `SO_LINGER`

@@ -46,7 +46,7 @@ pub mod echo;
 pub use chunks::SharedMessage;
 pub use close::CloseReason;
 pub use config::{
-    Config, Model, UnknownDescriptors, UnknownModel, UringDescriptors, UringSetup,
+    Config, DirectRings, Model, UnknownDescriptors, UnknownModel, UringDescriptors, UringSetup,
     DEFAULT_MAX_CONNECTIONS,
 };
 pub use error::Error;

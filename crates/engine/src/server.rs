@@ -1,7 +1,7 @@
 //! Starting, watching and stopping a server: the top of the crate, where the configured
 //! model's driver is picked and started on the shared runtime.
 
-use crate::config::{Config, Model};
+use crate::config::{Config, DirectRings, Model};
 use crate::error::Error;
 use crate::handler::Handler;
 use crate::model::{blocking, polling, reactor};
@@ -117,6 +117,12 @@ impl<H: Handler> Server<H> {
     /// The configuration in force.
     pub fn config(&self) -> &Config {
         &self.core.config
+    }
+
+    /// The rings of a uring server that accepts into direct descriptors; `None` for
+    /// every other server.
+    pub fn direct_rings(&self) -> Option<DirectRings> {
+        self.core.direct_rings.get().copied()
     }
 
     /// A handle for stopping the server from another thread.

@@ -14,13 +14,13 @@ pub(crate) mod policy;
 pub(crate) mod slab;
 pub(crate) mod timers;
 
-use crate::config::{Config, Model};
+use crate::config::{Config, DirectRings, Model};
 use crate::error::Error;
 use crate::handler::Handler;
 use crate::stats::CounterSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
 /// Something a driver thread waits on that another thread can interrupt.
@@ -38,6 +38,8 @@ pub(crate) struct Core<H> {
     active: AtomicUsize,
     shutdown: AtomicBool,
     wakers: Mutex<Vec<Arc<dyn Wake>>>,
+    /// The uring driver's rings, when it runs on direct descriptors.
+    pub(crate) direct_rings: OnceLock<DirectRings>,
 }
 
 impl<H: Handler> Core<H> {
@@ -50,6 +52,7 @@ impl<H: Handler> Core<H> {
             active: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
             wakers: Mutex::new(Vec::new()),
+            direct_rings: OnceLock::new(),
         }
     }
 

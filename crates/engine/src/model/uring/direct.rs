@@ -116,18 +116,14 @@ pub(super) struct Plan {
 }
 
 /// The rings and slots `config` needs when each table may hold at most `soft_limit`
-/// slots: with `workers` unset, enough rings for `max_connections` (at least the default
-/// worker count, at most [`MAX_RINGS`]); with `workers` set, that many.
+/// slots: a ring per worker ([`Config::worker_count`]: those are the primaries, see
+/// [`Spill`]), and more rings if `max_connections` needs them, at most [`MAX_RINGS`] (or
+/// the worker count, if that is more).
 pub(super) fn plan(config: &Config, soft_limit: u64) -> Plan {
     let per_ring = soft_limit.clamp(1, u32::MAX as u64) as usize;
     let max = config.max_connections.max(1);
-    let rings = match config.workers {
-        Some(workers) => workers.max(1),
-        None => config
-            .worker_count()
-            .max(max.div_ceil(per_ring))
-            .min(MAX_RINGS),
-    };
+    let workers = config.worker_count();
+    let rings = workers.max(max.div_ceil(per_ring).min(MAX_RINGS));
     let share = max.div_ceil(rings).saturating_add(HEADROOM);
     Plan {
         rings,
@@ -263,7 +259,7 @@ mod tests {
     }
 
     #[test]
-    fn rings_grow_with_max_connections_unless_workers_are_set() {
+    fn rings_grow_with_max_connections_past_the_workers() {
         let cores = Model::Uring.default_workers();
         let plan = plan(&config(150_000, None), 20_000);
         assert_eq!(plan.rings, 8.max(cores));
@@ -273,14 +269,20 @@ mod tests {
         let plan = plan_of(10, None, 20_000);
         assert_eq!(plan.rings, cores);
         assert_eq!(plan.slots as usize, 10usize.div_ceil(cores) + HEADROOM);
-        // Workers set: exactly that many, capped by the limit.
+        // One worker: one ring while its table holds the connections...
         assert_eq!(
-            plan_of(100_000, Some(1), 256),
+            plan_of(256, Some(1), 256),
             Plan {
                 rings: 1,
                 slots: 256
             }
         );
+        // ... and as many more as the connections need past it (they spill).
+        let plan = plan_of(150_000, Some(1), 20_000);
+        assert_eq!(plan.rings, 8);
+        assert!(plan.slots as usize * plan.rings >= 150_000);
+        // More workers than the connections need: a ring each.
+        assert_eq!(plan_of(10, Some(3), 20_000).rings, 3);
         // Never more than MAX_RINGS on its own.
         assert_eq!(plan_of(usize::MAX, None, 256).rings, MAX_RINGS);
     }

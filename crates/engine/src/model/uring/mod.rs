@@ -125,6 +125,11 @@ pub(crate) fn start<H: Handler>(core: &Arc<Core<H>>) -> Result<crate::runtime::S
         // descriptor gets it without a setsockopt of its own.
         let _ = socket2::SockRef::from(&*listener).set_nodelay(true);
         let spill = Arc::new(direct::Spill::new(config.worker_count().min(plan.rings)));
+        let _ = core.direct_rings.set(crate::config::DirectRings {
+            rings: plan.rings,
+            workers: config.worker_count().min(plan.rings),
+            slots: plan.slots,
+        });
         let workers = (0..plan.rings)
             .map(|index| {
                 let ring = direct::DirectRing {
