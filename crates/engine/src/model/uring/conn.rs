@@ -3,7 +3,7 @@
 //! orderly close), cancel what is in flight on it and free its slot once nothing is; and
 //! the worker's own ops (accept, wake-up) and its final drain.
 
-use super::ring::{Look, Op, PeerAddr, SendBuf, Sock, Target};
+use super::ring::{Look, Op, Ops, PeerAddr, SendBuf, Sock, Target};
 use super::worker::{Connection, Recv, Socket, Worker, EXIT_DRAIN, SPARE_BUFS};
 use super::MODEL;
 use crate::close::CloseReason;
@@ -14,6 +14,7 @@ use crate::session::CloseRequest;
 use crate::sys;
 use std::cell::UnsafeCell;
 use std::io;
+use std::num::NonZeroU64;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
@@ -80,9 +81,9 @@ impl<H: Handler> Worker<H> {
                     self.close(slot, CloseReason::Error, Closing::Abortive);
                 }
             }
-            (false, Recv::Armed(user_data)) => {
+            (false, Recv::Armed) => {
                 entry.recv = Recv::Cancelling;
-                self.cancel(Some(slot), Target::Op(user_data));
+                self.cancel(Some(slot), Target::Op(Ops::recv_data(slot)));
             }
             _ => {}
         }
@@ -93,7 +94,7 @@ impl<H: Handler> Worker<H> {
         match self.ring.submit(Op::Send { slot, sock, buf }) {
             Ok(op) => {
                 if let Some(entry) = self.conns.get_mut(slot as usize) {
-                    entry.send = Some(op);
+                    entry.send = NonZeroU64::new(op);
                 }
             }
             Err(e) => {
@@ -185,7 +186,8 @@ impl<H: Handler> Worker<H> {
             return Ok(());
         };
         let sock = entry.socket.sock();
-        entry.recv = Recv::Armed(self.ring.submit(Op::Recv { slot, sock })?);
+        self.ring.submit(Op::Recv { slot, sock })?;
+        entry.recv = Recv::Armed;
         Ok(())
     }
 
@@ -220,14 +222,11 @@ impl<H: Handler> Worker<H> {
         let Some(entry) = self.conns.get_mut(slot as usize) else {
             return;
         };
-        let recv = match entry.recv {
-            Recv::Armed(op) => {
-                entry.recv = Recv::Cancelling;
-                Some(op)
-            }
-            _ => None,
-        };
-        let send = entry.send;
+        let recv = (entry.recv == Recv::Armed).then(|| {
+            entry.recv = Recv::Cancelling;
+            Ops::recv_data(slot)
+        });
+        let send = entry.send.map(NonZeroU64::get);
         for op in [recv, send].into_iter().flatten() {
             self.cancel(Some(slot), Target::Op(op));
         }

@@ -201,7 +201,8 @@ pub(super) enum Op {
         listener: RawFd,
         peer: Box<PeerAddr>,
     },
-    /// Multishot receive into the provided-buffer ring.
+    /// Multishot receive into the provided-buffer ring. It owns no memory, so the table
+    /// keeps nothing of it (see [`Ops::recv_slot`]).
     Recv { slot: u32, sock: Sock },
     /// A send of an owned buffer (at most one per connection).
     Send {
@@ -238,7 +239,6 @@ pub(super) enum Op {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Kind {
     Accept,
-    Recv { slot: u32 },
     Other,
 }
 
@@ -261,7 +261,6 @@ impl Op {
     fn kind(&self) -> Kind {
         match *self {
             Op::Accept { .. } => Kind::Accept,
-            Op::Recv { slot, .. } => Kind::Recv { slot },
             _ => Kind::Other,
         }
     }
@@ -337,6 +336,9 @@ struct Slot {
     op: Option<Op>,
 }
 
+/// The user data of a receive: its connection's slot with this bit set.
+const RECV: UserData = 1 << 63;
+
 impl Ops {
     fn insert(&mut self, op: Op) -> UserData {
         self.live += 1;
@@ -346,6 +348,10 @@ impl Ops {
                 self.per_conn.resize(conn + 1, 0);
             }
             self.per_conn[conn] += 1;
+        }
+        if let Op::Recv { slot, .. } = op {
+            // Nothing to keep: counted, and named by its slot.
+            return Ops::recv_data(slot);
         }
         let index = match self.free.pop() {
             Some(index) => index,
@@ -363,6 +369,20 @@ impl Ops {
         (slot.generation as u64) << 32 | index as u64
     }
 
+    /// The connection slot of a receive's completion; `None` for every other op.
+    ///
+    /// A receive owns no memory (the kernel picks a provided buffer), and a connection's
+    /// slot is freed only once no op on it is in flight, so the slot alone names the one
+    /// receive it may have: the table keeps no entry for it (40 bytes a connection).
+    pub(super) fn recv_slot(user_data: UserData) -> Option<u32> {
+        (user_data & RECV != 0).then_some(user_data as u32)
+    }
+
+    /// The user data of the receive on connection slot `conn`.
+    pub(super) fn recv_data(conn: u32) -> UserData {
+        RECV | conn as UserData
+    }
+
     fn slot(&self, user_data: UserData) -> Option<&Slot> {
         let slot = self.slots.get((user_data & u32::MAX as u64) as usize)?;
         (slot.generation == (user_data >> 32) as u32).then_some(slot)
@@ -373,8 +393,14 @@ impl Ops {
         self.slot(user_data)?.op.as_ref().map(Op::kind)
     }
 
-    /// The op's final completion arrived: the kernel is done with it; take it back.
+    /// The op's final completion arrived: the kernel is done with it; take it back (a
+    /// receive is only uncounted: the table holds nothing of it, and this returns `None`).
     pub(super) fn complete(&mut self, user_data: UserData) -> Option<Op> {
+        if let Some(conn) = Ops::recv_slot(user_data) {
+            self.live -= 1;
+            self.per_conn[conn as usize] -= 1;
+            return None;
+        }
         self.slot(user_data)?;
         let index = (user_data & u32::MAX as u64) as u32;
         let op = self.slots[index as usize].op.take()?;
@@ -473,15 +499,16 @@ impl Ring {
     /// Store `op` in the table and queue its entry; it reaches the kernel with the next
     /// [`Ring::wait`] (or earlier, when the submission queue is full).
     pub(super) fn submit(&mut self, op: Op) -> io::Result<UserData> {
+        // The entry points into heap memory the op owns (behind its boxes and vectors),
+        // which stays where it is when the op moves into the table.
+        let entry = op.entry();
         let user_data = self.ops.insert(op);
-        let entry = match self.ops.slot(user_data).and_then(|s| s.op.as_ref()) {
-            Some(op) => op.entry().user_data(user_data),
-            None => unreachable!("an op just inserted is in the table"),
-        };
+        let entry = entry.user_data(user_data);
         for _ in 0..2 {
             // SAFETY: the memory `entry` points to (a send's bytes, or its message header and
             // the vector it names; the wake-up counter, an accept's address buffer, a socket
-            // option's value) is heap memory owned by the op now stored in `self.ops`, which
+            // option's value; a receive points to none) is heap memory owned by the op now
+            // stored in `self.ops`, which
             // keeps it until the op's final completion is processed (`Ops::complete`) or the
             // ring is dropped after the io_uring (field order). The sockets it names stay open
             // until the last op on them completed: the worker closes a connection's socket
