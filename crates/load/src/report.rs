@@ -15,7 +15,9 @@ pub struct BenchReport {
     pub addr: SocketAddr,
     /// Connections asked for.
     pub connections_requested: usize,
-    /// Connections open at the end of the measured window.
+    /// Connections open at the end of the measured window and, in a closed loop, answered
+    /// at least once (a connection left in a full server's listen backlog looks open but is
+    /// never served).
     pub connections_held: usize,
     /// Bytes per message.
     pub payload: usize,
@@ -111,7 +113,7 @@ pub struct ClientReport {
     pub sources: String,
     /// Connections it was given.
     pub connections_requested: usize,
-    /// Connections it held when the window closed.
+    /// Connections it held when the window closed (as [`BenchReport::connections_held`]).
     pub connections_held: usize,
     /// Messages it echoed and verified within the window.
     pub messages: u64,

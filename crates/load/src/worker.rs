@@ -243,7 +243,7 @@ impl Worker {
                 release,
             } => {
                 let cpu = self.traffic(self.ns(start), self.ns(measure), self.ns(end));
-                let held = self.open;
+                let held = self.held();
                 // The idle hold: nothing sent, nothing read, every socket kept open.
                 std::thread::sleep(release.saturating_duration_since(Instant::now()));
                 Some(self.finish(cpu, held))
@@ -660,6 +660,18 @@ impl Worker {
                 self.bytes_out += n;
             }
         }
+    }
+
+    /// The connections held when the window closed: open, and, in a closed loop (where
+    /// every connection sends from the start), answered at least once. A server at its
+    /// descriptor limit may leave connections in its listen backlog, never accepted: the
+    /// kernel completed their handshake, so they look open, but they are not served.
+    fn held(&self) -> usize {
+        let closed_loop = self.config.rate.is_none();
+        self.conns
+            .iter()
+            .filter(|c| c.socket.is_some() && (!closed_loop || c.received > 0))
+            .count()
     }
 
     /// Close everything and hand over the measurements, with `held`, what was still open
