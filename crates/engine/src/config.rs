@@ -127,7 +127,7 @@ impl Model {
             #[cfg(target_os = "linux")]
             Model::Epoll => "edge-triggered epoll, one instance and one SO_REUSEPORT listener per worker",
             #[cfg(target_os = "linux")]
-            Model::Uring => "io_uring: multishot accept and receive, provided-buffer ring, owned sends, one ring per worker",
+            Model::Uring => "io_uring: accepts into direct descriptors, multishot receive, provided-buffer ring, owned sends; a ring per worker, more past the descriptor limit",
             #[cfg(windows)]
             Model::Blocking => "blocking recv/send, one reader and one writer thread per connection",
             #[cfg(windows)]
