@@ -799,23 +799,26 @@ mod tests {
         );
 
         // Past the engine's default limit, our servers are let up to the top step.
-        let binaries = Binaries {
-            iomodels: "iomodels".into(),
-            peers: Some("iomodels-peers".into()),
-        };
-        let uring = Target::Model(iomodels_engine::Model::Uring);
-        let (_, full_args) = server_command(&binaries, &plan, uring, "127.0.0.1:9");
-        let limit = full_args.iter().position(|a| a == "--max-connections");
-        assert_eq!(
-            limit.map(|i| full_args[i + 1].as_str()),
-            Some("150000"),
-            "{full_args:?}"
-        );
-        let (_, capped_args) = server_command(&binaries, &capped, uring, "127.0.0.1:9");
-        assert!(
-            !capped_args.contains(&"--max-connections".to_string()),
-            "{capped_args:?}"
-        );
+        #[cfg(target_os = "linux")]
+        {
+            let binaries = Binaries {
+                iomodels: "iomodels".into(),
+                peers: Some("iomodels-peers".into()),
+            };
+            let uring = Target::Model(iomodels_engine::Model::Uring);
+            let (_, full_args) = server_command(&binaries, &plan, uring, "127.0.0.1:9");
+            let limit = full_args.iter().position(|a| a == "--max-connections");
+            assert_eq!(
+                limit.map(|i| full_args[i + 1].as_str()),
+                Some("150000"),
+                "{full_args:?}"
+            );
+            let (_, capped_args) = server_command(&binaries, &capped, uring, "127.0.0.1:9");
+            assert!(
+                !capped_args.contains(&"--max-connections".to_string()),
+                "{capped_args:?}"
+            );
+        }
     }
 
     #[test]
