@@ -91,45 +91,46 @@ fn draw_echo(report: &Report, dir: &Path) -> Result<Vec<String>, Error> {
     Ok(written)
 }
 
-/// Per target: (connections asked, connections held) at every capacity step that produced
-/// a result, so each line climbs to its server's ceiling and stops there.
-pub fn capacity_series(report: &Report) -> Vec<Series> {
+/// One series per target, in the report's order: the points `points` finds for the
+/// target's name, sorted by x.
+fn per_target(report: &Report, points: impl Fn(&str) -> Vec<(f64, f64)>) -> Vec<Series> {
     report
         .targets
         .iter()
         .map(|target| {
-            let mut points: Vec<(f64, f64)> = report
-                .rows_of(&target.name, Phase::Capacity)
-                .filter_map(|row| {
-                    let bench = row.bench.as_ref()?;
-                    Some((row.connections as f64, bench.connections_held as f64))
-                })
-                .collect();
-            points.sort_by(|a, b| a.0.total_cmp(&b.0));
-            (target.name.clone(), points)
+            let mut line = points(&target.name);
+            line.sort_by(|a, b| a.0.total_cmp(&b.0));
+            (target.name.clone(), line)
         })
         .collect()
+}
+
+/// Per target: (connections asked, connections held) at every capacity step that produced
+/// a result, so each line climbs to its server's ceiling and stops there.
+pub fn capacity_series(report: &Report) -> Vec<Series> {
+    per_target(report, |name| {
+        report
+            .rows_of(name, Phase::Capacity)
+            .filter_map(|row| {
+                let bench = row.bench.as_ref()?;
+                Some((row.connections as f64, bench.connections_held as f64))
+            })
+            .collect()
+    })
 }
 
 /// Per target: (connections held, idle server CPU-s per second) at every capacity step
 /// with an idle hold.
 pub fn idle_series(report: &Report) -> Vec<Series> {
-    report
-        .targets
-        .iter()
-        .map(|target| {
-            let mut points: Vec<(f64, f64)> = report
-                .rows_of(&target.name, Phase::Capacity)
-                .filter_map(|row| {
-                    let idle = row.bench.as_ref()?.idle.as_ref()?;
-                    (idle.connections > 0)
-                        .then_some((idle.connections as f64, idle.server_cpu_per_sec))
-                })
-                .collect();
-            points.sort_by(|a, b| a.0.total_cmp(&b.0));
-            (target.name.clone(), points)
-        })
-        .collect()
+    per_target(report, |name| {
+        report
+            .rows_of(name, Phase::Capacity)
+            .filter_map(|row| {
+                let idle = row.bench.as_ref()?.idle.as_ref()?;
+                (idle.connections > 0).then_some((idle.connections as f64, idle.server_cpu_per_sec))
+            })
+            .collect()
+    })
 }
 
 /// Per target: the matrix rows of one payload and pipeline depth that produced a result.
@@ -139,46 +140,36 @@ pub fn matrix_series(
     pipeline: u64,
     value: impl Fn(&crate::BenchResult) -> Option<f64>,
 ) -> Vec<Series> {
-    report
-        .targets
-        .iter()
-        .map(|target| {
-            let mut points: Vec<(f64, f64)> = report
-                .rows_of(&target.name, Phase::Matrix)
-                .filter(|row| row.payload == payload && row.pipeline == pipeline)
-                .filter_map(|row| {
-                    let bench = row.bench.as_ref()?;
-                    Some((row.connections as f64, value(bench)?))
-                })
-                .collect();
-            points.sort_by(|a, b| a.0.total_cmp(&b.0));
-            (target.name.clone(), points)
-        })
-        .collect()
+    per_target(report, |name| {
+        report
+            .rows_of(name, Phase::Matrix)
+            .filter(|row| row.payload == payload && row.pipeline == pipeline)
+            .filter_map(|row| {
+                let bench = row.bench.as_ref()?;
+                Some((row.connections as f64, value(bench)?))
+            })
+            .collect()
+    })
 }
 
 /// Per target: memory per connection in KiB at every count of 100 or more (any phase,
 /// ping-pong), one point per count.
 pub fn memory_series(report: &Report) -> Vec<Series> {
-    report
-        .targets
-        .iter()
-        .map(|target| {
-            let mut points: Vec<(f64, f64)> = report
-                .rows
-                .iter()
-                .filter(|row| row.target == target.name && row.pipeline <= 1)
-                .filter_map(|row| {
-                    let held = row.bench.as_ref()?.connections_held;
-                    (held >= 100)
-                        .then_some((held as f64, row.memory_per_connection_bytes()? / 1024.0))
-                })
-                .collect();
-            points.sort_by(|a, b| a.0.total_cmp(&b.0));
-            points.dedup_by(|a, b| a.0 == b.0);
-            (target.name.clone(), points)
-        })
-        .collect()
+    let mut series = per_target(report, |name| {
+        report
+            .rows
+            .iter()
+            .filter(|row| row.target == name && row.pipeline <= 1)
+            .filter_map(|row| {
+                let held = row.bench.as_ref()?.connections_held;
+                (held >= 100).then_some((held as f64, row.memory_per_connection_bytes()? / 1024.0))
+            })
+            .collect()
+    });
+    for (_, points) in &mut series {
+        points.dedup_by(|a, b| a.0 == b.0);
+    }
+    series
 }
 
 /// How the y axis labels its values.
