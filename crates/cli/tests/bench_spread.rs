@@ -215,10 +215,11 @@ fn all_gone(pids: &[u32]) -> bool {
     false
 }
 
-/// Start a long three-client bench against `addr` and wait until its three clients run.
+/// A three-client bench of 30 connections against `addr`, measuring for `duration`
+/// seconds, with its output piped.
 #[cfg(target_os = "linux")]
-fn long_bench(addr: SocketAddr) -> (Running, Vec<u32>) {
-    let child = iomodels()
+fn three_client_bench(addr: SocketAddr, duration: &str) -> std::process::Child {
+    iomodels()
         .args([
             "bench",
             "--addr",
@@ -230,13 +231,19 @@ fn long_bench(addr: SocketAddr) -> (Running, Vec<u32>) {
             "--warmup",
             "0",
             "--duration",
-            "60",
+            duration,
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Start a long three-client bench against `addr` and wait until its three clients run.
+#[cfg(target_os = "linux")]
+fn long_bench(addr: SocketAddr) -> (Running, Vec<u32>) {
+    let child = three_client_bench(addr, "60");
     let parent = child.id();
     let running = Running(child);
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -319,25 +326,7 @@ fn an_unreachable_target_is_one_line_and_exit_one() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let child = iomodels()
-        .args([
-            "bench",
-            "--addr",
-            &addr.to_string(),
-            "--connections",
-            "30",
-            "--clients",
-            "3",
-            "--warmup",
-            "0",
-            "--duration",
-            "0.5",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = three_client_bench(addr, "0.5");
     let parent = child.id();
     let mut bench = Running(child);
     let mut seen = Vec::new();
